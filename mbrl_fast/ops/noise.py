@@ -1,0 +1,168 @@
+"""Counter-based random numbers: Philox-4x32-10, identical on every backend.
+
+A stream is keyed by ``(seed, offset)`` (two unsigned 64-bit integers). Element
+``i`` of a stream is component ``i % 4`` of the Philox-4x32-10 block computed on
+counter ``(i // 4 low32, i // 4 high32, offset low32, offset high32)`` with key
+``(seed low32, seed high32)``. From the uint32 ``x``:
+
+* ``uniform``: ``((x >> 8) + 0.5) * 2**-24``, in (0, 1) and exact in float32;
+* ``normal``: Box-Muller in float64 on the pairs of components (0, 1) and (2, 3)
+  of a block, ``r = sqrt(-2 log u_a)``, ``theta = 2 pi u_b``; even components take
+  ``r cos(theta)``, odd ones ``r sin(theta)``; rounded to float32 once;
+* ``randint(high)``: ``(x * high) >> 32``, in [0, high).
+
+The same (seed, offset) therefore gives the same samples on the reference, the
+C++ CPU kernels (csrc/include/philox.h), Triton and CUDA: uint32 and uniform
+streams bit for bit, normals to float rounding of libm's log/cos/sin in double.
+Ops that consume noise document which offsets they use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from mbrl_fast import backends
+
+_M0, _M1 = 0xD2511F53, 0xCD9E8D57
+_W0, _W1 = 0x9E3779B9, 0xBB67AE85
+_MASK32 = 0xFFFFFFFF
+_U64 = 1 << 64
+
+
+def _check_key(seed: int, offset: int) -> None:
+    for name, value in (("seed", seed), ("offset", offset)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if not 0 <= value < _U64:
+            raise ValueError(f"{name} must be in [0, 2**64), got {value}")
+
+
+def _numel(shape: Sequence[int]) -> int:
+    shape = tuple(int(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"shape must be non-negative, got {shape}")
+    return math.prod(shape)
+
+
+def _mulhilo32(m: int, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # 32x32 -> 64-bit product in int64 without overflow: split c into 16-bit halves.
+    a = m * (c & 0xFFFF)  # < 2**48
+    b = m * (c >> 16)  # < 2**48
+    lo = (((b & 0xFFFF) << 16) + a) & _MASK32
+    hi = (b + (a >> 16)) >> 16
+    return hi, lo
+
+
+def philox4x32_10(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
+    """Philox-4x32-10 on int64 counters [n, 4] (values < 2**32) -> [n, 4] uint32 as int64."""
+    c0, c1, c2, c3 = (counters[:, j].clone() for j in range(4))
+    k0, k1 = key
+    for _ in range(10):
+        hi0, lo0 = _mulhilo32(_M0, c0)
+        hi1, lo1 = _mulhilo32(_M1, c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = (k0 + _W0) & _MASK32
+        k1 = (k1 + _W1) & _MASK32
+    return torch.stack([c0, c1, c2, c3], dim=1)
+
+
+def _blocks(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
+    """[ceil(n/4), 4] int64 uint32 values of stream (seed, offset)."""
+    nblocks = (n + 3) // 4
+    block = torch.arange(nblocks, dtype=torch.int64, device=device)
+    counters = torch.stack(
+        [
+            block & _MASK32,
+            block >> 32,
+            torch.full_like(block, offset & _MASK32),
+            torch.full_like(block, offset >> 32),
+        ],
+        dim=1,
+    )
+    return philox4x32_10(counters, (seed & _MASK32, seed >> 32))
+
+
+def _uint32_to_uniform(x: torch.Tensor) -> torch.Tensor:
+    return ((x >> 8).to(torch.float32) + 0.5) * 2.0**-24
+
+
+# ---- references --------------------------------------------------------------
+
+
+def _uint32_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
+    return _blocks(n, seed, offset, device).reshape(-1)[:n]
+
+
+def _uniform_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
+    return _uint32_to_uniform(_uint32_reference(n, seed, offset, device))
+
+
+def _normal_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
+    x = _blocks(n, seed, offset, device).to(torch.float64)
+    u = ((torch.floor(x / 256.0)) + 0.5) * 2.0**-24  # (x >> 8) exactly, in float64
+    r = torch.sqrt(-2.0 * torch.log(u[:, 0::2]))  # [nb, 2]: pairs (0,1) and (2,3)
+    theta = 2.0 * math.pi * u[:, 1::2]
+    out = torch.stack([r[:, 0] * torch.cos(theta[:, 0]), r[:, 0] * torch.sin(theta[:, 0]),
+                       r[:, 1] * torch.cos(theta[:, 1]), r[:, 1] * torch.sin(theta[:, 1])], dim=1)
+    return out.to(torch.float32).reshape(-1)[:n]
+
+
+# ---- public ops ----------------------------------------------------------------
+
+
+def _dispatch(kind: str, shape, seed, offset, device, backend) -> torch.Tensor:
+    _check_key(seed, offset)
+    n = _numel(shape)
+    device = torch.device(device)
+    name = backends.select(backend, device, ("cpu", "cuda", "triton"), f"noise.{kind}")
+    if name == "reference" or n == 0:
+        fn = {"uint32": _uint32_reference, "uniform": _uniform_reference,
+              "normal": _normal_reference}[kind]
+        return fn(n, seed, offset, device).reshape(tuple(shape))
+    if name == "cpu":
+        dtype = torch.int32 if kind == "uint32" else torch.float32
+        out = torch.empty(n, dtype=dtype)
+        getattr(backends.cpu_module(), f"philox_{kind}")(out.data_ptr(), n, seed, offset)
+        if kind == "uint32":
+            out = out.to(torch.int64) & _MASK32
+        return out.reshape(tuple(shape))
+    if name == "triton":
+        from mbrl_fast.ops._triton import noise as triton_noise
+
+        return triton_noise.fill(kind, n, seed, offset, device).reshape(tuple(shape))
+    out = torch.empty(n, dtype=torch.int32 if kind == "uint32" else torch.float32, device=device)
+    stream = torch.cuda.current_stream(device).cuda_stream
+    getattr(backends.cuda_module(), f"philox_{kind}")(out.data_ptr(), n, seed, offset, stream)
+    if kind == "uint32":
+        out = out.to(torch.int64) & _MASK32
+    return out.reshape(tuple(shape))
+
+
+def philox_uint32(shape: Sequence[int], seed: int, offset: int = 0, *, device="cpu",
+                  backend: str = "auto") -> torch.Tensor:
+    """Raw uint32 values of stream (seed, offset) as int64 tensor of ``shape``."""
+    return _dispatch("uint32", shape, seed, offset, device, backend)
+
+
+def uniform(shape: Sequence[int], seed: int, offset: int = 0, *, device="cpu",
+            backend: str = "auto") -> torch.Tensor:
+    """float32 uniforms in (0, 1) of stream (seed, offset), ``shape``."""
+    return _dispatch("uniform", shape, seed, offset, device, backend)
+
+
+def normal(shape: Sequence[int], seed: int, offset: int = 0, *, device="cpu",
+           backend: str = "auto") -> torch.Tensor:
+    """float32 standard normals of stream (seed, offset), ``shape``."""
+    return _dispatch("normal", shape, seed, offset, device, backend)
+
+
+def randint(shape: Sequence[int], high: int, seed: int, offset: int = 0, *, device="cpu",
+            backend: str = "auto") -> torch.Tensor:
+    """int64 integers in [0, high) of stream (seed, offset): ``(x * high) >> 32``."""
+    if not isinstance(high, int) or not 1 <= high <= 2**31:
+        raise ValueError(f"high must be an int in [1, 2**31], got {high!r}")
+    x = philox_uint32(shape, seed, offset, device=device, backend=backend)
+    return (x * high) >> 32

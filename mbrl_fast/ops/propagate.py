@@ -1,0 +1,295 @@
+"""Particle propagation through a probabilistic ensemble for a whole horizon, in one call.
+
+For N start states s_0[n] [D], P action sequences a[n, p] [H, A] each, and K
+particles per sequence, every particle (n, p, k) is rolled out for t = 0..H-1::
+
+    z      = concat(s_t, a_t)                                   [D + A]
+    mu, lv = ensemble_mlp(z) of member e_t (Gaussian head)       [D_out] each
+    delta  = mu + exp(lv / 2) * eps[n, p, k, t]                 (no eps in "expectation")
+    s_{t+1} = s_t + delta[:D]                                   (delta-state targets)
+    r_t    = reward(s_t, a_t, s_{t+1})   or delta[D] with reward="model"
+
+D_out is D (dynamics only) or D + 1 (a learned reward head as the last output).
+
+Propagation modes (Chua et al. 2018), with ``members`` the usable member indices
+(default: all E; e.g. the elites) and E' = len(members):
+  ``ts1``          e_t = members[randint(E')] re-drawn every step, per particle
+  ``tsinf``        e   = members[randint(E')] drawn once per particle, fixed over the horizon
+  ``expectation``  delta = mean over members of mu (no sampling)
+  ``fixed``        e = ``member`` (an index into the full ensemble) for every particle
+
+Random numbers (ops/noise.py), so every backend draws the same samples:
+  eps      normal(seed, offset)     [N, P, K, H, D_out]
+  members  randint(seed, offset+1)  [N, P, K, H] for ts1, [N, P, K] for tsinf
+  policy   normal(seed, offset+2)   [N, P, K, H, A]   (only with a policy in the loop)
+A call uses the offsets [offset, offset + 3); callers advance ``offset`` by
+``OFFSETS_PER_CALL``.
+
+Policy in the loop (MBPO branched rollouts): with ``policy`` (an MLPParams with
+one member and a Gaussian head over A outputs) and ``actions=None``, actions are
+``a_t = tanh(mu_pi + exp(lv_pi / 2) * eps_pi)`` of the current state; pass the
+horizon as ``horizon``. The returned ``actions`` then hold what was taken.
+
+Returns ``PropagateResult``:
+  states  [N, P, K, H + 1, D]  (s_0 .. s_H; when ``return_states``)
+  rewards [N, P, K, H]         (when a reward is given and ``return_states``)
+  returns [N, P]               mean over the K particles of sum_t r_t (when a reward is given)
+  actions [N, P, K, H, A]      only with a policy in the loop
+
+A non-finite state raises FloatingPointError naming the step, member and sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from mbrl_fast import backends
+from mbrl_fast.ops import noise, rewards
+from mbrl_fast.ops.ensemble_mlp import MLPParams, check_params, ensemble_mlp_reference
+
+MODES = ("ts1", "tsinf", "expectation", "fixed")
+MODE_IDS = {name: i for i, name in enumerate(MODES)}  # shared with csrc
+OFFSETS_PER_CALL = 3
+
+
+@dataclass
+class PropagateResult:
+    states: torch.Tensor | None  # [N, P, K, H + 1, D]
+    rewards: torch.Tensor | None  # [N, P, K, H]
+    returns: torch.Tensor | None  # [N, P]
+    actions: torch.Tensor | None = None  # [N, P, K, H, A] (policy in the loop only)
+
+
+@dataclass(frozen=True)
+class PropagateSpec:
+    """The validated arguments of one propagate call (what every backend receives)."""
+
+    n: int
+    p: int
+    k: int
+    h: int
+    d: int
+    a: int
+    d_out: int
+    mode: str
+    member: int
+    members: torch.Tensor  # [E'] int64
+    seed: int
+    offset: int
+    reward: object  # None | "model" | rewards.Reward
+    return_states: bool
+
+
+def _bad(name: str, expected: str, got) -> ValueError:
+    return ValueError(f"propagate: {name} must be {expected}, got {got}")
+
+
+def check_args(params, obs, actions, particles, mode, member, members, seed, offset, reward,
+               return_states, policy=None, horizon=None) -> PropagateSpec:
+    """Validate once at the Python boundary; errors name the argument and the expectation."""
+    sizes = check_params(params)
+    if not params.gaussian:
+        raise _bad("params", "an MLPParams with a Gaussian head (max_logvar/min_logvar)", "none")
+    if mode not in MODES:
+        raise _bad("mode", f"one of {MODES}", repr(mode))
+    if not isinstance(obs, torch.Tensor) or obs.dtype != torch.float32 or obs.dim() != 2:
+        raise TypeError(f"propagate: obs must be a float32 tensor [N, D], got "
+                        f"{getattr(obs, 'dtype', type(obs).__name__)} {tuple(getattr(obs, 'shape', ()))}")
+    n, d = obs.shape
+    if n < 1:
+        raise _bad("obs", "[N >= 1, D]", tuple(obs.shape))
+    if not torch.isfinite(obs).all():
+        raise ValueError("propagate: obs (the start states) contains NaN or inf")
+    if obs.device != params.device:
+        raise _bad("obs", f"on {params.device} like params", obs.device)
+    if policy is not None:
+        psizes = check_params(policy, "policy")
+        if policy.num_members != 1 or not policy.gaussian or psizes[0] != d:
+            raise _bad("policy", f"one member with a Gaussian head and {d} inputs", psizes)
+        if actions is not None:
+            raise _bad("actions", "None when a policy is in the loop", tuple(actions.shape))
+        if not isinstance(horizon, int) or horizon < 1:
+            raise _bad("horizon", "an int >= 1 with a policy in the loop", horizon)
+        if not isinstance(particles, int) or particles < 1:
+            raise _bad("particles", "an int >= 1", particles)
+        a = psizes[-1] // 2
+        p, h = 1, horizon
+    else:
+        if not isinstance(actions, torch.Tensor) or actions.dtype != torch.float32:
+            raise TypeError(f"propagate: actions must be a float32 tensor [N, P, H, A], got "
+                            f"{getattr(actions, 'dtype', type(actions).__name__)}")
+        if actions.dim() != 4 or actions.shape[0] != n:
+            raise _bad("actions", f"[N={n}, P, H, A]", tuple(actions.shape))
+        _, p, h, a = actions.shape
+        if p < 1 or h < 1 or a < 1:
+            raise _bad("actions", "[N, P >= 1, H >= 1, A >= 1]", tuple(actions.shape))
+        if actions.device != params.device:
+            raise _bad("actions", f"on {params.device} like params", actions.device)
+    if sizes[0] != d + a:
+        raise _bad("params", f"input width D + A = {d + a}", sizes[0])
+    d_out = sizes[-1] // 2
+    if d_out not in (d, d + 1):
+        raise _bad("params", f"a Gaussian head over D = {d} or D + 1 = {d + 1} outputs", d_out)
+    if not isinstance(particles, int) or isinstance(particles, bool) or particles < 1:
+        raise _bad("particles", "an int >= 1", repr(particles))
+    e = params.num_members
+    if members is None:
+        members = torch.arange(e, dtype=torch.int64)
+    else:
+        members = torch.as_tensor(members, dtype=torch.int64).reshape(-1).cpu()
+        if members.numel() < 1 or members.min() < 0 or members.max() >= e:
+            raise _bad("members", f"a non-empty list of indices in [0, {e})", members.tolist())
+    if mode == "fixed":
+        if not isinstance(member, int) or not 0 <= member < e:
+            raise _bad("member", f"an int in [0, {e}) with mode='fixed'", repr(member))
+    else:
+        member = -1
+    if reward == "model":
+        if d_out != d + 1:
+            raise _bad("reward", "not 'model' unless params has a reward head (D + 1 outputs)", "'model'")
+    elif reward is not None:
+        reward = rewards.resolve(reward)
+    noise._check_key(seed, offset)
+    if offset + OFFSETS_PER_CALL > 2**64:
+        raise _bad("offset", f"< 2**64 - {OFFSETS_PER_CALL}", offset)
+    return PropagateSpec(n, p, particles, h, d, a, d_out, mode, member, members, seed, offset,
+                         reward, bool(return_states))
+
+
+def _member_indices(spec: PropagateSpec, device) -> torch.Tensor:
+    """[N, P, K, H] int64 member of each particle at each step (ts1 / tsinf / fixed)."""
+    s = spec
+    if s.mode == "fixed":
+        return torch.full((s.n, s.p, s.k, s.h), s.member, dtype=torch.int64, device=device)
+    m = s.members.numel()
+    if s.mode == "ts1":
+        draw = noise.randint((s.n, s.p, s.k, s.h), m, s.seed, s.offset + 1, device=device,
+                             backend="reference")
+    else:
+        draw = noise.randint((s.n, s.p, s.k), m, s.seed, s.offset + 1, device=device,
+                             backend="reference")
+        draw = draw.unsqueeze(-1).expand(-1, -1, -1, s.h)
+    return s.members.to(device)[draw]
+
+
+def _raise_non_finite(t: int, member: int, n: int, p: int, k: int) -> None:
+    raise FloatingPointError(
+        f"propagate: the model produced a non-finite state at step {t} (member {member}, "
+        f"start state {n}, sequence {p}, particle {k}); check the model's weights and "
+        "normalizer, or the action bounds")
+
+
+def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, policy=None):
+    """The specification (see module docstring). Returns PropagateResult."""
+    s = spec
+    dev = obs.device
+    rows = s.n * s.p * s.k
+    eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset, device=dev,
+                       backend="reference").reshape(rows, s.h, s.d_out)
+    if s.mode != "expectation":
+        member_of = _member_indices(s, dev).reshape(rows, s.h)
+    if policy is not None:
+        eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2, device=dev,
+                              backend="reference").reshape(rows, s.h, s.a)
+        taken = torch.empty(rows, s.h, s.a, device=dev)
+    else:
+        act = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
+    state = obs.unsqueeze(1).unsqueeze(1).expand(-1, s.p, s.k, -1).reshape(rows, s.d)
+    states = [state]
+    step_rewards = []
+    e = params.num_members
+    for t in range(s.h):
+        if policy is not None:
+            mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
+            a_t = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
+            taken[:, t] = a_t
+        else:
+            a_t = act[:, t]
+        z = torch.cat([state, a_t], dim=-1).unsqueeze(0).expand(e, -1, -1)
+        mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
+        if s.mode == "expectation":
+            delta = mu[s.members.to(dev)].mean(dim=0)
+        else:
+            idx = member_of[:, t]
+            rows_idx = torch.arange(rows, device=dev)
+            delta = mu[idx, rows_idx] + torch.exp(0.5 * logvar[idx, rows_idx]) * eps[:, t]
+        nxt = state + delta[:, : s.d]
+        bad = ~torch.isfinite(nxt).all(dim=-1)
+        if bad.any():
+            r = int(bad.nonzero()[0, 0])
+            mem = -1 if s.mode == "expectation" else int(member_of[r, t])
+            _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
+        if s.reward == "model":
+            step_rewards.append(delta[:, s.d])
+        elif s.reward is not None:
+            step_rewards.append(s.reward.torch_fn(state, a_t, nxt))
+        state = nxt
+        states.append(state)
+    out_states = torch.stack(states, dim=1).reshape(s.n, s.p, s.k, s.h + 1, s.d)
+    out_rewards = returns = None
+    if s.reward is not None:
+        out_rewards = torch.stack(step_rewards, dim=1).reshape(s.n, s.p, s.k, s.h)
+        returns = out_rewards.sum(dim=-1).mean(dim=-1)
+    return PropagateResult(
+        states=out_states if s.return_states else None,
+        rewards=out_rewards if s.return_states else None,
+        returns=returns,
+        actions=taken.reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
+    )
+
+
+def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None, *,
+              particles: int = 20, mode: str = "tsinf", member: int | None = None,
+              members=None, seed: int = 0, offset: int = 0, reward=None,
+              return_states: bool = True, policy: MLPParams | None = None,
+              horizon: int | None = None, backend: str = "auto") -> PropagateResult:
+    """Roll N x P action sequences x K particles through the ensemble for the whole horizon.
+
+    obs [N, D], actions [N, P, H, A] float32 (non-contiguous inputs are copied);
+    see the module docstring for modes, noise offsets and outputs.
+    """
+    spec = check_args(params, obs, actions, particles, mode, member, members, seed, offset,
+                      reward, return_states, policy, horizon)
+    obs = obs.contiguous()
+    actions = actions.contiguous() if actions is not None else None
+    supported = ["cuda", "triton"] + (["cpu"] if policy is None else [])
+    name = backends.select(backend, obs.device, supported, "propagate")
+    if name == "reference":
+        return propagate_reference(params, obs, actions, spec, policy)
+    # A reward the kernel cannot apply inside the rollout (a plain torch function):
+    # roll out states, then score every transition in one batched torch call.
+    torch_reward = isinstance(spec.reward, rewards.Reward) and not spec.reward.fused
+    run = replace(spec, reward=None, return_states=True) if torch_reward else spec
+    if name == "cpu":
+        from mbrl_fast.ops._cpu import propagate_cpu
+
+        result = propagate_cpu(params, obs, actions, run)
+    elif name == "triton":
+        from mbrl_fast.ops._triton.propagate import propagate_triton
+
+        result = propagate_triton(params, obs, actions, run, policy)
+    else:
+        from mbrl_fast.ops._cuda import propagate_cuda
+
+        result = propagate_cuda(params, obs, actions, run, policy)
+    if torch_reward:
+        result = score_states(result, actions, spec)
+    return result
+
+
+def score_states(result: PropagateResult, actions, spec: PropagateSpec) -> PropagateResult:
+    """Apply a batched torch reward to rolled-out states (for rewards no kernel fuses)."""
+    states = result.states  # [N, P, K, H + 1, D]
+    if result.actions is not None:
+        act = result.actions
+    else:
+        act = actions.unsqueeze(2).expand(-1, -1, spec.k, -1, -1)
+    step_rewards = spec.reward.torch_fn(states[..., :-1, :], act, states[..., 1:, :])
+    return PropagateResult(
+        states=states if spec.return_states else None,
+        rewards=step_rewards if spec.return_states else None,
+        returns=step_rewards.sum(dim=-1).mean(dim=-1),
+        actions=result.actions,
+    )
