@@ -1,0 +1,107 @@
+"""The task registry: lookup, user registration, and the errors for what it cannot hold."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from mbrl_fast.envs import Task, get_task, list_tasks, never_terminates, register_task, registry
+
+SUPPORTED = ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5",
+             "InvertedPendulum-v5", "MBRLFast/CartpoleSwingup-v0", "Pusher-v5", "Reacher-v5",
+             "Walker2d-v5"]
+
+
+def _reward(obs, act, next_obs):
+    return -(next_obs * next_obs).sum(dim=-1)
+
+
+class _DictObsEnv(gym.Env):
+    """Box actions but a Dict observation space: not something a planner can model."""
+
+    def __init__(self):
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.observation_space = gym.spaces.Dict({"x": gym.spaces.Box(-1.0, 1.0, (3,))})
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Registrations made by a test disappear after it."""
+    monkeypatch.setattr(registry, "_TASKS", dict(registry._TASKS))
+
+
+def test_lists_every_supported_task():
+    assert all(name in list_tasks() for name in SUPPORTED)
+    assert list_tasks() == sorted(list_tasks())
+
+
+def test_unknown_id_says_what_is_supported_and_how_to_register():
+    with pytest.raises(ValueError) as err:
+        get_task("HalfCheetah-v4")
+    msg = str(err.value)
+    assert "HalfCheetah-v4" in msg and "HalfCheetah-v5" in msg and "register_task" in msg
+
+
+def test_from_env_reads_dims_and_register(scratch_registry):
+    task = Task.from_env("MountainCarContinuous-v0", _reward)
+    assert (task.obs_dim, task.act_dim, task.max_episode_steps) == (2, 1, 999)
+    assert task.action_low == (-1.0,) and task.action_high == (1.0,)
+    assert task.termination_fn is never_terminates
+    register_task(task)
+    assert get_task("MountainCarContinuous-v0") is task
+    with pytest.raises(ValueError, match="already registered"):
+        register_task(Task.from_env("MountainCarContinuous-v0", _reward))
+    other = Task.from_env("MountainCarContinuous-v0", _reward, note="v2")
+    assert register_task(other, overwrite=True) is get_task("MountainCarContinuous-v0")
+    done = never_terminates(torch.zeros(4, 2), torch.zeros(4, 1), torch.zeros(4, 2))
+    assert done.dtype == torch.bool and not done.any()
+
+
+def test_non_box_action_space_is_a_clear_error():
+    with pytest.raises(TypeError, match="Box action space"):
+        Task.from_env("CartPole-v1", _reward)
+
+
+def test_non_box_observation_space_is_a_clear_error():
+    gym.register(id="MBRLFastTest/DictObs-v0", entry_point=_DictObsEnv, max_episode_steps=5)
+    try:
+        with pytest.raises(TypeError, match="observation space"):
+            Task.from_env("MBRLFastTest/DictObs-v0", _reward)
+    finally:
+        del gym.registry["MBRLFastTest/DictObs-v0"]
+
+
+def test_make_env_refuses_to_change_what_the_reward_needs():
+    task = get_task("HalfCheetah-v5")
+    with pytest.raises(ValueError, match="exclude_current_positions_from_observation"):
+        task.make_env(exclude_current_positions_from_observation=True)
+    env = task.make_env(exclude_current_positions_from_observation=False, reset_noise_scale=0.0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (18,) and obs[0] == 0.0  # x is in the observation
+    env.close()
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(obs_dim=0), "obs_dim"),
+    (dict(action_low=(-1.0, -1.0)), "action_low"),
+    (dict(action_high=(-2.0,)), "action_low must be < action_high"),
+    (dict(builtin_reward="nope"), "builtin_reward"),
+    (dict(reward_fn=3), "reward_fn"),
+])
+def test_task_validation(bad, match):
+    fields = dict(env_id="X-v0", reward_fn=_reward, obs_dim=2, act_dim=1, action_low=(-1.0,),
+                  action_high=(1.0,), max_episode_steps=10)
+    with pytest.raises((ValueError, TypeError), match=match):
+        Task(**{**fields, **bad})
+
+
+def test_register_task_wants_a_task():
+    with pytest.raises(TypeError, match="Task"):
+        register_task("HalfCheetah-v5")
+
+
+def test_action_bounds_tensors():
+    low, high = get_task("Pusher-v5").action_bounds(dtype=torch.float64)
+    assert low.dtype == torch.float64 and torch.equal(low, -high) and low.shape == (7,)
