@@ -1,0 +1,179 @@
+"""Launchers for the compiled CUDA kernels (``mbrl_fast._C_cuda``).
+
+They allocate the outputs on the inputs' device, pass device addresses, sizes and
+torch's current stream (an int) to ``_C_cuda`` (which does not link libtorch and
+releases the GIL), and turn the kernels' reports into the references' exceptions.
+Inputs were validated by the ops; tensors are contiguous float32 on one CUDA device.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import torch
+
+from mbrl_fast import backends
+from mbrl_fast.ops import rewards
+from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
+from mbrl_fast.ops.propagate import (
+    MODE_IDS,
+    PropagateResult,
+    PropagateSpec,
+    _raise_non_finite,
+    score_states,
+)
+
+_NO_BAD = 2**64 - 1  # the kernel's atomicMin identity (uint64)
+REWARD_NONE, REWARD_MODEL, REWARD_HALFCHEETAH = 0, 1, 2  # csrc/cuda/ops_cuda.h PropagateDesc
+FUSED_BUILTINS = {rewards.BUILTIN["halfcheetah"].builtin_id: REWARD_HALFCHEETAH}
+
+
+def _stream(device: torch.device) -> int:
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def _addr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def mlp_desc(params: MLPParams, sizes=None):
+    """The ``_C_cuda.MLPDesc`` of an ensemble (addresses of its tensors, read in place)."""
+    d = backends.cuda_module().MLPDesc()
+    d.sizes = [int(s) for s in (sizes if sizes is not None else params.sizes)]
+    d.weights = [w.data_ptr() for w in params.weights]
+    d.biases = [b.data_ptr() for b in params.biases]
+    d.members = params.num_members
+    d.bf16 = params.is_bf16
+    d.activation = ACTIVATION_IDS[params.activation]
+    d.slope = float(params.leaky_slope)
+    d.in_mean, d.in_std = _addr(params.in_mean), _addr(params.in_std)
+    d.max_logvar, d.min_logvar = _addr(params.max_logvar), _addr(params.min_logvar)
+    return d
+
+
+def philox_fill(kind: str, n: int, seed: int, offset: int, device) -> torch.Tensor:
+    """[n] samples of stream (seed, offset): int64 uint32 values, or float32 uniform/normal."""
+    out = torch.empty(n, dtype=torch.int32 if kind == "uint32" else torch.float32, device=device)
+    if n:
+        getattr(backends.cuda_module(), f"philox_{kind}")(out.data_ptr(), n, seed, offset,
+                                                          _stream(out.device))
+    return out.to(torch.int64) & 0xFFFFFFFF if kind == "uint32" else out
+
+
+def ensemble_mlp_cuda(x: torch.Tensor, params: MLPParams, sizes):
+    """x [E, B, d_0] contiguous -> y [E, B, d_L] or (mean, logvar) [E, B, d_L / 2] each."""
+    e, b, _ = x.shape
+    d_last = int(sizes[-1])
+    width = d_last // 2 if params.gaussian else d_last
+    out = torch.empty(e, b, width, dtype=torch.float32, device=x.device)
+    logvar = torch.empty_like(out) if params.gaussian else None
+    backends.cuda_module().ensemble_mlp(mlp_desc(params, sizes), x.data_ptr(), b, out.data_ptr(),
+                                        _addr(logvar), _stream(x.device))
+    return (out, logvar) if params.gaussian else out
+
+
+@functools.lru_cache(maxsize=8)
+def _arange(rows: int, device: str) -> torch.Tensor:
+    return torch.arange(rows, device=device)
+
+
+def tsinf_order(spec: PropagateSpec, rows: int, device) -> torch.Tensor:
+    """[rows] int64 particle order sorted by drawn member slot (device argsort, no sync):
+    a tile of 32 particles then needs one member's MLP instead of up to E'."""
+    m = spec.members.numel()
+    x = philox_fill("uint32", rows, spec.seed, spec.offset + 1, device)
+    return torch.argsort((x * m) >> 32, stable=True)
+
+
+def _reward_id(spec: PropagateSpec) -> int:
+    if spec.reward is None:
+        return REWARD_NONE
+    if spec.reward == "model":
+        return REWARD_MODEL
+    return FUSED_BUILTINS[spec.reward.builtin_id]
+
+
+def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
+                   spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
+    """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult."""
+    s = spec
+    if isinstance(s.reward, rewards.Reward) and s.reward.builtin_id not in FUSED_BUILTINS:
+        # e.g. a numba C callback (host code): roll out states, then the torch reward
+        run = replace(s, reward=None, return_states=True)
+        return score_states(propagate_cuda(params, obs, actions, run, policy), actions, s)
+    dev = obs.device
+    rows = s.n * s.p * s.k
+    reward_id = _reward_id(s)
+    f32 = dict(dtype=torch.float32, device=dev)
+    states = torch.empty(rows, s.h + 1, s.d, **f32) if s.return_states else None
+    step_rewards = torch.empty(rows, s.h, **f32) if s.return_states and reward_id else None
+    row_returns = torch.empty(rows, **f32) if reward_id else None
+    taken = torch.empty(rows, s.h, s.a, **f32) if policy is not None else None
+    bad = torch.full((1,), -1, dtype=torch.int64, device=dev)  # all ones = uint64 max
+    slots = [s.member] if s.mode == "fixed" else [int(m) for m in s.members.tolist()]
+    order = tsinf_order(s, rows, dev) if s.mode == "tsinf" and len(slots) > 1 else None
+    desc = backends.cuda_module().PropagateDesc()
+    desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
+    desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
+    desc.mode, desc.reward, desc.return_states = MODE_IDS[s.mode], reward_id, s.return_states
+    desc.members, desc.num_members_all = slots, params.num_members
+    desc.seed, desc.offset, desc.dt = s.seed, s.offset, rewards.HALFCHEETAH_DT
+    desc.obs, desc.actions, desc.order = obs.data_ptr(), _addr(actions), _addr(order)
+    desc.states, desc.rewards = _addr(states), _addr(step_rewards)
+    desc.row_returns = _addr(row_returns)
+    desc.taken, desc.bad = _addr(taken), bad.data_ptr()
+    backends.cuda_module().propagate(mlp_desc(params), None if policy is None else mlp_desc(policy),
+                                     desc, _stream(dev))
+    key = int(bad.item()) & _NO_BAD  # one int64 read back: the op raises on a non-finite state
+    if key != _NO_BAD:
+        mem = key % (params.num_members + 1) - 1
+        t, row = divmod(key // (params.num_members + 1), rows)
+        _raise_non_finite(t, mem, row // (s.p * s.k), (row // s.k) % s.p, row % s.k)
+    return PropagateResult(
+        states=states.view(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None,
+        rewards=step_rewards.view(s.n, s.p, s.k, s.h) if step_rewards is not None else None,
+        returns=row_returns.view(s.n, s.p, s.k).mean(dim=-1) if reward_id else None,
+        actions=taken.view(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
+    )
+
+
+# ---- elite_update (ops/elite_update.py: CEMUpdate / MPPIUpdate fields) ------------
+
+
+def cem_update_cuda(samples, returns, mean, var, num_elites: int, alpha: float, epsilon: float):
+    """samples [N, P, H, A], returns [N, P], mean / var [N, H, A] -> (new_mean, new_var,
+    elites [N, K] int64, best [N, H, A], best_return [N], converged [N] bool)."""
+    n, p, h, a = samples.shape
+    dev = samples.device
+    new_mean, new_var, best = (torch.empty(n, h, a, device=dev) for _ in range(3))
+    elites = torch.empty(n, num_elites, dtype=torch.int64, device=dev)
+    best_return = torch.empty(n, device=dev)
+    converged = torch.empty(n, dtype=torch.uint8, device=dev)
+    backends.cuda_module().cem_update(
+        samples.data_ptr(), returns.data_ptr(), mean.data_ptr(), var.data_ptr(), n, p, h * a,
+        num_elites, alpha, epsilon, new_mean.data_ptr(), new_var.data_ptr(), elites.data_ptr(),
+        best.data_ptr(), best_return.data_ptr(), converged.data_ptr(), _stream(dev))
+    return new_mean, new_var, elites, best, best_return, converged.bool()
+
+
+def mppi_update_cuda(samples, returns, temperature: float):
+    """samples [N, P, H, A], returns [N, P] -> (mean [N, H, A], var [N, H, A], weights [N, P])."""
+    n, p, h, a = samples.shape
+    dev = samples.device
+    mean, var = torch.empty(n, h, a, device=dev), torch.empty(n, h, a, device=dev)
+    weights = torch.empty(n, p, device=dev)
+    backends.cuda_module().mppi_update(samples.data_ptr(), returns.data_ptr(), n, p, h * a,
+                                       temperature, mean.data_ptr(), var.data_ptr(),
+                                       weights.data_ptr(), _stream(dev))
+    return mean, var, weights
+
+
+def truncated_normal_cuda(mean, var, lower, upper, population: int, seed: int, offset: int):
+    """mean / var [N, H, A], lower / upper [A] -> samples [N, population, H, A]."""
+    n, h, a = mean.shape
+    out = torch.empty(n, population, h, a, device=mean.device)
+    backends.cuda_module().truncated_normal(mean.data_ptr(), var.data_ptr(), lower.data_ptr(),
+                                            upper.data_ptr(), n, population, h, a, seed, offset,
+                                            out.data_ptr(), _stream(mean.device))
+    return out
