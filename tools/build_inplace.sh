@@ -13,5 +13,9 @@ cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -Dpybind11_DIR="$("$py" -c 'import pybind11; print(pybind11.get_cmake_dir())')" \
   -DMBRL_FAST_CUDA="${MBRL_FAST_CUDA:-OFF}" >/dev/null
 cmake --build build/dev -j "$(nproc)"
-for so in build/dev/_C*.so; do cp -f "$so" mbrl_fast/; done
+# Copy then rename: a process that has the old module loaded keeps its (unlinked)
+# file intact; overwriting in place would change its code under it.
+for so in build/dev/_C*.so; do
+  cp -f "$so" "mbrl_fast/.$(basename "$so").tmp" && mv -f "mbrl_fast/.$(basename "$so").tmp" "mbrl_fast/$(basename "$so")"
+done
 echo "built: $(ls mbrl_fast/_C*.so | tr '\n' ' ')"

@@ -1,0 +1,182 @@
+"""Training an ensemble on real transitions (PETS / mbrl-lib recipe).
+
+One training round (:meth:`EnsembleTrainer.train`):
+
+1. fold the transitions added since the last round into the input normalizer
+   (float64 running statistics; the normalizer's count is how many rows it has seen);
+2. split the data at random into a holdout set (``holdout_ratio``, at most
+   ``max_holdout`` rows) and a training set;
+3. draw one bootstrap sample of the training set per member (N rows with
+   replacement, Chua et al. 2018);
+4. per epoch, shuffle each member's sample and step Adam on minibatches
+   x [E, batch, D + A] (each member sees its own rows) of
+   ``model.loss + model.decay_loss`` (per-layer L2);
+5. after each epoch, score every member by holdout MSE of its mean prediction;
+   a member that improved by more than ``improvement_threshold`` (relative)
+   snapshots its weights; stop after ``patience`` epochs with no member improving
+   (mbrl-lib ModelTrainer's rule), or after ``epochs``;
+6. restore each member's best snapshot and make the ``num_elites`` members with
+   the lowest holdout MSE the elites.
+
+Without a holdout set (too little data, or ``holdout_ratio=0``), all epochs run
+and members are ranked by their MSE on the training set.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mbrl_fast.models.replay_buffer import ReplayBuffer, Transitions
+
+
+@dataclass
+class TrainResult:
+    """What one training round did."""
+
+    epochs: int  # epochs run
+    train_loss: float  # mean loss (incl. decay) over the last epoch's minibatches
+    holdout_mse: list[float]  # per member, of the restored (best) weights
+    elites: list[int]  # best first
+    num_train: int
+    num_holdout: int
+
+
+class EnsembleTrainer:
+    """Adam on an ensemble's loss, with bootstrapping, holdout early stopping and elites."""
+
+    def __init__(self, model, lr: float = 1e-3, batch_size: int = 256, epochs: int = 50,
+                 patience: int = 5, holdout_ratio: float = 0.1, max_holdout: int = 5000,
+                 improvement_threshold: float = 0.01, seed: int = 0):
+        if not 0.0 <= holdout_ratio < 1.0:
+            raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
+        for name, v in (("batch_size", batch_size), ("epochs", epochs)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        self.model = model
+        self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
+        self.holdout_ratio, self.max_holdout = holdout_ratio, max_holdout
+        self.improvement_threshold = improvement_threshold
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        self.rng = np.random.default_rng(seed)
+
+    # ---- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "rng": _rng_state_to_tensors(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict) -> None:
+        # Optimizer.load_state_dict keeps the given moment tensors (no copy): copy them, or a
+        # state_dict taken from a live trainer would be updated in place by both trainers.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.rng.bit_generator.state = _rng_state_from_tensors(state["rng"])
+
+    # ---- training -----------------------------------------------------------------------
+    def train(self, buffer: ReplayBuffer) -> TrainResult:
+        """One round on everything in ``buffer`` (see module docstring)."""
+        new = buffer.total_added - int(self.model.normalizer.count.item())
+        if new > 0:
+            recent = buffer.latest(new)
+            self.model.normalizer.update(np.concatenate([recent.obs, recent.act], axis=1))  # f64
+        return self.fit(buffer.all())
+
+    def fit(self, data: Transitions) -> TrainResult:
+        """Steps 2-6 on ``data`` (the normalizer is left as it is)."""
+        model = self.model
+        if len(data) == 0:
+            raise ValueError("no transitions to train on")
+        x = model.make_inputs(data.obs, data.act)  # [N, D + A]
+        y = model.make_targets(data.obs, data.next_obs, data.reward)  # [N, D_out]
+        n = x.shape[0]
+        perm = self.rng.permutation(n)
+        n_hold = min(int(n * self.holdout_ratio), self.max_holdout)
+        hold, train = perm[:n_hold], perm[n_hold:]
+        e = model.ensemble_size
+        boot = train[self.rng.integers(0, len(train), size=(e, len(train)))]  # [E, N_train]
+        x_hold, y_hold = (x[hold], y[hold]) if n_hold else (x[train], y[train])
+
+        best_mse = self._member_mse(x_hold, y_hold)  # [E]
+        best = self._snapshot()
+        since_improved, epochs_run, last_loss = 0, 0, float("nan")
+        for _ in range(self.epochs):
+            last_loss = self._epoch(x, y, boot)
+            epochs_run += 1
+            if not n_hold:
+                continue
+            mse = self._member_mse(x_hold, y_hold)
+            gain = (best_mse - mse) / best_mse.abs().clamp_min(1e-12)  # relative, per member
+            improved = gain > self.improvement_threshold
+            if improved.any():
+                self._snapshot_members(best, improved)
+                best_mse = torch.where(improved, mse, best_mse)
+                since_improved = 0
+            else:
+                since_improved += 1
+                if self.patience and since_improved >= self.patience:
+                    break
+        if n_hold:
+            self._restore(best)
+        mse = self._member_mse(x_hold, y_hold)
+        elites = [int(i) for i in torch.argsort(mse)]
+        model.set_elites(elites)
+        return TrainResult(epochs_run, last_loss, mse.tolist(), elites[: model.num_elites],
+                           len(train), n_hold)
+
+    def _epoch(self, x: torch.Tensor, y: torch.Tensor, boot: np.ndarray) -> float:
+        model = self.model
+        model.train()
+        e, n = boot.shape
+        order = np.take_along_axis(boot, self.rng.random((e, n)).argsort(axis=1), axis=1)
+        losses = []
+        for start in range(0, n, self.batch_size):
+            idx = torch.from_numpy(order[:, start:start + self.batch_size])  # [E, b]
+            loss = model.loss(x[idx], y[idx]) + model.decay_loss()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        return float(np.mean(losses))
+
+    @torch.no_grad()
+    def _member_mse(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """[E] mean squared error of each member's mean prediction on (x, y)."""
+        e = self.model.ensemble_size
+        total = torch.zeros(e, dtype=torch.float64)
+        for start in range(0, x.shape[0], chunk):
+            xb = x[start:start + chunk].unsqueeze(0).expand(e, -1, -1)
+            err = self.model.predict_mean(xb) - y[start:start + chunk]
+            total += (err.double() ** 2).sum(dim=(1, 2))
+        return (total / (x.shape[0] * y.shape[1])).to(torch.float32)
+
+    def _member_params(self):
+        """Parameters with a leading member dimension (the stacked MLP's)."""
+        return list(self.model.mlp.parameters())
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in self._member_params()]
+
+    def _snapshot_members(self, best: list[torch.Tensor], members: torch.Tensor) -> None:
+        for b, p in zip(best, self._member_params(), strict=True):
+            b[members] = p.detach()[members]
+
+    @torch.no_grad()
+    def _restore(self, best: list[torch.Tensor]) -> None:
+        for b, p in zip(best, self._member_params(), strict=True):
+            p.copy_(b)
+
+
+def _rng_state_to_tensors(state: dict) -> dict:
+    """numpy PCG64 state (128-bit ints) -> something torch.load(weights_only=True) reads."""
+    return {"bit_generator": state["bit_generator"],
+            "state": str(state["state"]["state"]), "inc": str(state["state"]["inc"]),
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+
+
+def _rng_state_from_tensors(saved: dict) -> dict:
+    return {"bit_generator": saved["bit_generator"],
+            "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+            "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

@@ -1,0 +1,242 @@
+"""`mbrl-fast train | eval | bench`: run directories, resume (incl. SIGKILL), bad checkpoints."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mbrl_fast import runs
+from mbrl_fast.cli import main
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("mujoco")
+
+TINY = ["--set", "planner.population=20", "--set", "planner.num_elites=4",
+        "--set", "planner.horizon=5", "--set", "planner.particles=2",
+        "--set", "planner.iterations=1", "--set", "model.ensemble_size=3",
+        "--set", "model.num_elites=2", "--set", "model.hidden=16", "--set", "model.layers=2",
+        "--set", "train.epochs=2"]
+
+
+def _train(run_dir, *extra, trials=2, steps=30):
+    return main(["train", "pets", "--env", "InvertedPendulum-v5", "--seed", "0",
+                 "--trials", str(trials), "--episode-steps", str(steps),
+                 "--run-dir", str(run_dir), "--no-progress", *TINY, *extra])
+
+
+def _rows(run_dir):
+    with open(Path(run_dir) / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _snapshot(path: Path) -> dict:
+    return {p.relative_to(path): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _checkpoint(run_dir):
+    return torch.load(Path(run_dir) / "checkpoint.pt", weights_only=True)
+
+
+def test_train_writes_a_complete_run_dir(tmp_path):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    names = {p.name for p in run.iterdir()}
+    assert {"config.yaml", "metrics.csv", "learning_curve.png", "checkpoint.pt"} <= names
+    rows = _rows(run)
+    assert [r["trial"] for r in rows] == ["0", "1"]
+    assert list(rows[0]) == list(runs_fields())
+    assert int(rows[1]["env_steps"]) > int(rows[0]["env_steps"]) == 30
+    algo, config = runs.RunDir(run).read_config()
+    assert algo == "pets" and config["planner"]["population"] == 20  # overrides recorded
+    assert config["episode_steps"] == 30 and config["model"]["hidden"] == 16
+    assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert not list((run / "journal").iterdir())  # completed trials leave no journal
+    ckpt = _checkpoint(run)
+    assert ckpt["agent"]["trials_done"] == 2
+    assert ckpt["agent"]["buffer"]["total_added"] == int(rows[1]["env_steps"])
+    assert _train(run) == 2  # an existing run is not overwritten
+
+
+def runs_fields():
+    from mbrl_fast.agents.pets import TRIAL_FIELDS
+    return TRIAL_FIELDS
+
+
+def test_resume_at_trial_boundary_continues_bit_for_bit(tmp_path):
+    assert _train(tmp_path / "full", trials=3) == 0
+    assert _train(tmp_path / "part", trials=2) == 0
+    assert main(["train", "pets", "--resume", str(tmp_path / "part"), "--trials", "3",
+                 "--no-progress"]) == 0
+    full, part = _rows(tmp_path / "full"), _rows(tmp_path / "part")
+    for a, b in zip(full, part, strict=True):
+        for key in ("trial", "return", "env_steps", "model_loss", "holdout_mse"):
+            assert a[key] == b[key]
+    fa, fb = _checkpoint(tmp_path / "full")["agent"], _checkpoint(tmp_path / "part")["agent"]
+    for key, value in fa["model"].items():
+        assert torch.equal(value, fb["model"][key]), key
+    assert runs.RunDir(tmp_path / "part").read_config()[1]["trials"] == 3
+
+
+def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
+    """Simulate a crash in trial 2: checkpoint of trial 1 + a half-written journal."""
+    run = tmp_path / "run"
+    assert _train(run, trials=2) == 0
+    rd = runs.RunDir(run)
+    g = np.random.default_rng(0)
+    j = rd.open_journal(2, 0, 4, 1)
+    lost = [(g.normal(size=4), g.uniform(-3, 3, size=1), g.normal(size=4), 1.0, False, False)
+            for _ in range(5)]
+    for t in lost:
+        j.append(*t)
+    os.write(j.fd, b"\x00" * 20)  # a torn trailing record (never a whole transition)
+    j.close()
+    before = _checkpoint(run)["agent"]["buffer"]["total_added"]
+    assert main(["train", "pets", "--resume", str(run), "--trials", "4", "--no-progress"]) == 0
+    buf = _checkpoint(run)["agent"]["buffer"]
+    obs = buf["obs"].numpy()
+    np.testing.assert_array_equal(obs[before:before + 5], np.stack([t[0] for t in lost]))
+    rows = _rows(run)
+    assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
+    assert int(rows[2]["env_steps"]) == before + 5 + int(rows[2]["episode_steps"])
+    assert not list((run / "journal").iterdir())
+
+
+RECORD = 8 * (2 * 4 + 1 + 3)  # bytes per InvertedPendulum journal record
+HEADER = 8 + 16
+
+
+def _recorded(rd):
+    """(transitions in the checkpoint, + those journaled for the trial in progress)."""
+    ckpt = _checkpoint(rd.path)["agent"]
+    journaled = [runs.read_journal(p, 4, 1)[:, :4] for t, _, p in rd.journals()
+                 if t == ckpt["trials_done"]]
+    return ckpt, np.concatenate([ckpt["buffer"]["obs"].numpy()] + journaled)
+
+
+def _run_and_kill(cmd, rd, after_trial):
+    """Start cmd, SIGKILL it once trial >= after_trial has journaled 2 transitions."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"run ended before it could be killed: {proc.stderr.read()[-2000:]}")
+            if any(t >= after_trial and p.stat().st_size >= HEADER + 2 * RECORD
+                   for t, _, p in rd.journals()):
+                return
+            time.sleep(0.01)
+        pytest.fail("no journal appeared in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_sigkill_mid_run_loses_no_transition(tmp_path):
+    run = tmp_path / "run"
+    rd = runs.RunDir(run)
+    # A slower planner (~0.1 s per step) so that the kill lands inside a trial.
+    cmd = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--env", "InvertedPendulum-v5",
+           "--trials", "5", "--episode-steps", "40", "--run-dir", str(run), "--no-progress",
+           *TINY, "--set", "planner.population=200", "--set", "planner.particles=10",
+           "--set", "planner.horizon=10", "--set", "model.hidden=128"]
+    resume = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--resume", str(run),
+              "--no-progress"]
+    _run_and_kill(cmd, rd, after_trial=1)
+    for _ in range(3):  # a kill that lands between trials (checkpoint just written): again
+        ckpt, recorded = _recorded(rd)
+        if len(recorded) > ckpt["buffer"]["total_added"]:
+            break
+        _run_and_kill(resume, rd, after_trial=ckpt["trials_done"])
+    assert len(recorded) > ckpt["buffer"]["total_added"], "never killed inside a trial"
+    assert main(["train", "pets", "--resume", str(run), "--no-progress"]) == 0
+    final = _checkpoint(run)["agent"]
+    obs = final["buffer"]["obs"].numpy()
+    np.testing.assert_array_equal(obs[:len(recorded)], recorded)  # nothing lost, in order
+    rows = _rows(run)
+    assert [int(r["trial"]) for r in rows] == list(range(5))
+    assert final["buffer"]["total_added"] == int(rows[-1]["env_steps"])
+    assert not list((run / "journal").iterdir())
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    before = _snapshot(run)
+    assert main(["train", "pets", "--resume", str(run), "--trials", "3", "--no-progress"]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert _snapshot(run) == before
+
+
+def test_mismatched_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    cfg = run / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("hidden: 16", "hidden: 32"))
+    before = _snapshot(run)
+    assert main(["train", "pets", "--resume", str(run), "--no-progress"]) == 2
+    assert "does not match config.yaml" in capsys.readouterr().err
+    assert _snapshot(run) == before
+    assert main(["train", "pets", "--resume", str(tmp_path / "nothing"), "--no-progress"]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_eval_reports_mean_and_std(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "2", "--no-video"]) == 0
+    out = capsys.readouterr().out
+    assert "InvertedPendulum-v5: return" in out and "over 2 episodes" in out
+    assert len(out.split("returns: ")[1].split(",")) == 2
+
+
+def test_unknown_env_and_bad_override(capsys):
+    assert main(["train", "pets", "--env", "NoSuchEnv-v0", "--no-progress"]) == 2
+    assert "supported tasks" in capsys.readouterr().err
+    assert main(["train", "pets", "--env", "InvertedPendulum-v5", "--set", "planner.nope=1"]) == 2
+    assert "unknown field" in capsys.readouterr().err
+    assert main(["train", "pets", "--env", "InvertedPendulum-v5",
+                 "--set", "planner.population=many"]) == 2
+    assert "planner.population must be a int" in capsys.readouterr().err
+
+
+def test_bench_subcommand_is_wired(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    assert "planner" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "mbrl_fast", "--help"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "train" in out.stdout and "eval" in out.stdout
+
+
+def test_eval_video_is_written_or_skipped_gracefully(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--episodes", "1"]) == 0
+    captured = capsys.readouterr()
+    if "video skipped" in captured.err:  # no offscreen GL here: said so, eval still ran
+        assert "over 1 episodes" in captured.out
+    else:
+        path = Path(captured.out.split("video: ")[1].strip())
+        assert path.parent == run and path.stat().st_size > 0
+
+
+def test_bench_without_benchmarks_package(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mbrl_fast.benchmarks.cli", None)  # import -> ImportError
+    assert main(["bench", "planner"]) == 2
+    assert "benchmarks not installed" in capsys.readouterr().err

@@ -1,0 +1,175 @@
+"""Ensembles: forward == op reference, kernel views share storage, NLL training, elites."""
+
+import numpy as np
+import pytest
+import torch
+
+from mbrl_fast.models import (
+    DeterministicEnsemble,
+    EnsembleTrainer,
+    ProbabilisticEnsemble,
+    ReplayBuffer,
+    default_weight_decay,
+)
+from mbrl_fast.ops.ensemble_mlp import check_params, ensemble_mlp, unpack_bf16
+
+
+def _fill_normalizer(model, seed=0, n=64):
+    g = np.random.default_rng(seed)
+    obs = g.normal(3.0, 2.0, size=(n, model.obs_dim))
+    act = g.uniform(-1, 1, size=(n, model.act_dim))
+    model.normalizer.update(model.make_inputs(obs, act))
+    return obs, act
+
+
+@pytest.mark.parametrize("E,D,A,hidden,layers,reward_head",
+                         [(1, 3, 1, 8, 1, False), (7, 5, 2, 16, 4, True), (3, 7, 3, 123, 2, False)])
+@pytest.mark.parametrize("activation", ["silu", "relu", "tanh"])
+def test_forward_matches_op_reference(E, D, A, hidden, layers, reward_head, activation):
+    model = ProbabilisticEnsemble(D, A, ensemble_size=E, num_elites=1, hidden=hidden,
+                                  layers=layers, activation=activation,
+                                  reward_head=reward_head, seed=1)
+    obs, act = _fill_normalizer(model)
+    with torch.no_grad():  # move the logvar bounds off their init so the head is exercised
+        model.max_logvar.add_(0.3)
+    params = model.mlp_params()
+    assert check_params(params) == (D + A,) + (hidden,) * layers + (2 * model.out_dim,)
+    x = model.make_inputs(obs, act)
+    ref_mean, ref_lv = ensemble_mlp(x, params, backend="reference")
+    mean, lv = model(x.unsqueeze(0).expand(E, -1, -1))
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(lv, ref_lv, rtol=1e-5, atol=1e-6)
+    p_mean, p_lv = model.predict(obs, act, backend="reference")
+    torch.testing.assert_close(p_mean, ref_mean)
+
+
+def test_deterministic_forward_matches_op_reference():
+    model = DeterministicEnsemble(4, 2, ensemble_size=3, num_elites=2, hidden=16, layers=2, seed=0)
+    obs, act = _fill_normalizer(model)
+    x = model.make_inputs(obs, act)
+    ref = ensemble_mlp(x, model.mlp_params(), backend="reference")
+    torch.testing.assert_close(model(x.unsqueeze(0).expand(3, -1, -1)), ref)
+    assert not model.mlp_params().gaussian
+
+
+def test_mlp_params_are_views_not_copies():
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=2, num_elites=1, hidden=8, layers=2)
+    params = model.mlp_params()
+    for w, layer in zip(params.weights, model.mlp.layers, strict=True):
+        assert w.data_ptr() == layer.weight.data_ptr() and not w.requires_grad
+    assert params.in_mean.data_ptr() == model.normalizer.mean32.data_ptr()
+    with torch.no_grad():
+        model.mlp.layers[0].weight.add_(1.0)
+    assert torch.equal(params.weights[0], model.mlp.layers[0].weight.detach())
+
+
+def test_bf16_params_cached_until_weights_change():
+    model = ProbabilisticEnsemble(3, 2, ensemble_size=2, num_elites=1, hidden=8, layers=1)
+    first = model.mlp_params_bf16()
+    assert model.mlp_params_bf16() is first
+    torch.testing.assert_close(unpack_bf16(first.weights[0], 5),
+                               model.mlp.layers[0].weight.detach(), rtol=1e-2, atol=1e-2)
+    with torch.no_grad():
+        model.mlp.layers[1].bias.add_(1.0)
+    second = model.mlp_params_bf16()
+    assert second is not first
+    torch.testing.assert_close(second.biases[1], model.mlp.layers[1].bias.detach())
+    _fill_normalizer(model)
+    assert model.mlp_params_bf16() is not second
+
+
+def test_default_weight_decay_is_pets_for_four_hidden_layers():
+    assert default_weight_decay(4) == (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    assert len(default_weight_decay(2)) == 3
+    with pytest.raises(ValueError, match="weight_decay"):
+        ProbabilisticEnsemble(3, 1, layers=2, weight_decay=(1e-4,))
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="num_elites"):
+        ProbabilisticEnsemble(3, 1, ensemble_size=3, num_elites=4)
+    with pytest.raises(ValueError, match="obs_dim"):
+        ProbabilisticEnsemble(0, 1)
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=2, num_elites=1, hidden=8, layers=1)
+    with pytest.raises(ValueError, match="act must be"):
+        model.make_inputs(np.zeros((4, 3)), np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="elites"):
+        model.set_elites([5])
+
+
+def _synthetic_buffer(n=1500, seed=0):
+    """s' = s + 0.1 sin(s) + 0.05 a + small noise: an easy smooth dynamics."""
+    g = np.random.default_rng(seed)
+    obs = g.normal(size=(n, 3))
+    act = g.uniform(-1, 1, size=(n, 1))
+    nxt = obs + 0.1 * np.sin(obs) + 0.05 * act + 0.01 * g.normal(size=obs.shape)
+    buf = ReplayBuffer(3, 1, capacity=4 * n)
+    buf.add_batch(obs, act, nxt, -np.abs(obs).sum(1), np.zeros(n, bool))
+    return buf
+
+
+@pytest.mark.parametrize("cls", [ProbabilisticEnsemble, DeterministicEnsemble])
+def test_training_decreases_loss(cls):
+    torch.manual_seed(0)
+    buf = _synthetic_buffer()
+    model = cls(3, 1, ensemble_size=3, num_elites=2, hidden=32, layers=2, seed=0)
+    trainer = EnsembleTrainer(model, batch_size=64, epochs=8, patience=0, holdout_ratio=0.0)
+    data = buf.all()
+    x = model.make_inputs(data.obs, data.act).unsqueeze(0).expand(3, -1, -1)
+    model.normalizer.update(x[0])
+    y = model.make_targets(data.obs, data.next_obs).unsqueeze(0).expand(3, -1, -1)
+    with torch.no_grad():
+        before = model.loss(x, y).item()
+    result = trainer.train(buf)
+    with torch.no_grad():
+        after = model.loss(x, y).item()
+    assert result.epochs == 8 and result.num_holdout == 0
+    assert after < before - 1.0 if cls is ProbabilisticEnsemble else after < 0.3 * before
+    assert max(result.holdout_mse) < 0.01  # targets have variance ~5e-3 + 1e-4 noise
+
+
+def test_normalizer_counts_each_transition_once():
+    buf = _synthetic_buffer(200)
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=2, num_elites=1, hidden=8, layers=1)
+    trainer = EnsembleTrainer(model, epochs=1, batch_size=64)
+    trainer.train(buf)
+    assert model.normalizer.count.item() == 200
+    g = np.random.default_rng(1)
+    buf.add_batch(g.normal(size=(50, 3)), g.uniform(-1, 1, (50, 1)), g.normal(size=(50, 3)),
+                  np.zeros(50), np.zeros(50, bool))
+    trainer.train(buf)
+    assert model.normalizer.count.item() == 250
+    data = buf.all()
+    x = np.concatenate([data.obs, data.act], 1)
+    np.testing.assert_allclose(model.normalizer.mean.numpy(), x.mean(0), rtol=1e-12, atol=1e-12)
+
+
+def test_elites_are_members_with_lowest_holdout_mse():
+    buf = _synthetic_buffer(600)
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=5, num_elites=2, hidden=16, layers=1, seed=3)
+    trainer = EnsembleTrainer(model, epochs=3, batch_size=64, holdout_ratio=0.2, seed=0)
+    with torch.no_grad():  # ruin members 0 and 1: they must not be elites
+        for layer in model.mlp.layers:
+            layer.weight[:2].mul_(50.0)
+    trainer.epochs = 1
+    trainer.patience = 0
+    trainer.optimizer.param_groups[0]["lr"] = 0.0  # rank the members as they are
+    result = trainer.train(buf)
+    order = np.argsort(result.holdout_mse)
+    assert model.elite_members == result.elites == [int(i) for i in order[:2]]
+    assert not {0, 1} & set(model.elite_members)
+    assert result.num_holdout == 120
+
+
+def test_early_stopping_restores_best_weights_when_training_diverges():
+    buf = _synthetic_buffer(400)
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=2, num_elites=1, hidden=16, layers=1, seed=0)
+    trainer = EnsembleTrainer(model, epochs=40, batch_size=32, holdout_ratio=0.25, patience=3,
+                              seed=0)
+    trainer.optimizer.param_groups[0]["lr"] = 10.0  # every step makes the fit worse
+    model.normalizer.update(model.make_inputs(buf.all().obs, buf.all().act))
+    initial = [p.detach().clone() for p in model.mlp.parameters()]
+    result = trainer.train(buf)
+    assert result.epochs == 3  # patience epochs without improvement, then stop
+    for before, after in zip(initial, model.mlp.parameters(), strict=True):
+        assert torch.equal(before, after.detach())  # the untrained weights were the best
