@@ -143,8 +143,19 @@ def _check_samples(samples, returns):
     return samples, returns
 
 
-def _backend(backend: str, device, op: str) -> str:
-    return backends.select(backend, device, ("cpu",), f"elite_update.{op}")
+def _backend(backend: str, device, op: str, supported=("cpu",)) -> str:
+    return backends.select(backend, device, supported, f"elite_update.{op}")
+
+
+def _gpu_launcher(name: str, op: str):
+    """The Triton or CUDA launcher of an op (kernels in ops/_triton, csrc/cuda)."""
+    if name == "triton":
+        from mbrl_fast.ops._triton import elite_update as triton_elite
+
+        return getattr(triton_elite, f"{op}_triton")
+    from mbrl_fast.ops import _cuda
+
+    return getattr(_cuda, f"{op}_cuda")
 
 
 def _ptr(t: torch.Tensor) -> int:
@@ -211,9 +222,13 @@ def cem_update(samples: torch.Tensor, returns: torch.Tensor, mean: torch.Tensor,
         raise ValueError(f"elite_update: alpha must be in [0, 1], got {alpha!r}")
     if not float(epsilon) >= 0.0:
         raise ValueError(f"elite_update: epsilon must be >= 0, got {epsilon!r}")
-    if _backend(backend, samples.device, "cem_update") == "cpu":
+    name = _backend(backend, samples.device, "cem_update", ("cpu", "cuda", "triton"))
+    if name == "cpu":
         return _cem_update_cpu(samples, returns, mean, var, num_elites, float(alpha),
                                float(epsilon))
+    if name in ("cuda", "triton"):
+        return CEMUpdate(*_gpu_launcher(name, "cem_update")(
+            samples, returns, mean, var, num_elites, float(alpha), float(epsilon)))
     return cem_update_reference(samples, returns, mean, var, num_elites, float(alpha),
                                 float(epsilon))
 
@@ -254,8 +269,12 @@ def mppi_update(samples: torch.Tensor, returns: torch.Tensor, *, temperature: fl
             or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"elite_update: temperature must be a finite float > 0, "
                          f"got {temperature!r}")
-    if _backend(backend, samples.device, "mppi_update") == "cpu":
+    name = _backend(backend, samples.device, "mppi_update", ("cpu", "cuda", "triton"))
+    if name == "cpu":
         return _mppi_update_cpu(samples, returns, float(temperature))
+    if name in ("cuda", "triton"):
+        return MPPIUpdate(*_gpu_launcher(name, "mppi_update")(samples, returns,
+                                                              float(temperature)))
     return mppi_update_reference(samples, returns, float(temperature))
 
 
@@ -333,8 +352,12 @@ def truncated_normal(mean: torch.Tensor, var: torch.Tensor, lower, upper, *, pop
     """PETS's bound-constrained truncated normal: mean / var [N, H, A], lower / upper [A]
     -> samples [N, population, H, A] (module docstring; uniform stream (seed, offset))."""
     mean, var, lower, upper = _sampler_args(mean, var, lower, upper, population, seed, offset)
-    if _backend(backend, mean.device, "truncated_normal") == "reference":
+    name = _backend(backend, mean.device, "truncated_normal", ("cpu", "cuda"))
+    if name == "reference":
         return truncated_normal_reference(mean, var, lower, upper, population, seed, offset)
+    if name == "cuda":
+        return _gpu_launcher("cuda", "truncated_normal")(mean, var, lower, upper, population,
+                                                         seed, offset)
     n, h, a = mean.shape
     out = torch.empty(n, population, h, a)
     backends.cpu_module().truncated_normal(_ptr(mean), _ptr(var), _ptr(lower), _ptr(upper), n,

@@ -57,6 +57,7 @@ class MLPParams:
     max_logvar: torch.Tensor | None = None  # [d_L / 2]
     min_logvar: torch.Tensor | None = None  # [d_L / 2]
     leaky_slope: float = 0.01
+    in_dim: int | None = None  # d_0, needed only for bf16 weights with an odd d_0 and no in_mean
 
     @property
     def num_members(self) -> int:
@@ -69,6 +70,8 @@ class MLPParams:
 
     @property
     def in_features(self) -> int:
+        if self.in_dim is not None:
+            return int(self.in_dim)
         if self.in_mean is not None:
             return int(self.in_mean.shape[0])
         w = self.weights[0]
