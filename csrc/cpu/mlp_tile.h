@@ -1,0 +1,87 @@
+// One tile of rows through every layer of one ensemble member: the unit of work
+// shared by ensemble_mlp and propagate. Two implementations with one signature:
+// mlp_kernels_avx512.cpp (register-blocked AVX-512 / AVX512-BF16 microkernels) and
+// mlp_kernels_portable.cpp (plain loops), chosen at run time by select_tile_forward.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "cpu/ensemble_mlp.h"
+
+namespace mbrl_fast::cpu {
+
+// Rows per tile: a tile's activations (96 x 200 fp32 = 75 KB per buffer) stay in L2
+// next to one member's weights (528 KB fp32 for 24-200x4-36) on a 1 MB-L2 core.
+constexpr int64_t kTileRows = 96;
+// Tiles are computed in multiples of 24 rows (lcm of the microkernel heights 4, 6,
+// 8, 12); rows past `rows` are scratch and never read back.
+constexpr int64_t kRowQuantum = 24;
+
+// What the tile writes for the last layer's output y = [y_a, y_b] (Gaussian head only).
+enum HeadMode : int {
+  kHeadRaw = 0,     // y as is (also: no Gaussian head)
+  kHeadLogvar = 1,  // [mean, soft-bounded logvar]
+  kHeadStd = 2,     // [mean, exp(logvar / 2)]
+};
+
+// Per-thread scratch, zero-initialized (scratch rows must hold finite values).
+struct TileWorkspace {
+  explicit TileWorkspace(const MLPView& v) {
+    int64_t w = 0;
+    for (int l = 0; l <= v.num_layers; ++l) w = std::max(w, v.sizes[l]);
+    width = (w + 31) / 32 * 32;
+    f0.assign(kTileRows * width, 0.f);
+    f1.assign(kTileRows * width, 0.f);
+    h0.assign(kTileRows * width, 0);
+    h1.assign(kTileRows * width, 0);
+  }
+  int64_t width;               // max layer width, padded to 32
+  std::vector<float> f0, f1;   // [kTileRows, width] fp32 activations
+  std::vector<uint16_t> h0, h1;  // [kTileRows, width] bf16 layer inputs (bf16 weights)
+};
+
+// in [rows, d_0] (row stride ld_in) -> out [rows, d_L] dense, member e; rows <= kTileRows.
+using TileForwardFn = void (*)(const MLPView& v, int64_t e, int64_t rows, const float* in,
+                               int64_t ld_in, float* out, int head, TileWorkspace& ws);
+
+void forward_tile_portable(const MLPView& v, int64_t e, int64_t rows, const float* in,
+                           int64_t ld_in, float* out, int head, TileWorkspace& ws);
+#if defined(MBRL_FAST_X86)
+void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float* in,
+                         int64_t ld_in, float* out, int head, TileWorkspace& ws);
+#endif
+
+// The AVX-512 tile when the CPU has it (and AVX512-BF16 for bf16 weights), else portable.
+TileForwardFn select_tile_forward(const MLPView& v, bool portable);
+
+// ---- scalar math shared by the portable kernel and the propagate epilogue ------
+
+inline float softplus(float x) {  // torch.nn.functional.softplus (beta 1, threshold 20)
+  return x > 20.f ? x : std::log1p(std::exp(x));
+}
+
+inline float soft_bound_logvar(float raw, float max_lv, float min_lv) {
+  const float lv = max_lv - softplus(max_lv - raw);
+  return min_lv + softplus(lv - min_lv);
+}
+
+inline float round_bf16(float x) {  // torch .to(bfloat16).to(float32): round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN stays NaN
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+inline float bf16_to_float(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+}  // namespace mbrl_fast::cpu

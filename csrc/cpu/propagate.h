@@ -1,0 +1,43 @@
+// Particle propagation through an ensemble for a whole horizon in one call
+// (spec: mbrl_fast/ops/propagate.py, including the Philox noise offsets).
+#pragma once
+#include <cstdint>
+
+#include "cpu/ensemble_mlp.h"
+#include "reward_callback.h"
+
+namespace mbrl_fast::cpu {
+
+// Mode ids: MODE_IDS in mbrl_fast/ops/propagate.py.
+enum PropagateMode : int { kTs1 = 0, kTsInf = 1, kExpectation = 2, kFixed = 3 };
+// How the per-step reward is obtained.
+enum RewardKind : int { kRewardNone = 0, kRewardModel = 1, kRewardBuiltin = 2, kRewardCallback = 3 };
+enum BuiltinReward : int { kHalfCheetah = 0 };
+
+struct PropagateArgs {
+  int64_t n = 0, p = 0, k = 0, h = 0;  // start states, sequences, particles, horizon
+  int64_t d = 0, a = 0, d_out = 0;     // state, action, model output (D or D + 1) widths
+  int mode = kTsInf;
+  int64_t member = -1;                // mode kFixed: index into the full ensemble
+  const int64_t* members = nullptr;   // [E'] usable members
+  int64_t num_members = 0;            // E'
+  uint64_t seed = 0, offset = 0;
+  int reward_kind = kRewardNone;
+  int builtin_id = -1;
+  RewardCallback callback = nullptr;
+  const float* obs = nullptr;      // [N, D]
+  const float* actions = nullptr;  // [N, P, H, A]
+  float* states = nullptr;         // [N, P, K, H + 1, D] or null
+  float* rewards = nullptr;        // [N, P, K, H] or null
+  float* returns = nullptr;        // [N, P] or null (needs a reward)
+};
+
+// First non-finite state in (step, row) order; t = -1 when every state is finite.
+struct NonFinite {
+  int64_t t = -1, member = -1, n = -1, p = -1, k = -1;
+};
+
+// Runs the rollout; throws std::invalid_argument on inconsistent arguments.
+NonFinite propagate(const MLPView& view, const PropagateArgs& args, bool portable);
+
+}  // namespace mbrl_fast::cpu

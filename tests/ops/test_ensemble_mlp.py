@@ -1,0 +1,119 @@
+"""ensemble_mlp: the compiled CPU kernels (AVX-512 and portable) against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TOL, cpu_backends, random_mlp_params
+
+from mbrl_fast import backends
+from mbrl_fast.ops._cpu import KERNELS_ENV_VAR
+from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp
+
+pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
+
+
+@pytest.fixture(params=["auto", "portable"])
+def kernels(request, monkeypatch):
+    """Run each test on the default kernels and on the forced portable fallback."""
+    monkeypatch.setenv(KERNELS_ENV_VAR, request.param)
+    return request.param
+
+
+def assert_close(got, ref, dtype):
+    """|got - ref| <= rtol * max|ref| + atol, elementwise over the output."""
+    tol = TOL[dtype]
+    got, ref = (got, ref) if isinstance(ref, tuple) else ((got,), (ref,))
+    for g, r in zip(got, ref, strict=True):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        scale = float(r.abs().max()) if r.numel() else 1.0
+        err = float((g - r).abs().max()) if r.numel() else 0.0
+        assert err <= tol["rtol"] * scale + tol["atol"], f"max error {err:.3g}, scale {scale:.3g}"
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_every_activation(kernels, activation, dtype):
+    params = random_mlp_params(E=3, sizes=(7, 33, 16, 10), activation=activation,
+                               bf16=dtype == "bf16")
+    x = torch.randn(3, 123, 7, generator=torch.Generator().manual_seed(1)) * 2
+    ref = ensemble_mlp(x, params, backend="reference")
+    assert_close(ensemble_mlp(x, params, backend="cpu"), ref, dtype)
+
+
+@pytest.mark.parametrize("E,B,sizes", [(1, 1, (5, 13, 3)), (2, 7, (5, 13, 3)), (1, 123, (3, 1, 4)),
+                                       (3, 123, (24, 200, 200, 36)), (2, 97, (9, 17, 31, 65, 2))])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("normalize,gaussian", [(True, True), (False, False), (True, False)])
+def test_shapes_and_options(kernels, E, B, sizes, dtype, normalize, gaussian):
+    gaussian = gaussian and sizes[-1] % 2 == 0
+    if dtype == "bf16" and sizes[0] % 2 and not normalize:
+        # MLPParams.in_features reads 2 * ceil(d_0 / 2) from packed bf16 weights: an odd
+        # d_0 is only known from in_mean (reported to the owner of ops/ensemble_mlp.py).
+        pytest.skip("bf16 with odd d_0 needs in_mean/in_std to give d_0")
+    params = random_mlp_params(E=E, sizes=sizes, bf16=dtype == "bf16", normalize=normalize,
+                               gaussian=gaussian, seed=B)
+    x = torch.randn(E, B, sizes[0], generator=torch.Generator().manual_seed(2))
+    got = ensemble_mlp(x, params, backend="cpu")
+    assert isinstance(got, tuple) == gaussian
+    assert_close(got, ensemble_mlp(x, params, backend="reference"), dtype)
+
+
+def test_gaussian_head_bounds_are_applied():
+    params = random_mlp_params(E=2, sizes=(4, 8, 6), scale=30.0)  # large raw logvars
+    x = torch.randn(2, 50, 4) * 10
+    mean, logvar = ensemble_mlp(x, params, backend="cpu")
+    ref_mean, ref_logvar = ensemble_mlp(x, params, backend="reference")
+    assert_close((mean, logvar), (ref_mean, ref_logvar), "fp32")
+    # soft bounds: within softplus(min - max) ~ 3e-5 of [min, max]
+    assert (logvar <= params.max_logvar + 1e-3).all() and (logvar >= params.min_logvar - 1e-3).all()
+
+
+def test_shared_and_non_contiguous_inputs():
+    params = random_mlp_params(E=3, sizes=(6, 11, 4), gaussian=False)
+    x2 = torch.randn(17, 6)
+    ref = ensemble_mlp(x2, params, backend="reference")
+    assert_close(ensemble_mlp(x2, params, backend="cpu"), ref, "fp32")
+    xt = torch.randn(3, 6, 17).transpose(1, 2)  # non-contiguous [3, 17, 6]: copied
+    assert not xt.is_contiguous()
+    assert_close(ensemble_mlp(xt, params, backend="cpu"), ensemble_mlp(xt.contiguous(), params,
+                 backend="reference"), "fp32")
+
+
+def test_empty_batch():
+    params = random_mlp_params(E=2, sizes=(3, 5, 4))
+    mean, logvar = ensemble_mlp(torch.zeros(2, 0, 3), params, backend="cpu")
+    assert mean.shape == (2, 0, 2) and logvar.shape == (2, 0, 2)
+
+
+def test_bad_inputs():
+    params = random_mlp_params(E=2, sizes=(3, 5, 4))
+    with pytest.raises(ValueError, match="x must be"):
+        ensemble_mlp(torch.zeros(2, 4, 3, 1), params, backend="cpu")
+    with pytest.raises(ValueError, match="x must be"):
+        ensemble_mlp(torch.zeros(3, 4, 3), params, backend="cpu")
+    with pytest.raises(ValueError, match="x must be"):
+        ensemble_mlp(torch.zeros(2, 4, 5), params, backend="cpu")
+    with pytest.raises(TypeError, match="float32"):
+        ensemble_mlp(torch.zeros(2, 4, 3, dtype=torch.float64), params, backend="cpu")
+    bad = MLPParams(params.weights, params.biases, "gelu")
+    with pytest.raises(ValueError, match="activation"):
+        ensemble_mlp(torch.zeros(2, 4, 3), bad, backend="cpu")
+    with pytest.raises(ValueError, match="contiguous"):
+        w0 = params.weights[0].transpose(1, 2).contiguous().transpose(1, 2)
+        ensemble_mlp(torch.zeros(2, 4, 3), MLPParams((w0,) + params.weights[1:], params.biases),
+                     backend="cpu")
+
+
+def test_kernels_switch_is_validated(monkeypatch):
+    monkeypatch.setenv(KERNELS_ENV_VAR, "avx9000")
+    params = random_mlp_params(E=1, sizes=(3, 4))
+    with pytest.raises(ValueError, match=KERNELS_ENV_VAR):
+        ensemble_mlp(torch.zeros(1, 2, 3), params, backend="cpu")
+
+
+def test_cpu_is_auto_choice_here():
+    assert "cpu" in cpu_backends()
+    params = random_mlp_params(E=1, sizes=(3, 4), gaussian=False)
+    x = torch.randn(1, 5, 3)
+    assert_close(ensemble_mlp(x, params), ensemble_mlp(x, params, backend="reference"), "fp32")
