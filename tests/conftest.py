@@ -32,7 +32,7 @@ def random_mlp_params(E=3, sizes=(7, 16, 16, 10), activation="silu", gaussian=Tr
         min_lv = torch.full((sizes[-1] // 2,), -10.0)
     to = lambda t: None if t is None else t.to(device).contiguous()  # noqa: E731
     return MLPParams(tuple(to(w) for w in weights), tuple(to(b) for b in biases), activation,
-                     to(in_mean), to(in_std), to(max_lv), to(min_lv))
+                     to(in_mean), to(in_std), to(max_lv), to(min_lv), in_dim=sizes[0])
 
 
 def cpu_backends() -> list[str]:
