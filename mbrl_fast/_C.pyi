@@ -1,0 +1,51 @@
+"""Type stub for mbrl_fast._C, the compiled CPU kernels (private: use mbrl_fast.ops).
+
+Every pointer argument is the integer address (``tensor.data_ptr()``) of a
+contiguous host buffer that the Python launcher validated; 0 means absent.
+Shapes are given in the launchers (mbrl_fast/ops/_cpu.py, ops/elite_update.py)
+and in the headers under csrc/cpu/. Long calls release the GIL.
+"""
+
+def cpu_has_avx512() -> bool: ...
+def cpu_has_avx512_bf16() -> bool: ...
+
+# ---- noise: element i of stream (seed, offset), see csrc/include/philox.h
+def philox_uint32(out: int, n: int, seed: int, offset: int) -> None: ...
+def philox_uniform(out: int, n: int, seed: int, offset: int) -> None: ...
+def philox_normal(out: int, n: int, seed: int, offset: int) -> None: ...
+
+# ---- ensemble_mlp: x [E, B, d_0] -> out [E, B, d_L] (or mean / logvar [E, B, d_L / 2])
+def ensemble_mlp(
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
+    min_logvar: int, x: int, batch: int, out: int, out_logvar: int, portable: bool,
+) -> None: ...
+
+# ---- propagate: returns the first non-finite state (t, member, n, p, k); t = -1 if none
+def propagate(
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
+    min_logvar: int, n: int, p: int, k: int, h: int, d: int, a: int, d_out: int, mode: int,
+    member: int, members: int, num_used: int, seed: int, offset: int, reward_kind: int,
+    builtin_id: int, callback: int, obs: int, actions: int, states: int, rewards: int,
+    returns: int, portable: bool,
+) -> tuple[int, int, int, int, int]: ...
+
+# ---- elite_update
+def cem_update(
+    samples: int, returns: int, mean: int, var: int, n: int, p: int, ha: int, k: int,
+    alpha: float, epsilon: float, new_mean: int, new_var: int, elites: int, best: int,
+    best_return: int, converged: int,
+) -> None: ...
+def mppi_update(
+    samples: int, returns: int, n: int, p: int, ha: int, temperature: float, new_mean: int,
+    new_var: int, weights: int,
+) -> None: ...
+def truncated_normal(
+    mean: int, var: int, lower: int, upper: int, n: int, p: int, h: int, a: int, seed: int,
+    offset: int, out: int,
+) -> None: ...
+def colored_noise(
+    mean: int, var: int, lower: int, upper: int, n: int, p: int, h: int, a: int, scales: int,
+    sigma: float, seed: int, offset: int, out: int,
+) -> None: ...
