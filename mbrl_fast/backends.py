@@ -73,7 +73,8 @@ def _triton_status() -> tuple[bool, str]:
     if mod is None:
         return False, f"triton is not installed ({why})"
     if torch.cuda.is_available() or triton_interpret():
-        return True, "available" + (" (TRITON_INTERPRET=1, CPU tensors)" if triton_interpret() else "")
+        where = " (TRITON_INTERPRET=1, CPU tensors)" if triton_interpret() else ""
+        return True, "available" + where
     return False, "no CUDA device (set TRITON_INTERPRET=1 to run Triton kernels on CPU tensors)"
 
 

@@ -17,7 +17,7 @@ def random_mlp_params(E=3, sizes=(7, 16, 16, 10), activation="silu", gaussian=Tr
     """An ensemble with PyTorch-like init; sizes = (d_0, ..., d_L)."""
     g = torch.Generator().manual_seed(seed)
     weights, biases = [], []
-    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+    for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):
         bound = scale / d_in**0.5
         w = (torch.rand(E, d_in, d_out, generator=g) * 2 - 1) * bound
         b = (torch.rand(E, d_out, generator=g) * 2 - 1) * bound

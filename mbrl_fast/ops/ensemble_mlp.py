@@ -113,7 +113,8 @@ def check_params(params: MLPParams, name: str = "params") -> tuple[int, ...]:
     if not isinstance(params, MLPParams):
         raise TypeError(f"{name} must be an MLPParams, got {type(params).__name__}")
     if params.activation not in ACTIVATIONS:
-        raise ValueError(f"{name}.activation must be one of {ACTIVATIONS}, got {params.activation!r}")
+        raise ValueError(f"{name}.activation must be one of {ACTIVATIONS}, "
+                         f"got {params.activation!r}")
     if len(params.weights) == 0 or len(params.weights) != len(params.biases):
         raise ValueError(f"{name}: need one bias per weight and at least one layer, got "
                          f"{len(params.weights)} weights and {len(params.biases)} biases")
@@ -134,10 +135,12 @@ def check_params(params: MLPParams, name: str = "params") -> tuple[int, ...]:
             d_out = int(w.shape[2])
         else:
             if w.dtype != torch.float32 or w.dim() != 3:
-                raise ValueError(f"{name}.weights[{l}] must be float32 [E, in, out] or bf16 packed, "
+                raise ValueError(f"{name}.weights[{l}] must be float32 [E, in, out] or bf16 "
+                                 "packed, "
                                  f"got {w.dtype} {tuple(w.shape)}")
             if w.shape[0] != e or w.shape[1] != d_prev:
-                raise ValueError(f"{name}.weights[{l}] must be [{e}, {d_prev}, out], got {tuple(w.shape)}")
+                raise ValueError(f"{name}.weights[{l}] must be [{e}, {d_prev}, out], "
+                                 f"got {tuple(w.shape)}")
             d_out = int(w.shape[2])
         if b.dtype != torch.float32 or tuple(b.shape) != (e, d_out):
             raise ValueError(f"{name}.biases[{l}] must be float32 [{e}, {d_out}], got "
@@ -149,7 +152,8 @@ def check_params(params: MLPParams, name: str = "params") -> tuple[int, ...]:
     for field, size in (("in_mean", params.in_features), ("in_std", params.in_features)):
         t = getattr(params, field)
         if t is not None and (t.dtype != torch.float32 or tuple(t.shape) != (size,)):
-            raise ValueError(f"{name}.{field} must be float32 [{size}], got {t.dtype} {tuple(t.shape)}")
+            raise ValueError(f"{name}.{field} must be float32 [{size}], "
+                             f"got {t.dtype} {tuple(t.shape)}")
     if (params.in_mean is None) != (params.in_std is None):
         raise ValueError(f"{name}: give both in_mean and in_std, or neither")
     if (params.max_logvar is None) != (params.min_logvar is None):
@@ -225,7 +229,8 @@ def _check_x(x: torch.Tensor, params: MLPParams, sizes) -> torch.Tensor:
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(e, -1, -1)
     if x.dim() != 3 or x.shape[0] != e or x.shape[2] != sizes[0]:
-        raise ValueError(f"x must be [E={e}, B, {sizes[0]}] or [B, {sizes[0]}], got {tuple(x.shape)}")
+        raise ValueError(f"x must be [E={e}, B, {sizes[0]}] or [B, {sizes[0]}], "
+                         f"got {tuple(x.shape)}")
     return x.contiguous()  # documented: non-contiguous inputs are copied
 
 

@@ -96,7 +96,8 @@ def check_args(params, obs, actions, particles, mode, member, members, seed, off
         raise _bad("mode", f"one of {MODES}", repr(mode))
     if not isinstance(obs, torch.Tensor) or obs.dtype != torch.float32 or obs.dim() != 2:
         raise TypeError(f"propagate: obs must be a float32 tensor [N, D], got "
-                        f"{getattr(obs, 'dtype', type(obs).__name__)} {tuple(getattr(obs, 'shape', ()))}")
+                        f"{getattr(obs, 'dtype', type(obs).__name__)} "
+                        f"{tuple(getattr(obs, 'shape', ()))}")
     n, d = obs.shape
     if n < 1:
         raise _bad("obs", "[N >= 1, D]", tuple(obs.shape))
@@ -148,7 +149,8 @@ def check_args(params, obs, actions, particles, mode, member, members, seed, off
         member = -1
     if reward == "model":
         if d_out != d + 1:
-            raise _bad("reward", "not 'model' unless params has a reward head (D + 1 outputs)", "'model'")
+            raise _bad("reward", "not 'model' unless params has a reward head (D + 1 outputs)",
+                       "'model'")
     elif reward is not None:
         reward = rewards.resolve(reward)
     noise._check_key(seed, offset)

@@ -49,7 +49,8 @@ class Reward:
         return self.cpu_kernel_ok
 
 
-def halfcheetah_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+def halfcheetah_reward(obs: torch.Tensor, act: torch.Tensor,
+                       next_obs: torch.Tensor) -> torch.Tensor:
     """HalfCheetah-v5 with exclude_current_positions_from_observation=False (obs 18):
     forward velocity (x_{t+1} - x_t) / dt  minus  0.1 * |a|^2."""
     return (next_obs[..., 0] - obs[..., 0]) / HALFCHEETAH_DT - 0.1 * (act * act).sum(dim=-1)
