@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TOL, random_mlp_params
+from helpers import TOL, random_mlp_params
 
 from mbrl_fast import backends
 from mbrl_fast.ops import noise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TOL, cpu_backends, random_mlp_params
+from helpers import TOL, cpu_backends, random_mlp_params
 
 from mbrl_fast import backends
 from mbrl_fast.ops._cpu import KERNELS_ENV_VAR

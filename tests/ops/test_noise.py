@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cpu_backends
+from helpers import cpu_backends
 
 from mbrl_fast.ops import noise
 

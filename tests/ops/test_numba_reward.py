@@ -11,13 +11,13 @@ import pytest
 import torch
 
 pytest.importorskip("numba")
-from conftest import TOL, random_mlp_params  # noqa: E402
+from helpers import TOL, random_mlp_params  # noqa: E402
 
 from mbrl_fast import backends  # noqa: E402
 from mbrl_fast.ops import propagate  # noqa: E402
 from mbrl_fast.ops._numba import compile_reward  # noqa: E402
 
-D, A = 5, 2  # conftest's default ensemble: sizes (D + A = 7, 16, 16, 2 D = 10)
+D, A = 5, 2  # helpers's default ensemble: sizes (D + A = 7, 16, 16, 2 D = 10)
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_float, *[ctypes.POINTER(ctypes.c_float)] * 3,
                             ctypes.c_int64, ctypes.c_int64)
 

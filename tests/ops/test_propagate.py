@@ -10,7 +10,7 @@ import ctypes
 
 import pytest
 import torch
-from conftest import TOL, random_mlp_params
+from helpers import TOL, random_mlp_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -88,7 +88,7 @@ def _noise_cases():
 
 def _mlp_cases():
     import torch
-    from conftest import TOL, random_mlp_params
+    from helpers import TOL, random_mlp_params
 
     from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, ensemble_mlp, ensemble_mlp_reference
 
@@ -120,7 +120,7 @@ def _mlp_cases():
 
 def _propagate_cases():
     import torch
-    from conftest import TOL, random_mlp_params
+    from helpers import TOL, random_mlp_params
 
     from mbrl_fast.ops.propagate import MODES, propagate
 
@@ -224,7 +224,7 @@ def _compile_cases():
     """
     import torch
     import triton
-    from conftest import random_mlp_params
+    from helpers import random_mlp_params
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     from triton.runtime.jit import JITFunction
@@ -299,7 +299,7 @@ def _compile_cases():
 
 
 def _main(group: str) -> None:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # conftest
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # helpers
     import warnings
 
     warnings.filterwarnings("error", module="mbrl_fast")
