@@ -113,6 +113,7 @@ def machine_info() -> dict:
         "cpu_flags": _cpu_flags(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "mbrl_fast_version": mbrl_fast.__version__,
