@@ -8,12 +8,20 @@ Run on a GPU machine (docs/gpu.md)::
 
 What it measures (CUDA events, median of --reps after --warmup calls):
 
-* ``pets_act``: one PETS planning step batched over --envs start states: 5 CEM
-  iterations of (truncated-normal sampling -> propagate [N, 500, 30, 6] x 20 TS-inf
-  particles through 5 members of 4 x 200 SiLU -> CEM update), per backend:
-  ``cuda`` (all-CUDA ops), ``triton`` (Triton propagate + update, torch sampler),
-  ``reference`` (the pure-torch ops on the GPU: the plain PyTorch baseline), and
-  ``planner_auto`` (mbrl_fast.planning.CEMPlanner with backend="auto"), fp32 and bf16.
+* ``pets_act``: one PETS planning step as a loop of ops: 5 CEM iterations of
+  (truncated-normal sampling -> propagate [N, 500, 30, 6] x 20 TS-inf particles through
+  5 members of 4 x 200 SiLU -> CEM update), per backend: ``cuda`` (all-CUDA ops),
+  ``triton`` (Triton propagate + update, torch sampler), ``reference`` (the pure-torch
+  ops on the GPU: the plain PyTorch baseline); fp32 and bf16.
+* ``pets_agent_act``: the public act(), ``MPCAgent(CEMPlanner(backend=...)).act(obs)``
+  (numpy in, numpy out, re-planning every call), per GPU backend, fp32 and bf16.
+* each act row twice: ``single`` (ONE environment, obs [D]) and ``batch`` (--envs start
+  states, default 64, in one call), with ``batch64_over_single`` = batch / single seconds.
+* ``mbrl_lib_act``: mbrl-lib 0.2.0's CEM TrajectoryOptimizerAgent (same weights, same
+  config, device "cuda"), one environment; every act row's ``speedup_vs_mbrl_lib`` =
+  mbrl-lib seconds / the row's one-env seconds (null, with the reason, without mbrl-lib).
+* ``targets``: the GPU issue's pass/fail booleans computed from those rows (see
+  :func:`issue_targets`), with the GPU's name; ``valid`` only for the full-size run.
 * ``mppi_act``: --mppi-samples sequences x horizon --mppi-horizon through a small MLP
   (one member, 2 x 64 SiLU, expectation mode) -> MPPI update, per backend.
 * per op, per backend: ensemble_mlp, propagate, cem_update, mppi_update, noise; the
@@ -43,6 +51,9 @@ from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp  # noqa: E402
 from mbrl_fast.ops.propagate import propagate  # noqa: E402
 
 GPU_BACKENDS = ("cuda", "triton")
+# The GPU issue's targets (one H100, fp32): one-env act() <= 15 ms, >= 30x mbrl-lib's CEM
+# agent on the same GPU, 64 envs in one call <= 8x the one-env time.
+ACT_MS_MAX, SPEEDUP_MIN, BATCH_RATIO_MAX = 15.0, 30.0, 8.0
 
 
 def gpu_seconds(fn: Callable[[], object], reps: int, warmup: int) -> float:
@@ -131,14 +142,41 @@ def pets_act(params, obs, cfg, backend: str):
     return mean[:, 0]
 
 
-def planner_auto_act(params, obs, cfg):
-    from mbrl_fast.planning import CEMPlanner
+def agent_act(params, obs, cfg, backend: str):
+    """The public act(): MPCAgent(CEMPlanner(backend=...)).act on numpy obs [D] or [N, D].
+
+    Re-plans every call (mbrl-lib's replan_freq=1) and copies the action back to host
+    numpy, as mbrl-lib's agent.act does. backend="triton" forces Triton for propagate;
+    the elite ops then dispatch "auto" (CEMPlanner.op_backend).
+    """
+    from mbrl_fast.planning import CEMPlanner, MPCAgent
 
     planner = CEMPlanner(params, [-1.0] * cfg.act_dim, [1.0] * cfg.act_dim, reward=cfg.reward,
                          horizon=cfg.horizon, population=cfg.population,
                          num_elites=cfg.num_elites, iterations=cfg.iterations, alpha=cfg.alpha,
-                         epsilon=0.0, particles=cfg.particles, seed=cfg.seed, backend="auto")
-    return lambda: planner.plan(obs)
+                         epsilon=0.0, particles=cfg.particles, seed=cfg.seed, backend=backend)
+    agent = MPCAgent(planner, replan_every=1)
+    obs_np = obs.cpu().numpy()
+    obs_np = obs_np[0] if obs.shape[0] == 1 else obs_np  # one env: [D] -> [A]
+    return lambda: agent.act(obs_np)
+
+
+def mbrl_lib_act(cfg, params, obs, reps, warmup, log) -> dict:
+    """mbrl-lib 0.2.0's CEM TrajectoryOptimizerAgent on the GPU, one env (obs [1, D])."""
+    from mbrl_fast.benchmarks import mbrl_lib_baseline
+
+    reason = mbrl_lib_baseline.unavailable_reason()
+    if reason is not None:
+        log(f"  mbrl-lib: not measured ({reason})")
+        return {"seconds": None, "reason": f"mbrl-lib not importable: {reason}"}
+    try:
+        agent = mbrl_lib_baseline.make_agent(cfg, params, device="cuda")
+    except Exception as exc:
+        log(f"  mbrl-lib: agent not built: {type(exc).__name__}: {exc}")
+        return {"seconds": None, "reason": f"agent not built: {type(exc).__name__}: {exc}"}
+    obs_np = obs[0].cpu().numpy()  # [D]
+    return measure("mbrl-lib agent.act fp32 envs=1", lambda: agent.act(obs_np), reps, warmup,
+                   log)
 
 
 def mppi_act(params, obs, samples, backend: str, temperature: float = 1.0):
@@ -161,6 +199,63 @@ def measure(name: str, fn, reps: int, warmup: int, log) -> dict:
         return {"seconds": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
+def ratio(num, den) -> float | None:
+    return num / den if num and den else None
+
+
+def act_row(name: str, make_fn, obs1, obs_n, flop_per_env: float, peak: float, reps: int,
+            warmup: int, log) -> dict:
+    """act() for ONE env (obs1 [1, D]) and for N envs in one call (obs_n [N, D]).
+
+    make_fn(obs) -> a no-argument callable doing one act(); returns {"single": ...,
+    "batch": ..., "batch64_over_single": batch seconds / single seconds}.
+    """
+    row = {}
+    for key, obs in (("single", obs1), ("batch", obs_n)):
+        n = obs.shape[0]
+        try:
+            fn = make_fn(obs)
+        except Exception as exc:
+            log(f"  {name} envs={n}: not built: {type(exc).__name__}: {exc}")
+            row[key] = {"envs": n, "seconds": None, "error": f"{type(exc).__name__}: {exc}"}
+            continue
+        m = {"envs": n, **measure(f"{name} envs={n}", fn, reps, warmup, log)}
+        if m["seconds"]:
+            m["ms"] = m["seconds"] * 1e3
+            m["tflops"] = flop_per_env * n / m["seconds"] / 1e12
+            m["pct_of_peak"] = 100 * m["tflops"] / peak
+        row[key] = m
+    row["batch64_over_single"] = ratio(row["batch"]["seconds"], row["single"]["seconds"])
+    return row
+
+
+def issue_targets(agent_rows: dict, valid: bool) -> dict:
+    """The GPU issue's targets, computed from the public act() rows (fp32, per backend).
+
+    The top-level booleans are those of the GPU backend with the fastest one-env act();
+    None where a number they need was not measured (e.g. mbrl-lib not importable).
+    """
+    by_backend = {}
+    for be in GPU_BACKENDS:
+        row = agent_rows[f"{be}_fp32"]
+        sec, speedup, batch = (row["single"]["seconds"], row.get("speedup_vs_mbrl_lib"),
+                               row["batch64_over_single"])
+        by_backend[be] = {
+            "act_ms_fp32": sec * 1e3 if sec else None,
+            "act_ms_fp32_le_15": None if not sec else sec * 1e3 <= ACT_MS_MAX,
+            "speedup_vs_mbrl_lib_ge_30": None if speedup is None else speedup >= SPEEDUP_MIN,
+            "batch64_le_8x": None if batch is None else batch <= BATCH_RATIO_MAX,
+        }
+    timed = [be for be in GPU_BACKENDS if by_backend[be]["act_ms_fp32"] is not None]
+    best = min(timed, key=lambda be: by_backend[be]["act_ms_fp32"]) if timed else None
+    keys = ("act_ms_fp32_le_15", "speedup_vs_mbrl_lib_ge_30", "batch64_le_8x")
+    return {"gpu": torch.cuda.get_device_name(),
+            **{k: by_backend[best][k] if best else None for k in keys},
+            "backend": best, "valid": valid, "by_backend": by_backend,
+            "thresholds": {"act_ms_fp32": ACT_MS_MAX, "speedup_vs_mbrl_lib": SPEEDUP_MIN,
+                           "batch64_over_single": BATCH_RATIO_MAX}}
+
+
 def run(args, log=print) -> dict:
     cfg = get_config("tiny" if args.quick else "pets-halfcheetah")
     envs = 4 if args.quick else args.envs
@@ -179,26 +274,35 @@ def run(args, log=print) -> dict:
     out["peak_tflops"] = {"fp32": matmul_peak_tflops(torch.float32),
                           "bf16": matmul_peak_tflops(torch.bfloat16)}
     log(f"  fp32 {out['peak_tflops']['fp32']:.1f}  bf16 {out['peak_tflops']['bf16']:.1f} TFLOP/s")
-    fp32 = cuda_params(make_params(cfg))
-    models = {"fp32": fp32, "bf16": cuda_params(to_bf16(make_params(cfg)))}
-    obs = start_states(cfg, envs).cuda()
+    cpu_params = make_params(cfg)
+    models = {"fp32": cuda_params(cpu_params), "bf16": cuda_params(to_bf16(make_params(cfg)))}
+    obs = start_states(cfg, envs).cuda()  # [N, D]
+    obs1 = obs[:1]  # [1, D]: the one-environment act()
     r, w = args.reps, args.warmup
-    act_flop = mlp_flop_per_row(cfg.sizes) * envs * cfg.population * cfg.particles * \
-        cfg.horizon * cfg.iterations
+    env_flop = mlp_flop_per_row(cfg.sizes) * cfg.population * cfg.particles * cfg.horizon * \
+        cfg.iterations
 
-    log(f"pets_act: {envs} envs x P {cfg.population} x K {cfg.particles} x H {cfg.horizon} "
-        f"x {cfg.iterations} iterations ({act_flop / 1e12:.2f} TFLOP)")
-    out["pets_act"] = {}
+    log(f"act: 1 and {envs} envs x P {cfg.population} x K {cfg.particles} x H {cfg.horizon} "
+        f"x {cfg.iterations} iterations ({env_flop / 1e12:.3f} TFLOP per env)")
+    out["pets_act"], out["pets_agent_act"] = {}, {}
     for dtype, params in models.items():
+        peak = out["peak_tflops"][dtype]
         for be in (*GPU_BACKENDS, "reference"):
-            row = measure(f"{be} {dtype}", lambda p=params, b=be: pets_act(p, obs, cfg, b),
-                          r, w, log)
-            if row["seconds"]:
-                row["tflops"] = act_flop / row["seconds"] / 1e12
-                row["pct_of_peak"] = 100 * row["tflops"] / out["peak_tflops"][dtype]
-            out["pets_act"][f"{be}_{dtype}"] = row
-        out["pets_act"][f"planner_auto_{dtype}"] = measure(
-            f"planner_auto {dtype}", planner_auto_act(params, obs, cfg), r, w, log)
+            out["pets_act"][f"{be}_{dtype}"] = act_row(
+                f"op loop {be} {dtype}", lambda o, p=params, b=be: (lambda: pets_act(p, o, cfg, b)),
+                obs1, obs, env_flop, peak, r, w, log)
+        for be in GPU_BACKENDS:
+            out["pets_agent_act"][f"{be}_{dtype}"] = act_row(
+                f"MPCAgent.act {be} {dtype}", lambda o, p=params, b=be: agent_act(p, o, cfg, b),
+                obs1, obs, env_flop, peak, r, w, log)
+    out["mbrl_lib_act"] = mbrl_lib_act(cfg, cpu_params, obs1, r, w, log)
+    for rows in (out["pets_act"], out["pets_agent_act"]):
+        for row in rows.values():
+            row["speedup_vs_mbrl_lib"] = ratio(out["mbrl_lib_act"]["seconds"],
+                                               row["single"]["seconds"])
+    full = not args.quick and envs == 64 and cfg.name == "pets-halfcheetah"
+    out["targets"] = issue_targets(out["pets_agent_act"], full)
+    log("targets: " + json.dumps({k: v for k, v in out["targets"].items() if k != "by_backend"}))
 
     small = small_mlp(cfg.obs_dim, cfg.act_dim)
     mppi_samples = torch.rand(envs, mppi_p, mppi_h, cfg.act_dim, device="cuda") * 2 - 1
@@ -264,7 +368,8 @@ def op_timings(cfg, models, obs, envs, mppi_samples, peak, reps, warmup, log) ->
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--envs", type=int, default=64, help="start states planned in one call")
+    ap.add_argument("--envs", type=int, default=64,
+                    help="start states planned in one batched call (also one env is timed)")
     ap.add_argument("--mppi-samples", type=int, default=8192)
     ap.add_argument("--mppi-horizon", type=int, default=100)
     ap.add_argument("--reps", type=int, default=5)
@@ -275,7 +380,10 @@ def main(argv=None) -> int:
                     help="JSON path (default bench/results/gpu_planner_<gpu>.json)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("gpu_planner: no CUDA device; run this on a GPU machine (docs/gpu.md)")
+        print(f"gpu_planner: no CUDA device (torch {torch.__version__}, built with CUDA "
+              f"{torch.version.cuda}, {torch.cuda.device_count()} devices visible); "
+              "run this on a GPU machine with a CUDA build of torch (docs/gpu.md)",
+              file=sys.stderr)
         return 2
     result = run(args)
     gpu = result["device"].replace(" ", "_").replace("/", "_")

@@ -17,6 +17,10 @@ HalfCheetah's reward is ``(x' - x) / dt - 0.1 |a|^2``. ``_ObsRewardModelEnv`` ke
 current observation of each ``step`` so the same reward can be applied; it changes
 no work mbrl-lib does.
 
+``device`` ("cpu" by default, or e.g. "cuda") is where mbrl-lib's model, normalizer,
+random generator and CEM optimizer live, so the baseline can be timed on the same GPU
+as the compiled planners.
+
 ``mbrl`` (and hydra) are imported lazily: :func:`unavailable_reason` says why the
 baseline cannot run, and the benchmark reports null for it.
 """
@@ -60,15 +64,16 @@ def _copy_weights(model, params: MLPParams) -> None:
         model.min_logvar.copy_(params.min_logvar.unsqueeze(0))
 
 
-def make_model_env(cfg: PlannerBenchConfig, params: MLPParams):
-    """mbrl-lib's ModelEnv over a GaussianMLP ensemble holding ``params`` (TS-inf, the reward)."""
+def make_model_env(cfg: PlannerBenchConfig, params: MLPParams,
+                   device: str | torch.device = "cpu"):
+    """mbrl-lib's ModelEnv on ``device`` over a GaussianMLP ensemble holding ``params``."""
     import gymnasium as gym
     import mbrl.env.termination_fns as termination_fns
     import mbrl.models
 
     d, a = cfg.obs_dim, cfg.act_dim
     net = mbrl.models.GaussianMLP(
-        in_size=d + a, out_size=d, device="cpu", num_layers=cfg.hidden_layers,
+        in_size=d + a, out_size=d, device=device, num_layers=cfg.hidden_layers,
         ensemble_size=cfg.ensemble_size, hid_size=cfg.hidden_size,
         propagation_method="fixed_model",
         activation_fn_cfg={"_target_": _ACTIVATION_TARGETS[params.activation]},
@@ -76,8 +81,8 @@ def make_model_env(cfg: PlannerBenchConfig, params: MLPParams):
     _copy_weights(net, params)
     model = mbrl.models.OneDTransitionRewardModel(net, target_is_delta=True, normalize=True,
                                                   learned_rewards=False)
-    model.input_normalizer.mean = params.in_mean.unsqueeze(0).clone()  # [1, D + A]
-    model.input_normalizer.std = params.in_std.unsqueeze(0).clone()
+    model.input_normalizer.mean = params.in_mean.unsqueeze(0).to(device, copy=True)  # [1, D + A]
+    model.input_normalizer.std = params.in_std.unsqueeze(0).to(device, copy=True)
 
     reward = resolve(cfg.reward).torch_fn
     spaces = SimpleNamespace(
@@ -86,15 +91,19 @@ def make_model_env(cfg: PlannerBenchConfig, params: MLPParams):
     )
     model_env = _obs_reward_model_env(mbrl.models.ModelEnv)(
         spaces, model, termination_fns.no_termination,
-        generator=torch.Generator().manual_seed(cfg.seed),
+        generator=torch.Generator(device=device).manual_seed(cfg.seed),
     )
     model_env.reward_fn = lambda act, next_obs: reward(model_env.current_obs, act,
                                                        next_obs).unsqueeze(-1)  # [B, 1]
     return model_env
 
 
-def make_agent(cfg: PlannerBenchConfig, params: MLPParams, *, population: int | None = None):
-    """An mbrl-lib TrajectoryOptimizerAgent planning with ``params``; ``agent.act(obs [D])``."""
+def make_agent(cfg: PlannerBenchConfig, params: MLPParams, *, population: int | None = None,
+               device: str | torch.device = "cpu"):
+    """An mbrl-lib TrajectoryOptimizerAgent on ``device`` planning with ``params``.
+
+    ``agent.act(obs [D] numpy) -> action [A] numpy`` (one environment per call).
+    """
     import mbrl.planning
     import omegaconf
 
@@ -121,12 +130,12 @@ def make_agent(cfg: PlannerBenchConfig, params: MLPParams, *, population: int | 
             "lower_bound": "???",
             "upper_bound": "???",
             "return_mean_elites": True,
-            "device": "cpu",
+            "device": str(device),
             "clipped_normal": False,
         },
     })
     agent = mbrl.planning.create_trajectory_optim_agent_for_model(
-        make_model_env(cfg, params), agent_cfg, num_particles=cfg.particles)
+        make_model_env(cfg, params, device), agent_cfg, num_particles=cfg.particles)
     # elite_num = ceil(population * ratio) can round up past num_elites in floating point.
     agent.optimizer.optimizer.elite_num = cfg.num_elites
     return agent
