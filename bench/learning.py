@@ -85,7 +85,7 @@ def read_run(run_dir: Path) -> dict:
         rows = list(csv.DictReader(f))
     config = yaml.safe_load((run_dir / "config.yaml").read_text())["config"]
     cum = [float(r["wall_clock_s"]) for r in rows]
-    trial_s = [c - p for c, p in zip(cum, [0.0] + cum[:-1])]
+    trial_s = [c - p for c, p in zip(cum, [0.0] + cum[:-1], strict=True)]
     planning = [float(r["planning_s"]) for r in rows]
     training = [float(r["training_s"]) for r in rows]
     return {
@@ -122,7 +122,7 @@ def summarize(env: str, runs: dict[int, dict]) -> dict:
     out = {}
     if target is None:
         return out
-    for seed, run in runs.items():
+    for run in runs.values():
         hit = first_success(run["returns"], target)
         run["trials_to_target"] = None if hit is None else hit + 1  # trials run, incl. random
         run["target_met"] = hit is not None and hit < target["within"]
