@@ -1,4 +1,4 @@
-// Runtime CPU dispatch: the module is compiled without -march=native; kernels in
+// Runtime CPU dispatch: the module is compiled for baseline x86-64; kernels in
 // *_avx512.cpp are only entered when the running CPU reports these features.
 #pragma once
 
