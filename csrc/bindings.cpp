@@ -64,7 +64,8 @@ PYBIND11_MODULE(_C, m) {
                         uintptr_t max_logvar, uintptr_t min_logvar, int64_t n, int64_t p, int64_t k,
                         int64_t h, int64_t d, int64_t a, int64_t d_out, int mode, int64_t member,
                         uintptr_t members, int64_t num_used, uint64_t seed, uint64_t offset,
-                        int reward_kind, int builtin_id, uintptr_t callback, uintptr_t obs,
+                        int reward_kind, int builtin_id, uintptr_t callback, uintptr_t feat_src,
+                        uintptr_t feat_kind, int64_t f, uintptr_t obs,
                         uintptr_t actions, uintptr_t states, uintptr_t rewards, uintptr_t returns,
                         bool portable) {
     const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, bf16, activation,
@@ -76,6 +77,8 @@ PYBIND11_MODULE(_C, m) {
     args.seed = seed; args.offset = offset;
     args.reward_kind = reward_kind; args.builtin_id = builtin_id;
     args.callback = reinterpret_cast<mbrl_fast::RewardCallback>(callback);
+    args.feat_src = ptr<const int64_t>(feat_src); args.feat_kind = ptr<const int64_t>(feat_kind);
+    args.f = f;
     args.obs = ptr<const float>(obs); args.actions = ptr<const float>(actions);
     args.states = ptr<float>(states); args.rewards = ptr<float>(rewards); args.returns = ptr<float>(returns);
     const auto bad = mbrl_fast::cpu::propagate(view, args, portable);

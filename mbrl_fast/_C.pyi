@@ -27,8 +27,8 @@ def propagate(
     activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
     min_logvar: int, n: int, p: int, k: int, h: int, d: int, a: int, d_out: int, mode: int,
     member: int, members: int, num_used: int, seed: int, offset: int, reward_kind: int,
-    builtin_id: int, callback: int, obs: int, actions: int, states: int, rewards: int,
-    returns: int, portable: bool,
+    builtin_id: int, callback: int, feat_src: int, feat_kind: int, f: int, obs: int,
+    actions: int, states: int, rewards: int, returns: int, portable: bool,
 ) -> tuple[int, int, int, int, int]: ...
 
 # ---- elite_update

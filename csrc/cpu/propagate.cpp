@@ -36,7 +36,7 @@ class Rollout {
   Rollout(const MLPView& v, const PropagateArgs& a, bool portable)
       : v_(v), a_(a), forward_(select_tile_forward(v, portable)),
         normal_blocks_(philox_normal_blocks_portable), rows_(a.n * a.p * a.k),
-        din_(a.d + a.a), dl_(v.out_features()), row_return_(rows_, 0.f) {
+        din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()), row_return_(rows_, 0.f) {
     if (!a.states) cur_.resize(rows_ * a.d);
 #if defined(MBRL_FAST_X86)
     if (!portable && cpu_has_avx512()) normal_blocks_ = philox_normal_blocks_avx512;
@@ -137,10 +137,12 @@ class Rollout {
 
   struct Scratch {
     Scratch(const MLPView& v, const PropagateArgs& a, int64_t din, int64_t dl)
-        : ws(v), z(kTileRows * din), y(kTileRows * dl), mu(kTileRows * a.d_out), delta(a.d_out),
+        : ws(v), z(kTileRows * din), sa(a.f ? kTileRows * (a.d + a.a) : 0), y(kTileRows * dl),
+          mu(kTileRows * a.d_out), delta(a.d_out),
           blocks(kTileRows * (a.d_out / 4 + 2)), normals(4 * blocks.size()), eps_at(kTileRows) {}
     TileWorkspace ws;
-    std::vector<float> z;    // [tile, D + A] model input (s_t, a_t)
+    std::vector<float> z;    // [tile, F + A] model input (features(s_t), a_t)
+    std::vector<float> sa;   // [tile, D + A] (s_t, a_t) when features(s) != s; else z is it
     std::vector<float> y;    // [tile, 2 D_out] model output (mean, std) or raw
     std::vector<float> mu;   // [tile, D_out] member mean (expectation)
     std::vector<float> delta;       // [D_out]
@@ -154,11 +156,13 @@ class Rollout {
     const PropagateArgs& a = a_;
     const int64_t* rows = order + task.begin;
     const int64_t cnt = task.count, D = a.d, A = a.a, Do = a.d_out;
+    float* sa = a.f ? s.sa.data() : s.z.data();  // rows of (s_t, a_t), stride D + A
     for (int64_t i = 0; i < cnt; ++i) {
       const int64_t r = rows[i];
-      std::copy_n(state(r, t), D, s.z.data() + i * din_);
-      std::copy_n(a.actions + ((r / a.k) * a.h + t) * A, A, s.z.data() + i * din_ + D);
+      std::copy_n(state(r, t), D, sa + i * (D + A));
+      std::copy_n(a.actions + ((r / a.k) * a.h + t) * A, A, sa + i * (D + A) + D);
     }
+    if (a.f) build_features(sa, cnt, s.z.data());
     const bool expectation = task.member < 0;
     if (expectation) {
       std::fill_n(s.mu.data(), cnt * Do, 0.f);
@@ -177,7 +181,7 @@ class Rollout {
     float* delta = s.delta.data();
     for (int64_t i = 0; i < cnt; ++i) {
       const int64_t r = rows[i];
-      const float* st = s.z.data() + i * din_;  // s_t, then a_t
+      const float* st = sa + i * (D + A);  // s_t, then a_t
       if (expectation) {
         std::copy_n(s.mu.data() + i * Do, Do, delta);
       } else {
@@ -216,6 +220,21 @@ class Rollout {
     return true;
   }
 
+  // z [cnt, F + A] = (features(s_t), a_t) of sa [cnt, D + A] (ops/features.py).
+  void build_features(const float* sa, int64_t cnt, float* z) const {
+    const int64_t D = a_.d, A = a_.a, F = a_.f;
+    for (int64_t i = 0; i < cnt; ++i) {
+      const float* in = sa + i * (D + A);
+      float* out = z + i * din_;
+      for (int64_t c = 0; c < F; ++c) {
+        const float v = in[a_.feat_src[c]];
+        const int64_t kind = a_.feat_kind[c];
+        out[c] = kind == kFeatSin ? std::sin(v) : kind == kFeatCos ? std::cos(v) : v;
+      }
+      std::copy_n(in + D, A, out + F);
+    }
+  }
+
   // eps of the tile's rows at step t: elements [(r H + t) D_out, + D_out) of normal(seed, offset),
   // computed block-wise for the whole tile (vectorized across blocks).
   void tile_noise(const int64_t* rows, int64_t cnt, int64_t t, Scratch& s) const {
@@ -247,7 +266,11 @@ NonFinite propagate(const MLPView& v, const PropagateArgs& a, bool portable) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("propagate: " + what); };
   if (!v.gaussian()) bad("params need a Gaussian head");
   if (a.n < 1 || a.p < 1 || a.k < 1 || a.h < 1 || a.d < 1 || a.a < 1) bad("sizes must be >= 1");
-  if (v.in_features() != a.d + a.a) bad("model input width must be D + A");
+  if (a.f < 0 || (a.f > 0 && (!a.feat_src || !a.feat_kind))) bad("bad feature table");
+  for (int64_t c = 0; c < a.f; ++c)
+    if (a.feat_src[c] < 0 || a.feat_src[c] >= a.d || a.feat_kind[c] < kFeatValue || a.feat_kind[c] > kFeatCos)
+      bad("feature table entry out of range");
+  if (v.in_features() != (a.f ? a.f : a.d) + a.a) bad("model input width must be F + A (F = D without features)");
   if (v.out_features() != 2 * a.d_out || (a.d_out != a.d && a.d_out != a.d + 1))
     bad("model output must be a Gaussian head over D or D + 1");
   if (a.mode < kTs1 || a.mode > kFixed) bad("unknown mode id " + std::to_string(a.mode));

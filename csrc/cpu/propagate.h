@@ -13,6 +13,7 @@ enum PropagateMode : int { kTs1 = 0, kTsInf = 1, kExpectation = 2, kFixed = 3 };
 // How the per-step reward is obtained.
 enum RewardKind : int { kRewardNone = 0, kRewardModel = 1, kRewardBuiltin = 2, kRewardCallback = 3 };
 enum BuiltinReward : int { kHalfCheetah = 0 };
+enum FeatureKind : int { kFeatValue = 0, kFeatSin = 1, kFeatCos = 2 };
 
 struct PropagateArgs {
   int64_t n = 0, p = 0, k = 0, h = 0;  // start states, sequences, particles, horizon
@@ -25,6 +26,11 @@ struct PropagateArgs {
   int reward_kind = kRewardNone;
   int builtin_id = -1;
   RewardCallback callback = nullptr;
+  // Model input features (ops/features.py): column c of features(s) is feat_kind[c]
+  // (0 value, 1 sin, 2 cos) of s[feat_src[c]]; f = 0: features(s) = s.
+  const int64_t* feat_src = nullptr;   // [F]
+  const int64_t* feat_kind = nullptr;  // [F]
+  int64_t f = 0;
   const float* obs = nullptr;      // [N, D]
   const float* actions = nullptr;  // [N, P, H, A]
   float* states = nullptr;         // [N, P, K, H + 1, D] or null

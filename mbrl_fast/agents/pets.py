@@ -48,6 +48,9 @@ class ModelConfig:
     """Train max/min logvar (init 0.5 / -10) as the original PETS code does."""
     reward_head: bool = False
     """Learn the reward as an extra output instead of using the task's reward function."""
+    task_features: bool = True
+    """Read the observation through the task's ``obs_features`` (angles as sin / cos, x
+    positions dropped; PETS's obs_preproc); False: the raw observation."""
 
 
 @dataclass
@@ -200,7 +203,8 @@ class PETS:
         self.model = ProbabilisticEnsemble(
             self.task.obs_dim, self.task.act_dim, ensemble_size=m.ensemble_size,
             num_elites=m.num_elites, hidden=m.hidden, layers=m.layers, activation=m.activation,
-            reward_head=m.reward_head, learn_logvar_bounds=m.learn_logvar_bounds, seed=c.seed)
+            reward_head=m.reward_head, learn_logvar_bounds=m.learn_logvar_bounds, seed=c.seed,
+            obs_features=self.task.obs_features if m.task_features else None)
         t = c.train
         self.trainer = EnsembleTrainer(self.model, lr=t.lr, batch_size=t.batch_size,
                                        epochs=t.epochs, patience=t.patience,

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.envs.registry import Task, register_task
+from mbrl_fast.ops.features import ObsFeatures
 
 ENV_ID = "MBRLFast/CartpoleSwingup-v0"
 MAX_EPISODE_STEPS = 200
@@ -134,4 +135,5 @@ if ENV_ID not in gym.registry:
 TASK = register_task(Task(
     ENV_ID, swingup_reward, obs_dim=4, act_dim=1, action_low=(-1.0,), action_high=(1.0,),
     max_episode_steps=MAX_EPISODE_STEPS,
+    obs_features=ObsFeatures(4, angles=(1,)),  # PETS's obs_preproc: theta as (sin, cos)
     note=f"max reward per step {MAX_STEP_REWARD}, so the return is at most {MAX_RETURN}"))

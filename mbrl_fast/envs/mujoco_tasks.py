@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from mbrl_fast.envs.registry import Task, register_task
+from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.rewards import HALFCHEETAH_DT, halfcheetah_reward
 
 _POSITIONS = {"exclude_current_positions_from_observation": False}
@@ -149,6 +150,12 @@ def ant_reward(obs, act, next_obs):
     return forward + healthy - 0.5 * _sq(act) - 5e-4 * (contact * contact).sum(dim=-1)
 
 
+
+def _without_x(obs_dim: int) -> ObsFeatures:
+    """The model does not read the x position (obs[0]): the dynamics do not depend on it."""
+    return ObsFeatures(obs_dim, drop=(0,))
+
+
 _CLIPPED_QVEL = ("the observation clips qvel to [-10, 10] but the env uses the unclipped "
                  "value")
 
@@ -172,23 +179,27 @@ TASKS = (
     Task("HalfCheetah-v5", halfcheetah_reward, obs_dim=18, act_dim=6, action_low=(-1.0,) * 6,
          action_high=(1.0,) * 6, max_episode_steps=1000, env_kwargs=_POSITIONS,
          env_kwargs_note=_POSITIONS_NOTE + f" with dt = {HALFCHEETAH_DT}",
-         builtin_reward="halfcheetah"),
+         builtin_reward="halfcheetah",
+         # PETS's obs_preproc: no x (it grows as the cheetah runs), the pitch as sin / cos
+         # (the cheetah can flip over).
+         obs_features=ObsFeatures(18, drop=(0,), angles=(2,))),
     Task("Hopper-v5", hopper_reward, obs_dim=12, act_dim=3, action_low=(-1.0,) * 3,
          action_high=(1.0,) * 3, max_episode_steps=1000, termination_fn=hopper_termination,
          env_kwargs=_POSITIONS, env_kwargs_note=_POSITIONS_NOTE + f" with dt = {HOPPER_DT}",
-         reward_exact=False, termination_exact=False,
+         reward_exact=False, termination_exact=False, obs_features=_without_x(12),
          note=(f"the health check needs |qvel| < 100, and {_CLIPPED_QVEL}: exact unless "
                "a joint speed exceeds 100 (a diverging simulation)")),
     Task("Walker2d-v5", walker2d_reward, obs_dim=18, act_dim=6, action_low=(-1.0,) * 6,
          action_high=(1.0,) * 6, max_episode_steps=1000, termination_fn=walker2d_termination,
-         env_kwargs=_POSITIONS, env_kwargs_note=_POSITIONS_NOTE + f" with dt = {WALKER2D_DT}"),
+         env_kwargs=_POSITIONS, env_kwargs_note=_POSITIONS_NOTE + f" with dt = {WALKER2D_DT}",
+         obs_features=_without_x(18)),
     Task("Ant-v5", ant_reward, obs_dim=107, act_dim=8, action_low=(-1.0,) * 8,
          action_high=(1.0,) * 8, max_episode_steps=1000, termination_fn=ant_termination,
          env_kwargs={**_POSITIONS, "include_cfrc_ext_in_observation": True},
          env_kwargs_note=(_POSITIONS_NOTE + f" with dt = {ANT_DT}; "
                           "include_cfrc_ext_in_observation=True (the v5 default) puts the "
                           "clipped contact forces of the contact cost in obs[29:]"),
-         reward_exact=False,
+         reward_exact=False, obs_features=ObsFeatures(107, drop=(0, 1)),  # no (x, y)
          note=("the env's forward velocity reads the torso's data.xpos, the kinematics of "
                "the last RK4 stage, not the final qpos in the observation; with contacts they "
                "differ by up to a few mm, a per-step forward-reward error up to ~0.1 (max "

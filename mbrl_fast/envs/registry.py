@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from mbrl_fast.ops import rewards
+from mbrl_fast.ops.features import ObsFeatures
 
 try:
     import gymnasium as gym
@@ -53,6 +54,9 @@ class Task:
         computes the same function, or None.
     reward_exact / termination_exact: True when the function equals the env's reward /
         ``terminated`` for every transition (up to float rounding); ``note`` says where not.
+    obs_features: how a dynamics model should read the observation (``ObsFeatures``:
+        angles as sin / cos, coordinates the dynamics do not depend on dropped; PETS's
+        obs_preproc), or None for the raw observation.
     """
 
     env_id: str
@@ -69,6 +73,7 @@ class Task:
     reward_exact: bool = True
     termination_exact: bool = True
     note: str = ""
+    obs_features: ObsFeatures | None = None
 
     def __post_init__(self):
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -93,6 +98,10 @@ class Task:
             raise ValueError(f"Task {self.env_id}: builtin_reward must be one of "
                              f"{sorted(rewards.BUILTIN)} or None, got {self.builtin_reward!r}")
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        if self.obs_features is not None and (not isinstance(self.obs_features, ObsFeatures)
+                                              or self.obs_features.obs_dim != self.obs_dim):
+            raise ValueError(f"Task {self.env_id}: obs_features must be None or an ObsFeatures "
+                             f"with obs_dim={self.obs_dim}, got {self.obs_features!r}")
 
     @property
     def reward(self) -> rewards.Reward:

@@ -2,7 +2,7 @@
 
 Both predict the state change from a normalized (obs, act)::
 
-    x      = [obs, act]                                    [B, D + A]
+    x      = [features(obs), act]                          [B, F + A]
     target = [next_obs - obs, (reward)]                    [B, D_out], D_out = D (+1)
     y      = EnsembleMLP((x - mean) / std)                 [E, B, 2 D_out] or [E, B, D_out]
 
@@ -13,6 +13,10 @@ NLL of mbrl-lib / PETS, averaged over batch and output dims and summed over memb
     loss = sum_e mean_{b,j} [ (mu - t)^2 exp(-logvar) + logvar ]
            + 0.01 (sum max_logvar - sum min_logvar)
            + sum_l wd_l ||W_l||^2 / 2                      (per-layer L2, see trainer)
+
+``features`` is the ``obs_features`` map (ops/features.py: angles as sin / cos, dropped
+coordinates; PETS's obs_preproc), the identity by default (F = D); the planner applies
+the same map inside the rollout, from ``mlp_params().obs_features``.
 
 Parameters are stacked [E, in, out] / [E, out] (``mbrl_fast.nn``), so
 :meth:`mlp_params` hands the planner views of the trained weights (no copy).
@@ -27,6 +31,7 @@ from torch import nn
 from mbrl_fast.models.normalizer import Normalizer
 from mbrl_fast.nn import EnsembleMLP
 from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp, pack_bf16, soft_bound_logvar
+from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
 
 # PETS HalfCheetah network (4 hidden layers of 200): L2 weight per affine layer.
 PETS_WEIGHT_DECAY = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
@@ -46,7 +51,7 @@ class _Ensemble(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int, num_elites: int,
                  hidden: int, layers: int, activation: str, reward_head: bool,
-                 weight_decay, seed: int | None):
+                 weight_decay, seed: int | None, obs_features: ObsFeatures | None):
         super().__init__()
         for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim),
                         ("ensemble_size", ensemble_size), ("hidden", hidden)):
@@ -56,13 +61,23 @@ class _Ensemble(nn.Module):
             raise ValueError(f"num_elites must be an int in [1, ensemble_size={ensemble_size}], "
                              f"got {num_elites!r}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
+        if obs_features is not None:
+            if not isinstance(obs_features, ObsFeatures):
+                raise TypeError(f"obs_features must be an ObsFeatures or None, got "
+                                f"{type(obs_features).__name__}")
+            if obs_features.obs_dim != obs_dim:
+                raise ValueError(f"obs_features.obs_dim ({obs_features.obs_dim}) must equal "
+                                 f"obs_dim ({obs_dim})")
+            if obs_features.is_identity:
+                obs_features = None
+        self.obs_features = obs_features
+        in_dim = (obs_dim if obs_features is None else obs_features.width) + act_dim
         self.ensemble_size, self.num_elites = ensemble_size, num_elites
         self.reward_head = bool(reward_head)
         self.out_dim = obs_dim + int(self.reward_head)  # D_out
         width = 2 * self.out_dim if self.gaussian else self.out_dim
-        self.mlp = EnsembleMLP(ensemble_size, obs_dim + act_dim, width, hidden, layers,
-                               activation, seed)
-        self.normalizer = Normalizer(obs_dim + act_dim)
+        self.mlp = EnsembleMLP(ensemble_size, in_dim, width, hidden, layers, activation, seed)
+        self.normalizer = Normalizer(in_dim)
         wd = default_weight_decay(layers) if weight_decay is None else tuple(weight_decay)
         if len(wd) != layers + 1:
             raise ValueError(f"weight_decay needs one value per affine layer ({layers + 1}), "
@@ -72,15 +87,18 @@ class _Ensemble(nn.Module):
         self._bf16_cache: tuple[tuple[int, ...], MLPParams] | None = None
 
     # ---- data layout ------------------------------------------------------------------
-    def make_inputs(self, obs, act) -> torch.Tensor:
-        """[B, D], [B, A] (numpy or torch) -> float32 [B, D + A] (not normalized)."""
+    def make_inputs(self, obs, act, dtype=torch.float32) -> torch.Tensor:
+        """[B, D], [B, A] (numpy or torch) -> [B, F + A] (features, not normalized) in dtype
+        (float64 for the normalizer's statistics)."""
         obs, act = torch.as_tensor(obs), torch.as_tensor(act)
         if obs.dim() != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(f"obs must be [B, {self.obs_dim}], got {tuple(obs.shape)}")
         if act.dim() != 2 or act.shape != (obs.shape[0], self.act_dim):
             raise ValueError(f"act must be [{obs.shape[0]}, {self.act_dim}], "
                              f"got {tuple(act.shape)}")
-        return torch.cat([obs, act], dim=1).to(torch.float32)
+        obs = obs.to(torch.float64)  # sin / cos of float64 angles, then one rounding
+        return torch.cat([obs_features_reference(obs, self.obs_features), act.to(torch.float64)],
+                         dim=1).to(dtype)
 
     def make_targets(self, obs, next_obs, reward=None) -> torch.Tensor:
         """Delta targets [B, D_out]: next_obs - obs (difference taken in float64), (+ reward)."""
@@ -118,7 +136,8 @@ class _Ensemble(nn.Module):
         """
         max_lv, min_lv = self._logvar_bounds()
         return MLPParams(self.mlp.weights(), self.mlp.biases(), self.mlp.activation,
-                         self.normalizer.mean32, self.normalizer.std32, max_lv, min_lv)
+                         self.normalizer.mean32, self.normalizer.std32, max_lv, min_lv,
+                         obs_features=self.obs_features)
 
     def _versions(self) -> tuple[int, ...]:
         tensors = list(self.parameters()) + [self.normalizer.mean32, self.normalizer.std32]
@@ -134,7 +153,8 @@ class _Ensemble(nn.Module):
             params = MLPParams(packed, tuple(b.clone() for b in p.biases), p.activation,
                                p.in_mean.clone(), p.in_std.clone(),
                                None if p.max_logvar is None else p.max_logvar.clone(),
-                               None if p.min_logvar is None else p.min_logvar.clone())
+                               None if p.min_logvar is None else p.min_logvar.clone(),
+                               obs_features=p.obs_features)
             self._bf16_cache = (key, params)
         return self._bf16_cache[1]
 
@@ -155,9 +175,10 @@ class ProbabilisticEnsemble(_Ensemble):
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 7, num_elites: int = 5,
                  hidden: int = 200, layers: int = 4, activation: str = "silu",
                  reward_head: bool = False, learn_logvar_bounds: bool = True,
-                 weight_decay=None, seed: int | None = None):
+                 weight_decay=None, seed: int | None = None,
+                 obs_features: ObsFeatures | None = None):
         super().__init__(obs_dim, act_dim, ensemble_size, num_elites, hidden, layers,
-                         activation, reward_head, weight_decay, seed)
+                         activation, reward_head, weight_decay, seed, obs_features)
         self.max_logvar = nn.Parameter(torch.full((self.out_dim,), 0.5),
                                        requires_grad=learn_logvar_bounds)
         self.min_logvar = nn.Parameter(torch.full((self.out_dim,), -10.0),
@@ -167,13 +188,13 @@ class ProbabilisticEnsemble(_Ensemble):
         return self.max_logvar.detach(), self.min_logvar.detach()
 
     def forward(self, x: torch.Tensor):
-        """x [E, B, D + A] raw -> (mean, logvar) [E, B, D_out] each (autograd)."""
+        """x [E, B, F + A] (make_inputs) -> (mean, logvar) [E, B, D_out] each (autograd)."""
         y = self.mlp(self.normalizer.normalize(x))
         d = self.out_dim
         return y[..., :d], soft_bound_logvar(y[..., d:], self.max_logvar, self.min_logvar)
 
     def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Gaussian NLL (module docstring), x [E, B, D + A], target [E, B, D_out]; no decay."""
+        """Gaussian NLL (module docstring), x [E, B, F + A], target [E, B, D_out]; no decay."""
         mean, logvar = self(x)
         nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
         return nll + 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
@@ -196,12 +217,13 @@ class DeterministicEnsemble(_Ensemble):
 
     def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = 5, num_elites: int = 5,
                  hidden: int = 200, layers: int = 4, activation: str = "silu",
-                 reward_head: bool = False, weight_decay=None, seed: int | None = None):
+                 reward_head: bool = False, weight_decay=None, seed: int | None = None,
+                 obs_features: ObsFeatures | None = None):
         super().__init__(obs_dim, act_dim, ensemble_size, num_elites, hidden, layers,
-                         activation, reward_head, weight_decay, seed)
+                         activation, reward_head, weight_decay, seed, obs_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [E, B, D + A] raw -> prediction [E, B, D_out] (autograd)."""
+        """x [E, B, F + A] (make_inputs) -> prediction [E, B, D_out] (autograd)."""
         return self.mlp(self.normalizer.normalize(x))
 
     def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ One training round (:meth:`EnsembleTrainer.train`):
 3. draw one bootstrap sample of the training set per member (N rows with
    replacement, Chua et al. 2018);
 4. per epoch, shuffle each member's sample and step Adam on minibatches
-   x [E, batch, D + A] (each member sees its own rows) of
+   x [E, batch, F + A] (each member sees its own rows) of
    ``model.loss + model.decay_loss`` (per-layer L2);
 5. after each epoch, score every member by holdout MSE of its mean prediction;
    a member that improved by more than ``improvement_threshold`` (relative)
@@ -80,7 +80,8 @@ class EnsembleTrainer:
         new = buffer.total_added - int(self.model.normalizer.count.item())
         if new > 0:
             recent = buffer.latest(new)
-            self.model.normalizer.update(np.concatenate([recent.obs, recent.act], axis=1))  # f64
+            inputs = self.model.make_inputs(recent.obs, recent.act, dtype=torch.float64)
+            self.model.normalizer.update(inputs)
         return self.fit(buffer.all())
 
     def fit(self, data: Transitions) -> TrainResult:
@@ -88,7 +89,7 @@ class EnsembleTrainer:
         model = self.model
         if len(data) == 0:
             raise ValueError("no transitions to train on")
-        x = model.make_inputs(data.obs, data.act)  # [N, D + A]
+        x = model.make_inputs(data.obs, data.act)  # [N, F + A]
         y = model.make_targets(data.obs, data.next_obs, data.reward)  # [N, D_out]
         n = x.shape[0]
         perm = self.rng.permutation(n)

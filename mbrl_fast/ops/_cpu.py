@@ -87,11 +87,14 @@ def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor,
     rewards = torch.empty(s.n, s.p, s.k, s.h) if s.return_states and kind else None
     returns = torch.empty(s.n, s.p) if kind else None
     members = s.members.to(torch.int64).contiguous()
+    feats = params.obs_features
+    src, feat_kind = (None, None) if feats is None or feats.is_identity else feats.table()
     bad = backends.cpu_module().propagate(
         *_mlp_args(params, params.sizes), s.n, s.p, s.k, s.h, s.d, s.a, s.d_out, MODE_IDS[s.mode],
         s.member, members.data_ptr(), members.numel(), s.seed, s.offset, kind, builtin_id,
-        callback, obs.data_ptr(), actions.data_ptr(), _addr(states), _addr(rewards),
-        _addr(returns), _portable())
+        callback, _addr(src), _addr(feat_kind), 0 if src is None else src.numel(),
+        obs.data_ptr(), actions.data_ptr(), _addr(states), _addr(rewards), _addr(returns),
+        _portable())
     if bad[0] >= 0:
         _raise_non_finite(*bad)
     return PropagateResult(states=states, rewards=rewards, returns=returns)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from mbrl_fast import backends
+from mbrl_fast.ops.features import ObsFeatures
 
 ACTIVATIONS = ("silu", "relu", "tanh", "elu", "leaky_relu", "identity")
 ACTIVATION_IDS = {name: i for i, name in enumerate(ACTIVATIONS)}  # shared with csrc
@@ -58,6 +59,9 @@ class MLPParams:
     min_logvar: torch.Tensor | None = None  # [d_L / 2]
     leaky_slope: float = 0.01
     in_dim: int | None = None  # d_0, needed only for bf16 weights with an odd d_0 and no in_mean
+    # How propagate maps a state to the model's input (ops/features.py); d_0 is then
+    # F + A. ensemble_mlp itself ignores it: its x already is the model input.
+    obs_features: ObsFeatures | None = None
 
     @property
     def num_members(self) -> int:
@@ -158,6 +162,9 @@ def check_params(params: MLPParams, name: str = "params") -> tuple[int, ...]:
         raise ValueError(f"{name}: give both in_mean and in_std, or neither")
     if (params.max_logvar is None) != (params.min_logvar is None):
         raise ValueError(f"{name}: give both max_logvar and min_logvar, or neither")
+    if params.obs_features is not None and not isinstance(params.obs_features, ObsFeatures):
+        raise TypeError(f"{name}.obs_features must be an ObsFeatures or None, got "
+                        f"{type(params.obs_features).__name__}")
     if params.gaussian:
         if d_prev % 2:
             raise ValueError(f"{name}: a Gaussian head needs an even output width, got {d_prev}")

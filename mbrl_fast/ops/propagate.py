@@ -3,13 +3,15 @@
 For N start states s_0[n] [D], P action sequences a[n, p] [H, A] each, and K
 particles per sequence, every particle (n, p, k) is rolled out for t = 0..H-1::
 
-    z      = concat(s_t, a_t)                                   [D + A]
+    z      = concat(features(s_t), a_t)                         [F + A]
     mu, lv = ensemble_mlp(z) of member e_t (Gaussian head)       [D_out] each
     delta  = mu + exp(lv / 2) * eps[n, p, k, t]                 (no eps in "expectation")
     s_{t+1} = s_t + delta[:D]                                   (delta-state targets)
     r_t    = reward(s_t, a_t, s_{t+1})   or delta[D] with reward="model"
 
 D_out is D (dynamics only) or D + 1 (a learned reward head as the last output).
+``features`` is ``params.obs_features`` (ops/features.py: angles as sin/cos, dropped
+coordinates), F its width; without one, features(s) = s and F = D.
 
 Propagation modes (Chua et al. 2018), with ``members`` the usable member indices
 (default: all E; e.g. the elites) and E' = len(members):
@@ -48,6 +50,7 @@ import torch
 from mbrl_fast import backends
 from mbrl_fast.ops import noise, rewards
 from mbrl_fast.ops.ensemble_mlp import MLPParams, check_params, ensemble_mlp_reference
+from mbrl_fast.ops.features import obs_features_reference
 
 MODES = ("ts1", "tsinf", "expectation", "fixed")
 MODE_IDS = {name: i for i, name in enumerate(MODES)}  # shared with csrc
@@ -128,8 +131,13 @@ def check_args(params, obs, actions, particles, mode, member, members, seed, off
             raise _bad("actions", "[N, P >= 1, H >= 1, A >= 1]", tuple(actions.shape))
         if actions.device != params.device:
             raise _bad("actions", f"on {params.device} like params", actions.device)
-    if sizes[0] != d + a:
-        raise _bad("params", f"input width D + A = {d + a}", sizes[0])
+    feats = params.obs_features
+    if feats is not None and feats.obs_dim != d:
+        raise _bad("params.obs_features", f"ObsFeatures with obs_dim D = {d}", feats.obs_dim)
+    f = d if feats is None else feats.width
+    if sizes[0] != f + a:
+        what = "D + A" if feats is None else "F + A (F: params.obs_features.width)"
+        raise _bad("params", f"input width {what} = {f + a}", sizes[0])
     d_out = sizes[-1] // 2
     if d_out not in (d, d + 1):
         raise _bad("params", f"a Gaussian head over D = {d} or D + 1 = {d + 1} outputs", d_out)
@@ -209,7 +217,8 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
             taken[:, t] = a_t
         else:
             a_t = act[:, t]
-        z = torch.cat([state, a_t], dim=-1).unsqueeze(0).expand(e, -1, -1)
+        z = torch.cat([obs_features_reference(state, params.obs_features), a_t], dim=-1)
+        z = z.unsqueeze(0).expand(e, -1, -1)
         mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
         if s.mode == "expectation":
             delta = mu[s.members.to(dev)].mean(dim=0)
@@ -257,6 +266,9 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
     obs = obs.contiguous()
     actions = actions.contiguous() if actions is not None else None
     supported = ["cuda", "triton"] + (["cpu"] if policy is None else [])
+    feats = params.obs_features
+    if feats is not None and not feats.is_identity:  # the GPU kernels do not read it yet
+        supported = [b for b in supported if b == "cpu"]
     name = backends.select(backend, obs.device, supported, "propagate")
     if name == "reference":
         return propagate_reference(params, obs, actions, spec, policy)

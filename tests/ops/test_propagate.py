@@ -7,6 +7,7 @@ sample for sample; tolerances are relative to the largest state / return.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from mbrl_fast import backends
 from mbrl_fast.ops._cpu import KERNELS_ENV_VAR
 from mbrl_fast.ops.ensemble_mlp import MLPParams
+from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import MODES, propagate
 from mbrl_fast.ops.rewards import Reward, halfcheetah_reward
 
@@ -29,11 +31,15 @@ def kernels(request, monkeypatch):
     return request.param
 
 
-def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2, P=3, H=5, seed=0):
+def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2, P=3, H=5, seed=0,
+              features: ObsFeatures | None = None):
     d_out = D + 1 if reward_head else D
-    params = random_mlp_params(E=E, sizes=(D + A, *hidden, 2 * d_out), bf16=bf16, seed=seed)
+    f = D if features is None else features.width
+    params = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), bf16=bf16, seed=seed)
+    params = replace(params, obs_features=features)
     g = torch.Generator().manual_seed(seed + 1)
-    return params, torch.randn(N, D, generator=g), torch.rand(N, P, H, A, generator=g) * 2 - 1
+    # Angles of a few turns, so sin / cos wrap.
+    return params, torch.randn(N, D, generator=g) * 3, torch.rand(N, P, H, A, generator=g) * 2 - 1
 
 
 def assert_close(got, ref, dtype="fp32", what=""):
@@ -63,6 +69,63 @@ def test_modes_rewards_dtypes(kernels, mode, dtype, reward):
     member = 1 if mode == "fixed" else None
     compare(params, obs, actions, dtype, particles=5, mode=mode, member=member, seed=3, offset=12,
             reward=reward)
+
+
+HALFCHEETAH_FEATURES = ObsFeatures(18, drop=(0,), angles=(2,))  # the task's: F = 18
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("reward", [None, "model", "halfcheetah"])
+def test_obs_features(kernels, mode, dtype, reward):
+    """The model reads features(s_t): sin / cos of angles, dropped entries (ops/features.py)."""
+    if reward == "halfcheetah":
+        features, D = HALFCHEETAH_FEATURES, 18
+    else:  # F = 2 + 2 * 2 = 6 from D = 5: an odd input width F + A = 7 with A = 1
+        features, D = ObsFeatures(5, drop=(3,), angles=(0, 4)), 5
+    params, obs, actions = make_case(D=D, A=6 if D == 18 else 1, reward_head=reward == "model",
+                                     bf16=dtype == "bf16", features=features, P=5)
+    member = 1 if mode == "fixed" else None
+    got = compare(params, obs, actions, dtype, particles=4, mode=mode, member=member, seed=11,
+                  reward=reward)
+    # Not the raw state: the same weights reading raw inputs would be a different model.
+    assert got.states.shape == (2, 5, 4, 6, D)
+
+
+def test_obs_features_torch_reward_and_angles_only(kernels):
+    params, obs, actions = make_case(D=3, features=ObsFeatures(3, angles=(0, 1, 2)), H=4)
+
+    def reward(o, a, n):
+        return torch.cos(n[..., 0]) - 0.1 * (a * a).sum(-1)
+
+    compare(params, obs, actions, particles=3, mode="tsinf", reward=reward, seed=5)
+
+
+def test_obs_features_change_the_rollout():
+    """Guard against a backend that ignores the map: wrapping an angle by 2 pi leaves the
+    prediction unchanged with features and changes it without."""
+    features = ObsFeatures(4, angles=(1,))
+    params, obs, actions = make_case(features=features)
+    shifted = obs.clone()
+    shifted[:, 1] += 2 * torch.pi
+    kw = dict(particles=3, mode="expectation", backend="cpu")
+    a = propagate(params, obs, actions, **kw).states
+    b = propagate(params, shifted, actions, **kw).states
+    torch.testing.assert_close((b - a)[..., 1], torch.full_like(a[..., 1], 2 * torch.pi))
+    torch.testing.assert_close(torch.cat([(b - a)[..., :1], (b - a)[..., 2:]], -1),
+                               torch.zeros_like(a[..., :3]), atol=1e-4, rtol=0)
+
+
+def test_obs_features_bad_inputs():
+    features = ObsFeatures(4, drop=(0,))
+    params, obs, actions = make_case(features=features)
+    with pytest.raises(ValueError, match="obs_features"):
+        propagate(params, obs[:, :3], actions, backend="cpu")
+    raw, _, _ = make_case()  # input width D + A = 6, but the map needs F + A = 5
+    with pytest.raises(ValueError, match="F \\+ A"):
+        propagate(replace(raw, obs_features=features), obs, actions, backend="cpu")
+    with pytest.raises(TypeError, match="obs_features"):
+        propagate(replace(raw, obs_features=(0,)), obs, actions, backend="cpu")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -189,8 +252,14 @@ def test_bad_inputs():
        H=st.integers(1, 4), mode=st.sampled_from(MODES), head=st.booleans(), bf16=st.booleans(),
        seed=st.integers(0, 2**64 - 4), data=st.data())
 def test_fuzz_against_reference(E, D, A, width, layers, N, P, K, H, mode, head, bf16, seed, data):
+    roles = data.draw(st.lists(st.sampled_from("kda"), min_size=D, max_size=D))  # keep/drop/angle
+    if all(r == "d" for r in roles):
+        roles[0] = "k"
+    features = ObsFeatures(D, drop=[i for i, r in enumerate(roles) if r == "d"],
+                           angles=[i for i, r in enumerate(roles) if r == "a"])
     params, obs, actions = make_case(D=D, A=A, E=E, hidden=(width,) * layers, reward_head=head,
-                                     bf16=bf16, N=N, P=P, H=H, seed=seed % 1000)
+                                     bf16=bf16, N=N, P=P, H=H, seed=seed % 1000,
+                                     features=data.draw(st.sampled_from([None, features])))
     members = data.draw(st.lists(st.integers(0, E - 1), min_size=1, max_size=E))
     member = data.draw(st.integers(0, E - 1))
     compare(params, obs, actions, "bf16" if bf16 else "fp32", particles=K, mode=mode,
