@@ -33,7 +33,7 @@ class CEMPlanner(Planner):
                  population: int = 500, num_elites: int = 50, iterations: int = 5,
                  alpha: float = 0.1, epsilon: float = 0.001, return_mean: bool = True,
                  particles: int = 20, propagation: str = "tsinf", termination=None,
-                 seed: int = 0, backend: str = "auto"):
+                 seed: int = 0, backend: str = "auto", precision: str = "fp32"):
         self.population = check_int("population", population)
         self.num_elites = check_int("num_elites", num_elites)
         if num_elites > population:
@@ -44,7 +44,7 @@ class CEMPlanner(Planner):
         self.return_mean = bool(return_mean)
         super().__init__(model, action_low, action_high, reward=reward, horizon=horizon,
                          particles=particles, propagation=propagation, termination=termination,
-                         seed=seed, backend=backend)
+                         seed=seed, backend=backend, precision=precision)
 
     def _optimize(self, obs: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         n = obs.shape[0]

@@ -54,7 +54,7 @@ class ICEMPlanner(Planner):
                  decay: float = 1.25, min_population: int | None = None, beta: float = 2.5,
                  keep_fraction: float = 0.3, alpha: float = 0.1, return_mean: bool = False,
                  particles: int = 20, propagation: str = "tsinf", termination=None,
-                 seed: int = 0, backend: str = "auto"):
+                 seed: int = 0, backend: str = "auto", precision: str = "fp32"):
         self.population = check_int("population", population)
         self.num_elites = check_int("num_elites", num_elites)
         self.min_population = check_int("min_population", 2 * num_elites if min_population
@@ -72,7 +72,7 @@ class ICEMPlanner(Planner):
         self._elites: torch.Tensor | None = None  # [N, num_kept, H, A] of the last call
         super().__init__(model, action_low, action_high, reward=reward, horizon=horizon,
                          particles=particles, propagation=propagation, termination=termination,
-                         seed=seed, backend=backend)
+                         seed=seed, backend=backend, precision=precision)
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)

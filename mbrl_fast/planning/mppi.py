@@ -32,13 +32,14 @@ class MPPIPlanner(Planner):
     def __init__(self, model, action_low, action_high, *, reward, horizon: int = 30,
                  population: int = 350, iterations: int = 5, temperature: float = 1 / 0.9,
                  noise_std=None, particles: int = 20, propagation: str = "tsinf",
-                 termination=None, seed: int = 0, backend: str = "auto"):
+                 termination=None, seed: int = 0, backend: str = "auto",
+                 precision: str = "fp32"):
         self.population = check_int("population", population)
         self.iterations = check_int("iterations", iterations)
         self.temperature = check_float("temperature", temperature, 0.0, low_open=True)
         super().__init__(model, action_low, action_high, reward=reward, horizon=horizon,
                          particles=particles, propagation=propagation, termination=termination,
-                         seed=seed, backend=backend)
+                         seed=seed, backend=backend, precision=precision)
         if noise_std is None:
             std = (self.action_high - self.action_low) * 0.25
         else:

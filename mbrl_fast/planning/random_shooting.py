@@ -19,11 +19,12 @@ class RandomShootingPlanner(Planner):
 
     def __init__(self, model, action_low, action_high, *, reward, horizon: int = 30,
                  population: int = 1000, particles: int = 20, propagation: str = "tsinf",
-                 termination=None, seed: int = 0, backend: str = "auto"):
+                 termination=None, seed: int = 0, backend: str = "auto",
+                 precision: str = "fp32"):
         self.population = check_int("population", population)
         super().__init__(model, action_low, action_high, reward=reward, horizon=horizon,
                          particles=particles, propagation=propagation, termination=termination,
-                         seed=seed, backend=backend)
+                         seed=seed, backend=backend, precision=precision)
 
     def _optimize(self, obs: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         n, h, a = mean.shape

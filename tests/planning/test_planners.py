@@ -8,6 +8,7 @@ import importlib.util
 import pytest
 import torch
 
+from mbrl_fast.ops import MLPParams
 from mbrl_fast.ops.propagate import OFFSETS_PER_CALL
 from mbrl_fast.planning import (
     CEMPlanner,
@@ -186,3 +187,28 @@ def test_constructor_validation(model, reward):
         CEMPlanner(object(), *BOUNDS, reward=reward)
     with pytest.raises(ValueError, match="obs"):
         make("rs", model, reward).plan(torch.zeros(1, 1, 2))
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_bf16_precision_plans_on_the_packed_weights(name, model, reward):
+    """precision='bf16' rolls out model.mlp_params_bf16(): same optimum, different weights."""
+    from mbrl_fast.models import ProbabilisticEnsemble
+
+    ens = ProbabilisticEnsemble(2, 2, ensemble_size=2, num_elites=1, hidden=8, layers=1, seed=0)
+    planner = make(name, ens, reward, backend="auto", precision="bf16")
+    assert planner._params().is_bf16 and planner._params() is ens.mlp_params_bf16()
+    assert make(name, ens, reward, backend="auto")._params().weights[0].dtype == torch.float32
+    with pytest.raises(TypeError, match="bf16"):
+        make(name, model, reward, precision="bf16")  # fp32 MLPParams: nothing to read
+    with pytest.raises(ValueError, match="precision"):
+        make(name, ens, reward, precision="fp16")
+
+
+def test_bf16_precision_reaches_the_optimum(model, reward, goal, obs3):
+    from mbrl_fast.ops import pack_bf16
+
+    fp32 = model
+    bf16 = MLPParams(tuple(pack_bf16(w) for w in fp32.weights), fp32.biases, fp32.activation,
+                     max_logvar=fp32.max_logvar, min_logvar=fp32.min_logvar, in_dim=4)
+    plan = make("cem", bf16, reward, backend="auto", precision="bf16").plan(obs3)
+    assert (plan[:, 0] - (goal - obs3)).abs().max() < 0.15
