@@ -14,7 +14,9 @@ One training round (:meth:`EnsembleTrainer.train`):
 5. after each epoch, score every member by holdout MSE of its mean prediction;
    a member that improved by more than ``improvement_threshold`` (relative)
    snapshots its weights; stop after ``patience`` epochs with no member improving
-   (mbrl-lib ModelTrainer's rule), or after ``epochs``;
+   (mbrl-lib ModelTrainer's rule), or after ``epochs``; but not before ``min_steps``
+   gradient steps (with little data an epoch is a handful of steps: 1000 rows at
+   batch 256 are 4, and 5 epochs of patience would stop after 20 steps);
 6. restore each member's best snapshot and make the ``num_elites`` members with
    the lowest holdout MSE the elites.
 
@@ -50,16 +52,18 @@ class EnsembleTrainer:
 
     def __init__(self, model, lr: float = 1e-3, batch_size: int = 256, epochs: int = 50,
                  patience: int = 5, holdout_ratio: float = 0.1, max_holdout: int = 5000,
-                 improvement_threshold: float = 0.01, seed: int = 0):
+                 improvement_threshold: float = 0.01, min_steps: int = 0, seed: int = 0):
         if not 0.0 <= holdout_ratio < 1.0:
             raise ValueError(f"holdout_ratio must be in [0, 1), got {holdout_ratio}")
-        for name, v in (("batch_size", batch_size), ("epochs", epochs)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        for name, v in (("batch_size", batch_size), ("epochs", epochs), ("min_steps", min_steps)):
+            if not isinstance(v, int) or v < (0 if name == "min_steps" else 1):
+                raise ValueError(f"{name} must be an int >= {0 if name == 'min_steps' else 1}, "
+                                 f"got {v!r}")
         self.model = model
         self.batch_size, self.epochs, self.patience = batch_size, epochs, patience
         self.holdout_ratio, self.max_holdout = holdout_ratio, max_holdout
         self.improvement_threshold = improvement_threshold
+        self.min_steps = min_steps
         self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
         self.rng = np.random.default_rng(seed)
 
@@ -102,7 +106,8 @@ class EnsembleTrainer:
         best_mse = self._member_mse(x_hold, y_hold)  # [E]
         best = self._snapshot()
         since_improved, epochs_run, last_loss = 0, 0, float("nan")
-        for _ in range(self.epochs):
+        steps_per_epoch = -(-boot.shape[1] // self.batch_size)
+        while epochs_run < max(self.epochs, -(-self.min_steps // steps_per_epoch)):
             last_loss = self._epoch(x, y, boot)
             epochs_run += 1
             if not n_hold:
@@ -116,7 +121,8 @@ class EnsembleTrainer:
                 since_improved = 0
             else:
                 since_improved += 1
-                if self.patience and since_improved >= self.patience:
+                enough = epochs_run * steps_per_epoch >= self.min_steps
+                if self.patience and since_improved >= self.patience and enough:
                     break
         if n_hold:
             self._restore(best)

@@ -173,3 +173,17 @@ def test_early_stopping_restores_best_weights_when_training_diverges():
     assert result.epochs == 3  # patience epochs without improvement, then stop
     for before, after in zip(initial, model.mlp.parameters(), strict=True):
         assert torch.equal(before, after.detach())  # the untrained weights were the best
+
+
+def test_min_steps_delays_early_stopping_and_the_epoch_cap():
+    buf = _synthetic_buffer(400)  # 300 training rows at batch 32: 10 steps per epoch
+    model = ProbabilisticEnsemble(3, 1, ensemble_size=2, num_elites=1, hidden=16, layers=1, seed=0)
+    model.normalizer.update(model.make_inputs(buf.all().obs, buf.all().act))
+    trainer = EnsembleTrainer(model, epochs=2, batch_size=32, holdout_ratio=0.25, patience=3,
+                              min_steps=55, seed=0)
+    trainer.optimizer.param_groups[0]["lr"] = 10.0  # no epoch improves: patience is spent at 3
+    assert trainer.train(buf).epochs == 6  # ceil(55 / 10), past both the cap and the patience
+    trainer.min_steps = 0
+    assert trainer.train(buf).epochs == 2
+    with pytest.raises(ValueError, match="min_steps"):
+        EnsembleTrainer(model, min_steps=-1)
