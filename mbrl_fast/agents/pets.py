@@ -69,6 +69,9 @@ class TrainConfig:
     """Fraction of the data held out to rank members (elites) and stop early."""
     max_holdout: int = 5000
     """Cap on holdout rows (PETS's max_logging)."""
+    min_steps: int = 0
+    """Gradient steps per trial before early stopping or the epoch cap may end training
+    (for large batches on little data, where an epoch is a few steps)."""
 
 
 @dataclass
@@ -93,6 +96,17 @@ class PlannerConfig:
     """Particle propagation: 'tsinf' (PETS TS-inf), 'ts1' or 'expectation'."""
     backend: str = "auto"
     """ops backend for propagate / elite updates: auto, reference, cpu, triton, cuda."""
+    precision: str = "fp32"
+    """Rollout weights: 'fp32', or 'bf16' (packed once per training round; 1.7x faster on
+    AVX512-BF16 CPUs, README benchmark)."""
+    beta: float = 2.5
+    """iCEM only: colored-noise exponent (Pinneri et al. 2020: 0 white ... 2.5 smooth)."""
+    keep_fraction: float = 0.3
+    """iCEM only: fraction of the elites kept for the next iteration and the next step."""
+    decay: float = 1.25
+    """iCEM only: population decay per iteration."""
+    shaping: bool = True
+    """Add the task's planning-only shaping term (Task.shaping_fn) to the objective."""
 
 
 @dataclass
@@ -209,7 +223,7 @@ class PETS:
         self.trainer = EnsembleTrainer(self.model, lr=t.lr, batch_size=t.batch_size,
                                        epochs=t.epochs, patience=t.patience,
                                        holdout_ratio=t.holdout_ratio, max_holdout=t.max_holdout,
-                                       seed=c.seed)
+                                       min_steps=t.min_steps, seed=c.seed)
         self.buffer = ReplayBuffer(self.task.obs_dim, self.task.act_dim, c.replay_capacity)
         self.mpc = MPCAgent(make_planner(c.planner, self.model, self.task, c.seed))
         self.trials_done = 0
@@ -313,19 +327,23 @@ def make_planner(p: PlannerConfig, model, task, seed: int):
     """The configured planner over ``model`` with the task's reward and termination."""
     from mbrl_fast.envs import never_terminates
 
-    reward = "model" if getattr(model, "reward_head", False) else task.reward
+    if getattr(model, "reward_head", False):
+        reward = "model"
+    else:
+        reward = task.planning_reward if p.shaping else task.reward
     # No termination for tasks that never terminate: the fused reward then needs no states.
     termination = None if task.termination_fn is never_terminates else task.termination_fn
     common = dict(reward=reward, horizon=p.horizon, particles=p.particles,
                   propagation=p.propagation, termination=termination, seed=seed,
-                  backend=p.backend)
+                  backend=p.backend, precision=p.precision)
     low, high = task.action_low, task.action_high
     if p.name == "cem":
         return CEMPlanner(model, low, high, population=p.population, num_elites=p.num_elites,
                           iterations=p.iterations, alpha=p.alpha, **common)
     if p.name == "icem":
         return ICEMPlanner(model, low, high, population=p.population, num_elites=p.num_elites,
-                           iterations=p.iterations, alpha=p.alpha, **common)
+                           iterations=p.iterations, alpha=p.alpha, beta=p.beta,
+                           keep_fraction=p.keep_fraction, decay=p.decay, **common)
     if p.name == "mppi":
         return MPPIPlanner(model, low, high, population=p.population, iterations=p.iterations,
                            **common)

@@ -49,6 +49,19 @@ def inverted_pendulum_reward(obs, act, next_obs):
     return (~inverted_pendulum_termination(obs, act, next_obs)).to(next_obs.dtype)
 
 
+def inverted_pendulum_shaping(obs, act, next_obs):
+    """-0.1 ((angle' / 0.2)^2 + x'^2): at most 0.2 per step, below the alive reward of 1.
+
+    The reward is survival only, so every plan that keeps the pole up over the horizon
+    scores the same and the planner has nothing to steer the cart with: it drifts into
+    the end of its rail (x = +-1) and the pole falls (PETS runs, 2026-11-23). Shaping
+    breaks the tie toward the upright pole at the centre of the rail; a plan that
+    survives longer still always scores higher (each step alive adds >= 0.8).
+    """
+    angle, x = next_obs[..., 1] / 0.2, next_obs[..., 0]
+    return -0.1 * (angle * angle + x * x)
+
+
 # ---- InvertedDoublePendulum-v5 ----------------------------------------------------------
 # obs = [x, sin t1, sin t2, cos t1, cos t2, clip(qvel, +-10) (3), clip(qfrc_constraint[0])]
 POLE_LENGTH = 0.6  # inverted_double_pendulum.xml: both poles 0.6 m, the tip site at the end
@@ -162,7 +175,9 @@ _CLIPPED_QVEL = ("the observation clips qvel to [-10, 10] but the env uses the u
 TASKS = (
     Task("InvertedPendulum-v5", inverted_pendulum_reward, obs_dim=4, act_dim=1,
          action_low=(-3.0,), action_high=(3.0,), max_episode_steps=1000,
-         termination_fn=inverted_pendulum_termination),
+         termination_fn=inverted_pendulum_termination, shaping_fn=inverted_pendulum_shaping,
+         shaping_note="survival-only reward: planning prefers the pole upright, the cart "
+                      "centred (inverted_pendulum_shaping)"),
     Task("InvertedDoublePendulum-v5", inverted_double_pendulum_reward, obs_dim=9, act_dim=1,
          action_low=(-1.0,), action_high=(1.0,), max_episode_steps=1000,
          termination_fn=inverted_double_pendulum_termination,

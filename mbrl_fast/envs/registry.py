@@ -57,6 +57,10 @@ class Task:
     obs_features: how a dynamics model should read the observation (``ObsFeatures``:
         angles as sin / cos, coordinates the dynamics do not depend on dropped; PETS's
         obs_preproc), or None for the raw observation.
+    shaping_fn: optional batched ``(obs, act, next_obs) -> [...]`` added to the reward in
+        the planning objective only (:attr:`planning_reward`), for tasks whose reward
+        alone leaves the planner without a preference among plans; ``shaping_note`` says
+        why. The env's reward, what returns report, is never changed.
     """
 
     env_id: str
@@ -74,10 +78,15 @@ class Task:
     termination_exact: bool = True
     note: str = ""
     obs_features: ObsFeatures | None = None
+    shaping_fn: TorchTransitionFn | None = None
+    shaping_note: str = ""
 
     def __post_init__(self):
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"Task: env_id must be a non-empty str, got {self.env_id!r}")
+        if self.shaping_fn is not None and not callable(self.shaping_fn):
+            raise TypeError(f"Task {self.env_id}: shaping_fn must be None or callable "
+                            "fn(obs, act, next_obs) -> Tensor[...]")
         for name in ("reward_fn", "termination_fn"):
             if not callable(getattr(self, name)):
                 raise TypeError(f"Task {self.env_id}: {name} must be callable "
@@ -109,6 +118,19 @@ class Task:
         if self.builtin_reward is not None:
             return rewards.BUILTIN[self.builtin_reward]
         return rewards.Reward(self.env_id, self.reward_fn)
+
+    @property
+    def planning_reward(self) -> rewards.Reward:
+        """The planner's objective: :attr:`reward`, plus ``shaping_fn`` when the task has one
+        (then a batched torch function: the kernels roll out states, torch scores them)."""
+        if self.shaping_fn is None:
+            return self.reward
+        reward_fn, shaping_fn = self.reward_fn, self.shaping_fn
+
+        def shaped(obs, act, next_obs):
+            return reward_fn(obs, act, next_obs) + shaping_fn(obs, act, next_obs)
+
+        return rewards.Reward(f"{self.env_id}+shaping", shaped)
 
     def action_bounds(self, dtype=torch.float32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(low [A], high [A]) as tensors."""

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mbrl_fast.envs import Task, get_task, list_tasks, never_terminates, register_task, registry
+from mbrl_fast.ops.features import ObsFeatures
 
 SUPPORTED = ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5",
              "InvertedPendulum-v5", "MBRLFast/CartpoleSwingup-v0", "Pusher-v5", "Reacher-v5",
@@ -89,6 +90,9 @@ def test_make_env_refuses_to_change_what_the_reward_needs():
     (dict(action_high=(-2.0,)), "action_low must be < action_high"),
     (dict(builtin_reward="nope"), "builtin_reward"),
     (dict(reward_fn=3), "reward_fn"),
+    (dict(shaping_fn=3), "shaping_fn"),
+    (dict(obs_features=ObsFeatures(3, drop=(0,))), "obs_features"),
+    (dict(obs_features=(0,)), "obs_features"),
 ])
 def test_task_validation(bad, match):
     fields = dict(env_id="X-v0", reward_fn=_reward, obs_dim=2, act_dim=1, action_low=(-1.0,),
@@ -105,3 +109,27 @@ def test_register_task_wants_a_task():
 def test_action_bounds_tensors():
     low, high = get_task("Pusher-v5").action_bounds(dtype=torch.float64)
     assert low.dtype == torch.float64 and torch.equal(low, -high) and low.shape == (7,)
+
+
+def test_planning_reward_adds_the_shaping_term_only_in_planning():
+    task = get_task("InvertedPendulum-v5")
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(64, 4, generator=g) * 0.1
+    act = torch.rand(64, 1, generator=g)
+    nxt = obs + torch.randn(64, 4, generator=g) * 0.1
+    alive = task.reward_fn(obs, act, nxt)
+    shaped = task.planning_reward.torch_fn(obs, act, nxt)
+    torch.testing.assert_close(shaped, alive - 0.1 * ((nxt[:, 1] / 0.2) ** 2 + nxt[:, 0] ** 2))
+    # an alive step still adds >= 0.8: within the rail (|x| <= 1) and alive (|angle| <= 0.2)
+    # the shaping costs at most 0.2
+    edge = torch.tensor([[1.0, 0.2, 0.0, 0.0], [-1.0, -0.2, 3.0, -3.0]])
+    assert (task.shaping_fn(edge, act[:2], edge) >= -0.2 - 1e-6).all()
+    plain = get_task("HalfCheetah-v5")
+    assert plain.shaping_fn is None and plain.planning_reward is plain.reward
+
+
+@pytest.mark.parametrize("env_id", SUPPORTED)
+def test_obs_features_fit_the_task(env_id):
+    task = get_task(env_id)
+    if task.obs_features is not None:
+        assert task.obs_features.obs_dim == task.obs_dim and not task.obs_features.is_identity
