@@ -33,6 +33,8 @@ class PropagateDesc:
     reward: int
     return_states: bool
     members: list[int]  # member slots (fixed: [member])
+    feat_src: list[int]  # [F] model input features (ObsFeatures.table); [] for features(s) = s
+    feat_kind: list[int]  # [F] 0 value, 1 sin, 2 cos
     num_members_all: int
     seed: int
     offset: int

@@ -44,6 +44,8 @@ PYBIND11_MODULE(_C_cuda, m) {
       .def_readwrite("reward", &mc::PropagateDesc::reward)
       .def_readwrite("return_states", &mc::PropagateDesc::return_states)
       .def_readwrite("members", &mc::PropagateDesc::members)
+      .def_readwrite("feat_src", &mc::PropagateDesc::feat_src)
+      .def_readwrite("feat_kind", &mc::PropagateDesc::feat_kind)
       .def_readwrite("num_members_all", &mc::PropagateDesc::num_members_all)
       .def_readwrite("seed", &mc::PropagateDesc::seed)
       .def_readwrite("offset", &mc::PropagateDesc::offset)

@@ -29,6 +29,10 @@ struct PropagateDesc {
   int reward = 0;  // 0 none, 1 model head, 2 HalfCheetah (built-in)
   bool return_states = true;
   std::vector<int64_t> members;  // member slots (fixed: [member])
+  // Model input features (ops/features.py ObsFeatures.table): column c of features(s) is
+  // feat_kind[c] (0 value, 1 sin, 2 cos) of s[feat_src[c]]; both empty: features(s) = s.
+  std::vector<int64_t> feat_src;   // [F]
+  std::vector<int64_t> feat_kind;  // [F]
   int64_t num_members_all = 1;   // E, for the non-finite report
   uint64_t seed = 0, offset = 0;
   float dt = 0.05f;               // HalfCheetah control step

@@ -6,13 +6,19 @@
 // Python side passes the particles sorted by drawn member, so a tile almost always
 // needs one member; ts1 pays up to E' passes. Noise comes from csrc/include/philox.h
 // with the reference's counters (eps: offset, members: offset + 1, policy: offset + 2).
+// The model reads concat(features(s), a) (ops/features.py; the feature table travels in
+// the kernel parameters); the policy in the loop reads the raw state.
 #include <algorithm>
+#include <cstdint>
 
 #include "cuda/mlp_block.cuh"
 #include "philox.h"
 
 namespace mbrl_fast::cuda {
 namespace {
+
+constexpr int kMaxFeatures = 512;  // F: the feature table lives in the kernel parameters
+constexpr int kFeatValue = 0, kFeatSin = 1, kFeatCos = 2;
 
 struct PropArgs {
   const float* obs;       // [N, D]
@@ -28,7 +34,13 @@ struct PropArgs {
   int64_t members[kMaxMembers];
   uint64_t seed, offset;
   float dt;
+  int f;                              // feature columns F; 0: features(s) = s
+  int16_t feat_src[kMaxFeatures];     // [F] state index of column c
+  int8_t feat_kind[kMaxFeatures];     // [F] kFeatValue / kFeatSin / kFeatCos
 };
+// Kernel parameters (MLPArgs x 2, PropArgs, ld) within the 4 KiB every arch takes.
+static_assert(2 * sizeof(MLPArgs) + sizeof(PropArgs) + sizeof(int) <= 4096,
+              "propagate_kernel parameters exceed 4 KiB");
 
 constexpr int kTs1 = 0, kTsInf = 1, kExpectation = 2;
 
@@ -36,6 +48,19 @@ __device__ __forceinline__ int draw_member(const PropArgs& pa, int64_t i) {
   return static_cast<int>(
       uint32_to_randint(philox_uint32(pa.seed, pa.offset + 1, static_cast<uint64_t>(i)),
                         static_cast<uint32_t>(pa.num_members)));
+}
+
+// Column c of features(s), s the particle's state [D]. sin / cos in double precision:
+// --use_fast_math makes sinf / cosf the __sinf / __cosf intrinsics, accurate (2^-21.4 abs)
+// only in [-pi, pi], and an angle drifts past that within a rollout; one double sin per
+// angle column per step is noise next to the MLP.
+__device__ __forceinline__ float feature(const PropArgs& pa, const float* s, int c) {
+  const float x = s[pa.feat_src[c]];
+  switch (pa.feat_kind[c]) {
+    case kFeatSin: return static_cast<float>(sin(static_cast<double>(x)));
+    case kFeatCos: return static_cast<float>(cos(static_cast<double>(x)));
+    default: return x;
+  }
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -50,6 +75,7 @@ propagate_kernel(MLPArgs model, MLPArgs policy, PropArgs pa, int ld) {
   const int tid = threadIdx.x;
   const int d = static_cast<int>(pa.d), a = static_cast<int>(pa.a);
   const int d_out = static_cast<int>(pa.d_out);
+  const int f = pa.f ? pa.f : d;  // columns of features(s)
   const int64_t H = pa.h;
   if (tid < kTM) {
     const int64_t idx = static_cast<int64_t>(blockIdx.x) * kTM + tid;
@@ -92,10 +118,10 @@ propagate_kernel(MLPArgs model, MLPArgs policy, PropArgs pa, int ld) {
       }
     }
     __syncthreads();
-    // ---- model input z = normalize(concat(s, a)) in slot 0; zero the deltas ----
-    for (int i = tid; i < kTM * (d + a); i += kThreads) {
-      const int r = i / (d + a), j = i % (d + a);
-      float v = j < d ? S[r * d + j] : act[r * a + j - d];
+    // ---- model input z = normalize(concat(features(s), a)) in slot 0; zero the deltas ----
+    for (int i = tid; i < kTM * (f + a); i += kThreads) {
+      const int r = i / (f + a), j = i % (f + a);
+      float v = j >= f ? act[r * a + j - f] : pa.f ? feature(pa, S + r * d, j) : S[r * d + j];
       if (model.in_mean) v = (v - model.in_mean[j]) / model.in_std[j];
       smem[r * ld + j] = v;
     }
@@ -154,6 +180,30 @@ propagate_kernel(MLPArgs model, MLPArgs policy, PropArgs pa, int ld) {
   if (pa.reward && tid < kTM && rowid[tid] >= 0) pa.row_returns[rowid[tid]] = total[tid];
 }
 
+// Copies the feature table into the kernel parameters, checking it.
+void set_features(const PropagateDesc& desc, PropArgs& pa) {
+  const size_t f = desc.feat_src.size();
+  if (desc.feat_kind.size() != f) {
+    throw std::invalid_argument("propagate: feat_src and feat_kind must have one entry per column");
+  }
+  if (f > static_cast<size_t>(kMaxFeatures)) {
+    throw std::invalid_argument("propagate: the CUDA kernel takes at most " +
+                                std::to_string(kMaxFeatures) + " feature columns, got F = " +
+                                std::to_string(f) + " (params.obs_features); use the triton backend");
+  }
+  for (size_t c = 0; c < f; ++c) {
+    const int64_t src = desc.feat_src[c], kind = desc.feat_kind[c];
+    if (src < 0 || src >= desc.d || src > INT16_MAX || kind < kFeatValue || kind > kFeatCos) {
+      throw std::invalid_argument("propagate: feature table entry " + std::to_string(c) +
+                                  " out of range (src " + std::to_string(src) + ", kind " +
+                                  std::to_string(kind) + ")");
+    }
+    pa.feat_src[c] = static_cast<int16_t>(src);
+    pa.feat_kind[c] = static_cast<int8_t>(kind);
+  }
+  pa.f = static_cast<int>(f);
+}
+
 }  // namespace
 
 void propagate(const MLPDesc& model, const MLPDesc* policy, const PropagateDesc& desc,
@@ -165,6 +215,11 @@ void propagate(const MLPDesc& model, const MLPDesc* policy, const PropagateDesc&
                                 std::to_string(kMaxMembers) + " member slots");
   }
   PropArgs pa{};
+  set_features(desc, pa);
+  if (model.sizes.front() != (pa.f ? pa.f : desc.d) + desc.a) {
+    throw std::invalid_argument("propagate: model input width must be F + A (F = D without "
+                                "features), got " + std::to_string(model.sizes.front()));
+  }
   pa.obs = reinterpret_cast<const float*>(desc.obs);
   pa.actions = reinterpret_cast<const float*>(desc.actions);
   pa.order = reinterpret_cast<const int64_t*>(desc.order);

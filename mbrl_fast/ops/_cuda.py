@@ -16,6 +16,7 @@ import torch
 from mbrl_fast import backends
 from mbrl_fast.ops import rewards
 from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
+from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import (
     MODE_IDS,
     PropagateResult,
@@ -86,6 +87,16 @@ def tsinf_order(spec: PropagateSpec, rows: int, device) -> torch.Tensor:
     return torch.argsort((x * m) >> 32, stable=True)
 
 
+@functools.lru_cache(maxsize=32)
+def _feature_lists(features: ObsFeatures | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(src [F], kind [F]) of the model input map on the host: the kernel takes the table
+    in its parameters; ((), ()) for features(s) = s."""
+    if features is None or features.is_identity:
+        return (), ()
+    src, kind = features.table()
+    return tuple(src.tolist()), tuple(kind.tolist())
+
+
 def _reward_id(spec: PropagateSpec) -> int:
     if spec.reward is None:
         return REWARD_NONE
@@ -118,6 +129,7 @@ def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor |
     desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
     desc.mode, desc.reward, desc.return_states = MODE_IDS[s.mode], reward_id, s.return_states
     desc.members, desc.num_members_all = slots, params.num_members
+    desc.feat_src, desc.feat_kind = _feature_lists(params.obs_features)
     desc.seed, desc.offset, desc.dt = s.seed, s.offset, rewards.HALFCHEETAH_DT
     desc.obs, desc.actions, desc.order = obs.data_ptr(), _addr(actions), _addr(order)
     desc.states, desc.rewards = _addr(states), _addr(step_rewards)

@@ -266,9 +266,6 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
     obs = obs.contiguous()
     actions = actions.contiguous() if actions is not None else None
     supported = ["cuda", "triton"] + (["cpu"] if policy is None else [])
-    feats = params.obs_features
-    if feats is not None and not feats.is_identity:  # the GPU kernels do not read it yet
-        supported = [b for b in supported if b == "cpu"]
     name = backends.select(backend, obs.device, supported, "propagate")
     if name == "reference":
         return propagate_reference(params, obs, actions, spec, policy)

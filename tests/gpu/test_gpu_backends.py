@@ -7,6 +7,8 @@ same Philox streams make the comparison sample for sample.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from helpers import TOL, random_mlp_params
@@ -14,6 +16,7 @@ from helpers import TOL, random_mlp_params
 from mbrl_fast import backends
 from mbrl_fast.ops import noise
 from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp, ensemble_mlp_reference
+from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import MODES, propagate
 
 pytestmark = [pytest.mark.gpu,
@@ -31,10 +34,12 @@ def backend(request):
 
 
 def cpu(params: MLPParams) -> MLPParams:
+    """The same ensemble on the CPU (every other field, e.g. obs_features, kept)."""
     move = lambda t: None if t is None else t.cpu()  # noqa: E731
-    return MLPParams(tuple(map(move, params.weights)), tuple(map(move, params.biases)),
-                     params.activation, move(params.in_mean), move(params.in_std),
-                     move(params.max_logvar), move(params.min_logvar), params.leaky_slope)
+    return replace(params, weights=tuple(map(move, params.weights)),
+                   biases=tuple(map(move, params.biases)), in_mean=move(params.in_mean),
+                   in_std=move(params.in_std), max_logvar=move(params.max_logvar),
+                   min_logvar=move(params.min_logvar))
 
 
 def assert_close(got, ref, dtype="fp32", what=""):
@@ -108,11 +113,16 @@ def test_ensemble_mlp_on_a_side_stream(backend):
 # ---- propagate -----------------------------------------------------------------------
 
 
-def make_case(D=18, A=6, E=5, hidden=(200, 200), reward_head=False, bf16=False, N=2, P=9, H=6):
+def make_case(D=18, A=6, E=5, hidden=(200, 200), reward_head=False, bf16=False, N=2, P=9, H=6,
+              features: ObsFeatures | None = None):
     d_out = D + 1 if reward_head else D
-    params = random_mlp_params(E=E, sizes=(D + A, *hidden, 2 * d_out), bf16=bf16, device="cuda")
+    f = D if features is None else features.width
+    params = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), bf16=bf16, device="cuda")
+    params = replace(params, obs_features=features)
     g = torch.Generator().manual_seed(1)
-    return params, torch.randn(N, D, generator=g), torch.rand(N, P, H, A, generator=g) * 2 - 1
+    scale = 1.0 if features is None else 3.0  # with features: angles of a few turns (wrap)
+    obs = torch.randn(N, D, generator=g) * scale
+    return params, obs, torch.rand(N, P, H, A, generator=g) * 2 - 1
 
 
 def compare(backend, params, obs, actions, dtype="fp32", **kw):
@@ -153,6 +163,54 @@ def test_propagate_policy_in_the_loop(backend):
     policy = random_mlp_params(E=1, sizes=(18, 64, 64, 12), device="cuda", seed=4)
     compare(backend, model, torch.randn(8, 18), None, particles=3, mode="tsinf",
             reward="model", policy=policy, horizon=5, seed=2)
+
+
+# F = 19 from D = 18 (odd; a drop and three angles): the model input is F + A = 25
+FEATURES = ObsFeatures(18, drop=(0, 5), angles=(2, 7, 11))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reward", [None, "model", "halfcheetah"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_propagate_obs_features(backend, mode, reward, dtype):
+    """The model reads concat(features(s_t), a_t) (ops/features.py) at every step."""
+    params, obs, act = make_case(reward_head=reward == "model", bf16=dtype == "bf16",
+                                 features=FEATURES)
+    compare(backend, params, obs, act, dtype, particles=20, mode=mode, member=2, seed=11,
+            offset=3, reward=reward)
+
+
+@pytest.mark.parametrize("features", [ObsFeatures(4, angles=(1,)), ObsFeatures(4, drop=(0, 3)),
+                                      ObsFeatures(18, drop=(0,), angles=(2,))],
+                         ids=["angles-only", "drop-only", "halfcheetah"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 7, 5, 2)])
+def test_propagate_obs_features_shapes(backend, features, shape):
+    n, p, k, h = shape
+    params, obs, act = make_case(D=features.obs_dim, N=n, P=p, H=h, E=7, features=features)
+    compare(backend, params, obs, act, particles=k, mode="tsinf", members=[0, 2, 3, 5, 6],
+            reward="halfcheetah", seed=5)
+    compare(backend, params, obs, act, particles=k, mode="ts1", seed=6,
+            reward=lambda s, a, s2: torch.cos(s2[..., 1]) - 0.5 * (a * a).sum(-1))
+
+
+def test_propagate_obs_features_policy_in_the_loop(backend):
+    """The policy reads the raw state [D]; only the model reads the features."""
+    model = random_mlp_params(E=5, sizes=(FEATURES.width + 6, 200, 200, 2 * 19), device="cuda")
+    model = replace(model, obs_features=FEATURES)
+    policy = random_mlp_params(E=1, sizes=(18, 64, 64, 12), device="cuda", seed=4)
+    for mode in ("ts1", "tsinf"):
+        compare(backend, model, torch.randn(8, 18) * 3, None, particles=3, mode=mode,
+                reward="model", policy=policy, horizon=5, seed=2)
+
+
+def test_propagate_cuda_feature_table_limit():
+    """F beyond the table the CUDA kernel carries in its parameters: a clear error."""
+    if not backends.is_available("cuda"):
+        pytest.fail(f"backend cuda unavailable on a CUDA machine: {backends.status('cuda')[1]}")
+    features = ObsFeatures(520, drop=(0,), angles=(1,))  # F = 520
+    params, obs, act = make_case(D=520, A=2, E=2, hidden=(16,), H=2, features=features)
+    with pytest.raises(ValueError, match="at most 512 feature columns"):
+        propagate(params, obs.cuda(), act.cuda(), particles=2, backend="cuda")
 
 
 def test_propagate_non_finite_names_the_particle(backend):

@@ -161,6 +161,7 @@ def _propagate_cases():
         compare(f"policy in the loop {mode}", model, torch.randn(4, D, generator=g), None,
                 particles=3, mode=mode, seed=1, offset=2**64 - 10, reward="model", policy=policy,
                 horizon=3)
+    _feature_cases(compare, g, A)
     # a non-finite state raises the reference's error, naming the same particle
     params = random_mlp_params(E=2, sizes=(D + A, 16, 2 * D))
     params.biases[-1][1, 2] = float("inf")
@@ -173,6 +174,46 @@ def _propagate_cases():
             messages.append(str(exc))
     out["non-finite error"] = [0.0 if messages[0] and messages[0] == messages[1] else 1.0, 0.0]
     return out
+
+
+def _feature_cases(compare, g, A):
+    """params.obs_features: the model reads concat(features(s), a) (ops/features.py)."""
+    from dataclasses import replace
+
+    import torch
+    from helpers import random_mlp_params
+
+    from mbrl_fast.ops.features import ObsFeatures
+
+    def model(features, d_out, e=3, bf16=False, seed=5):
+        sizes = (features.width + A, 16, 2 * d_out)
+        return replace(random_mlp_params(E=e, sizes=sizes, bf16=bf16, seed=seed),
+                       obs_features=features)
+
+    feats = ObsFeatures(6, drop=(0,), angles=(2, 4))  # F = 7: odd, and F + A != D + A
+    obs = torch.randn(2, 6, generator=g) * 3  # angles of a few turns: sin / cos wrap
+    act = torch.rand(2, 7, 3, A, generator=g) * 2 - 1
+    for mode in ("ts1", "tsinf", "expectation", "fixed"):
+        for reward in (None, "halfcheetah", "model"):
+            compare(f"features {mode} reward={reward}", model(feats, 7 if reward == "model" else 6),
+                    obs, act, particles=3, mode=mode, member=1, seed=7, offset=5, reward=reward)
+    compare("features bf16 tsinf", model(feats, 6, e=4, bf16=True), obs, act, "bf16",
+            particles=3, mode="tsinf", seed=2, reward="halfcheetah")
+    compare("features members subset, no states", model(feats, 7), obs, act, particles=2,
+            mode="tsinf", members=[2, 0], seed=3, reward="model", return_states=False)
+    compare("features torch reward", model(feats, 6), obs, act, particles=2, mode="ts1", seed=4,
+            reward=lambda s, a, s2: torch.cos(s2[..., 2]) - 0.1 * (a * a).sum(-1))
+    one = torch.rand(1, 1, 1, A, generator=g) * 2 - 1
+    for name, f in (("angles only", ObsFeatures(5, angles=(1,))),  # F = 6
+                    ("drop only", ObsFeatures(5, drop=(0, 3))),  # F = 3
+                    ("identity", ObsFeatures(5))):  # F = D: the no-features path
+        start = torch.randn(1, 5, generator=g) * 3
+        compare(f"features {name} N=P=K=H=1", model(f, 5), start, one, particles=1, mode="ts1",
+                seed=6, reward="halfcheetah")
+    policy = random_mlp_params(E=1, sizes=(6, 16, 2 * A), seed=9)  # reads the raw state
+    for mode in ("ts1", "tsinf"):
+        compare(f"features policy in the loop {mode}", model(feats, 7), obs, None, particles=3,
+                mode=mode, seed=1, offset=11, reward="model", policy=policy, horizon=3)
 
 
 def _elite_cases():
@@ -222,6 +263,8 @@ def _compile_cases():
     signature Triton's JIT would build on a GPU. Catches what the interpreter cannot:
     type errors in loops, real bf16 tl.dot, register / shared-memory limits.
     """
+    from dataclasses import replace
+
     import torch
     import triton
     from helpers import random_mlp_params
@@ -233,6 +276,7 @@ def _compile_cases():
     from mbrl_fast.ops._triton import ensemble_mlp as tm
     from mbrl_fast.ops._triton import noise as tn
     from mbrl_fast.ops._triton import propagate as tp
+    from mbrl_fast.ops.features import ObsFeatures
     from mbrl_fast.ops.propagate import check_args
 
     calls = []
@@ -246,12 +290,16 @@ def _compile_cases():
     obs = torch.randn(2, 18)
     act = torch.randn(2, 3, 4, 6)
     pol = random_mlp_params(E=1, sizes=(18, 64, 12))
-    for mode, reward, bf16, policy in (("ts1", "halfcheetah", False, None),
-                                       ("tsinf", "model", True, None),
-                                       ("expectation", None, False, None),
-                                       ("fixed", "model", False, pol)):
+    cheetah = ObsFeatures(18, drop=(0,), angles=(2,))  # F = 18: model input F + A = 24
+    for mode, reward, bf16, policy, feats in (("ts1", "halfcheetah", False, None, None),
+                                              ("tsinf", "model", True, None, None),
+                                              ("expectation", None, False, None, None),
+                                              ("fixed", "model", False, pol, None),
+                                              ("tsinf", "halfcheetah", False, None, cheetah),
+                                              ("ts1", "model", True, pol, cheetah)):
         d_out = 19 if reward == "model" else 18
         p = random_mlp_params(E=5, sizes=(24, 200, 200, 200, 2 * d_out), bf16=bf16)
+        p = replace(p, obs_features=feats)
         spec = check_args(p, obs, None if policy else act, 3, mode, 1, None, 0, 0, reward, True,
                           policy, 4 if policy else None)
         tp.propagate_triton(p, obs, None if policy else act, spec, policy)

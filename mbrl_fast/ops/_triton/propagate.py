@@ -4,7 +4,9 @@ Each program of a persistent grid owns tiles of BM particles. A particle's
 state stays in registers ``s [BM, DP]`` for all H steps; per step the kernel
 
 1. takes the action (input, or the policy MLP + tanh-Gaussian in the loop),
-2. writes the normalized model input ``concat(s, a)`` to scratch slot 0,
+2. writes the normalized model input ``concat(features(s), a)`` to scratch slot 0
+   (with ``params.obs_features``: s is staged in slot 0 and its columns gathered by
+   the feature table, then passed through sin / cos; the policy reads the raw s),
 3. runs the MLP (ops/_triton/ensemble_mlp.mlp_forward) once per member slot
    that a particle of the tile uses (all slots for ``expectation``), and keeps
    ``mu + exp(lv / 2) * eps`` for the particles drawn to that slot,
@@ -40,6 +42,7 @@ from mbrl_fast.ops import rewards
 from mbrl_fast.ops._triton import ensemble_mlp as tmlp
 from mbrl_fast.ops._triton.noise import fill, key_halves, normal_at, randint_at
 from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
+from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import (
     MODE_IDS,
     PropagateResult,
@@ -57,19 +60,35 @@ FUSED_BUILTINS = {rewards.BUILTIN["halfcheetah"].builtin_id: REWARD_HALFCHEETAH}
 
 
 @triton.jit
+def gather_features(scratch, s, feat_src, feat_kind, jz, z_ok, jd, d_ok, r, WN: tl.constexpr):
+    """features(s) [BM, FP]: s [BM, DP] is staged in scratch slot 0 (free until z is
+    written; WN >= D) and its columns feat_src loaded back, then sin / cos by feat_kind.
+    The table is re-read per step (L1) rather than held in registers across the loop."""
+    src = tl.load(feat_src + jz, mask=z_ok, other=0).to(tl.int32)
+    kind = tl.load(feat_kind + jz, mask=z_ok, other=0).to(tl.int32)
+    tl.debug_barrier()  # the previous readers of slot 0 are done
+    tl.store(scratch + r[:, None] * WN + jd[None, :], s, mask=d_ok[None, :])
+    tl.debug_barrier()  # every thread's state columns are stored
+    v = tl.load(scratch + r[:, None] * WN + src[None, :])
+    return tl.where(kind[None, :] == 1, tl.sin(v), tl.where(kind[None, :] == 2, tl.cos(v), v))
+
+
+@triton.jit
 def _propagate_kernel(
         obs, actions, perm, members, states, step_rewards, row_returns, taken, bad, scratch,
         w_table, b_table, sizes, num_layers, in_mean, in_std, max_lv, min_lv, slope,
         pw_table, pb_table, psizes, p_layers, p_mean, p_std, p_max_lv, p_min_lv, p_slope,
-        P, K, H, D, A, D_OUT, num_members, rows_total, num_members_all,
+        feat_src, feat_kind, P, K, H, D, A, F, D_OUT, num_members, rows_total, num_members_all,
         seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, dt,
         MODE: tl.constexpr, REWARD: tl.constexpr, RETURN_STATES: tl.constexpr,
         HAS_PERM: tl.constexpr, POLICY: tl.constexpr, P_NORMALIZE: tl.constexpr,
         NORMALIZE: tl.constexpr, ACT: tl.constexpr, P_ACT: tl.constexpr, BF16: tl.constexpr,
         P_BF16: tl.constexpr, BF16_DOT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
         BN: tl.constexpr, WN: tl.constexpr, DP: tl.constexpr, AP: tl.constexpr,
-        PRECISION: tl.constexpr):
+        FEATURES: tl.constexpr, FP: tl.constexpr, PRECISION: tl.constexpr):
     # MODE: 0 ts1, 1 tsinf, 2 expectation, 3 fixed (members = [member]).
+    # FEATURES: column c of features(s) [F] is feat_kind[c] (0 value, 1 sin, 2 cos) of
+    # s[feat_src[c]] (ops/features.py); without, features(s) = s and F = D.
     pid = tl.program_id(0)
     scratch += pid.to(tl.int64) * (3 * BM * WN)
     out_slot = scratch + (1 + (num_layers - 1) % 2) * (BM * WN)
@@ -79,6 +98,12 @@ def _propagate_kernel(
     ja = tl.arange(0, AP)
     d_ok = jd < D
     a_ok = ja < A
+    if FEATURES:
+        jz = tl.arange(0, FP)  # feature columns of z
+        z_ok = jz < F
+    else:
+        jz = jd
+        z_ok = d_ok
     for tile in range(pid, tl.cdiv(rows_total, BM), tl.num_programs(0)):
         idx = tile * BM + r
         row_ok = idx < rows_total
@@ -127,17 +152,21 @@ def _propagate_kernel(
             else:
                 a = tl.load(actions + (seq * H + t)[:, None] * A + ja[None, :],
                             mask=row_ok[:, None] & a_ok[None, :], other=0.0)
-            # ---- model input z = normalize(concat(s, a)) -> scratch slot 0 ----
-            zs = s
+            # ---- model input z = normalize(concat(features(s), a)) -> scratch slot 0 ----
+            if FEATURES:
+                zs = gather_features(scratch, s, feat_src, feat_kind, jz, z_ok, jd, d_ok, r,
+                                     WN)  # [BM, FP]
+            else:
+                zs = s
             za = a
             if NORMALIZE:
-                zs = (zs - tl.load(in_mean + jd, mask=d_ok, other=0.0)[None, :]) / \
-                    tl.load(in_std + jd, mask=d_ok, other=1.0)[None, :]
-                za = (za - tl.load(in_mean + D + ja, mask=a_ok, other=0.0)[None, :]) / \
-                    tl.load(in_std + D + ja, mask=a_ok, other=1.0)[None, :]
+                zs = (zs - tl.load(in_mean + jz, mask=z_ok, other=0.0)[None, :]) / \
+                    tl.load(in_std + jz, mask=z_ok, other=1.0)[None, :]
+                za = (za - tl.load(in_mean + F + ja, mask=a_ok, other=0.0)[None, :]) / \
+                    tl.load(in_std + F + ja, mask=a_ok, other=1.0)[None, :]
             tl.debug_barrier()
-            tl.store(scratch + r[:, None] * WN + jd[None, :], zs, mask=d_ok[None, :])
-            tl.store(scratch + r[:, None] * WN + D + ja[None, :], za, mask=a_ok[None, :])
+            tl.store(scratch + r[:, None] * WN + jz[None, :], zs, mask=z_ok[None, :])
+            tl.store(scratch + r[:, None] * WN + F + ja[None, :], za, mask=a_ok[None, :])
             # ---- delta over the member slots used by this tile ----
             delta = tl.zeros((BM, DP), dtype=tl.float32)
             r_delta = tl.zeros((BM,), dtype=tl.float32)
@@ -211,6 +240,12 @@ def _members_on(values: tuple[int, ...], device: str) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.int64, device=device)
 
 
+@functools.lru_cache(maxsize=32)
+def _feature_table(features: ObsFeatures, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(src [F], kind [F]) int64 on the device: built once per map, no per-call H2D copy."""
+    return features.table(device)
+
+
 def _reward_id(spec: PropagateSpec) -> int:
     if spec.reward is None:
         return REWARD_NONE
@@ -249,7 +284,10 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
     rows = s.n * s.p * s.k
     sizes = params.sizes
     psizes = policy.sizes if policy is not None else (1,)
-    wn = tmlp.width(sizes, psizes)
+    feats = params.obs_features
+    feats = None if feats is None or feats.is_identity else feats
+    f = s.d if feats is None else feats.width
+    wn = tmlp.width(sizes, psizes, (s.d,))  # slot 0 also stages s [D] for the features
     slots = (s.member,) if s.mode == "fixed" else tuple(int(m) for m in s.members.tolist())
     members = _members_on(slots, str(dev))
     perm = tsinf_order(s, rows, dev) if s.mode == "tsinf" and len(slots) > 1 else None
@@ -268,6 +306,7 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
     pw_t, pb_t, psize_t = tmlp.param_tables(pol, pol.sizes)
     dummy = params.biases[0]
     opt = lambda t: t if t is not None else dummy  # noqa: E731
+    f_src, f_kind = _feature_table(feats, str(dev)) if feats is not None else (bad, bad)
     seed_lo, seed_hi, o0_lo, o0_hi = key_halves(s.seed, s.offset)
     o1_lo, o1_hi = key_halves(0, s.offset + 1)[2:]
     o2_lo, o2_hi = key_halves(0, s.offset + 2)[2:]
@@ -278,7 +317,7 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
         params.max_logvar, params.min_logvar, float(params.leaky_slope),
         pw_t, pb_t, psize_t, len(pol.weights), opt(pol.in_mean), opt(pol.in_std),
         opt(pol.max_logvar), opt(pol.min_logvar), float(pol.leaky_slope),
-        s.p, s.k, s.h, s.d, s.a, s.d_out, len(slots), rows, params.num_members,
+        f_src, f_kind, s.p, s.k, s.h, s.d, s.a, f, s.d_out, len(slots), rows, params.num_members,
         seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, rewards.HALFCHEETAH_DT,
         MODE=MODE_IDS[s.mode], REWARD=reward_id, RETURN_STATES=s.return_states,
         HAS_PERM=perm is not None, POLICY=policy is not None,
@@ -286,7 +325,8 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
         ACT=ACTIVATION_IDS[params.activation], P_ACT=ACTIVATION_IDS[pol.activation],
         BF16=params.is_bf16, P_BF16=pol.is_bf16, BF16_DOT=tmlp.bf16_dot(), BM=tmlp.BM,
         BK=tmlp.BK, BN=tmlp.panel(wn), WN=wn, DP=triton.next_power_of_2(max(s.d, 2)),
-        AP=triton.next_power_of_2(max(s.a, 2)), PRECISION=tmlp.FP32_DOT,
+        AP=triton.next_power_of_2(max(s.a, 2)), FEATURES=feats is not None,
+        FP=triton.next_power_of_2(max(f, 2)), PRECISION=tmlp.FP32_DOT,
         num_warps=PROPAGATE_WARPS, enable_fp_fusion=True)
     key = int(bad.item())  # one int64 read back: the op raises on a non-finite state
     if key != _NO_BAD:
