@@ -110,3 +110,27 @@ def test_nan_model_raises_floating_point_error_with_member():
     with pytest.raises(FloatingPointError, match="member"):
         agent.run_trial(1)
     agent.close()
+
+
+def test_agent_wires_task_features_shaping_and_precision():
+    from mbrl_fast.envs import get_task
+
+    tiny = {**TINY, "planner": {**TINY["planner"], "precision": "bf16", "name": "icem"}}
+    agent = PETS(pets_config("MBRLFast/CartpoleSwingup-v0", **tiny))
+    task = get_task("MBRLFast/CartpoleSwingup-v0")
+    assert agent.model.obs_features == task.obs_features  # theta read as sin / cos
+    assert agent.mpc.planner._params().is_bf16
+    agent.run_trial(0)
+    agent.run_trial(1)  # trains on, and plans through, the feature map
+    agent.close()
+    raw = PETS(pets_config("MBRLFast/CartpoleSwingup-v0", **{**TINY, "model": {
+        **TINY["model"], "task_features": False}}))
+    assert raw.model.obs_features is None and raw.model.normalizer.size == 4 + 1
+    raw.close()
+    pendulum = PETS(pets_config("InvertedPendulum-v5", **TINY))
+    assert pendulum.mpc.planner.reward.name == "InvertedPendulum-v5+shaping"
+    pendulum.close()
+    plain = PETS(pets_config("InvertedPendulum-v5", **{**TINY, "planner": {
+        **TINY["planner"], "shaping": False}}))
+    assert plain.mpc.planner.reward.name == "InvertedPendulum-v5"
+    plain.close()
