@@ -227,20 +227,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _replay_args(run: dict, env: str) -> list[str]:
-    """The fresh-run CLI arguments that reproduce ``run``: every model / train / planner
-    field that differs from PETSConfig's published defaults is given explicitly, so the
-    command stays valid when the task presets change."""
+    """The fresh-run CLI arguments that reproduce ``run``: ``--no-preset`` and every model /
+    train / planner field that differs from PETSConfig's published defaults, so the command
+    stays valid when the task presets change."""
     from mbrl_fast.agents.pets import PETSConfig
     from mbrl_fast.runs import config_to_dict
 
     config = run["config"]
     base = config_to_dict(PETSConfig())
-    out = ["train", "pets", "--env", env, "--seed", str(config["seed"]),
+    out = ["train", "pets", "--env", env, "--no-preset", "--seed", str(config["seed"]),
            "--trials", str(config["trials"]), "--episode-steps", str(config["episode_steps"])]
-    for section in ("model", "train", "planner"):
-        for key, value in config[section].items():
-            if base[section][key] != value:
-                out += ["--set", f"{section}.{key}={value}"]
+    for key, value in config.items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if base[key][k] != v:
+                    out += ["--set", f"{key}.{k}={v}"]
+        elif key not in ("env_id", "seed", "trials", "episode_steps") and base[key] != value:
+            out += ["--set", f"{key}={value}"]
     return out
 
 

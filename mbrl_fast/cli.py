@@ -13,6 +13,7 @@ be resumed (the message says why; the directory is left untouched).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="config override, e.g. planner.population=200")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-preset", action="store_true",
+                       help="start from PETSConfig's published defaults, not the task's preset")
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a run directory's model with MPC")
@@ -76,13 +79,29 @@ def _check_task(env_id: str) -> None:
         raise UsageError(str(exc)) from None
 
 
+def train_config(args):
+    """The PETSConfig of a fresh ``train`` call: the task preset (or, with --no-preset,
+    the published defaults), then --seed / --trials / --episode-steps, then --set."""
+    from mbrl_fast import runs
+    from mbrl_fast.agents.pets import PETSConfig, pets_config
+
+    top = {k: v for k, v in (("seed", args.seed), ("trials", args.trials),
+                             ("episode_steps", args.episode_steps)) if v is not None}
+    try:
+        base = (dataclasses.replace(PETSConfig(env_id=args.env), **top) if args.no_preset
+                else pets_config(args.env, **top))
+        return runs.apply_overrides(base, args.overrides)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_train(args) -> int:
     from mbrl_fast import runs
-    from mbrl_fast.agents.pets import PETS, PETSConfig, pets_config
+    from mbrl_fast.agents.pets import PETS, PETSConfig
 
     if args.resume is not None:
         if args.env or args.seed is not None or args.episode_steps or args.overrides \
-                or args.run_dir:
+                or args.run_dir or args.no_preset:
             raise UsageError("--resume takes the run's config.yaml as it is; only --trials may "
                              "be given with it (to extend the run)")
         run = runs.RunDir(args.resume)
@@ -106,12 +125,7 @@ def cmd_train(args) -> int:
         if not args.env:
             raise UsageError("--env is required (or --resume RUN_DIR)")
         _check_task(args.env)
-        top = {k: v for k, v in (("seed", args.seed), ("trials", args.trials),
-                                 ("episode_steps", args.episode_steps)) if v is not None}
-        try:
-            config = runs.apply_overrides(pets_config(args.env, **top), args.overrides)
-        except (ValueError, TypeError) as exc:
-            raise UsageError(str(exc)) from None
+        config = train_config(args)
         path = args.run_dir or Path("runs") / _default_name(args.algo, config)
         run = runs.RunDir(path)
         if run.config_path.exists():

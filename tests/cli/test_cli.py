@@ -240,3 +240,25 @@ def test_bench_without_benchmarks_package(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mbrl_fast.benchmarks.cli", None)  # import -> ImportError
     assert main(["bench", "planner"]) == 2
     assert "benchmarks not installed" in capsys.readouterr().err
+
+
+def test_learning_replay_command_reproduces_the_config():
+    """bench/learning.py's reproduce command (--no-preset + the fields that differ from the
+    published defaults) rebuilds the run's config, including fields a preset sets back to
+    their defaults (HalfCheetah's preset has lr 2.8e-4; this run used the default 1e-3)."""
+    import importlib.util
+
+    from mbrl_fast.agents.pets import pets_config
+    from mbrl_fast.cli import _parser, train_config
+
+    spec = importlib.util.spec_from_file_location(
+        "learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    config = pets_config("HalfCheetah-v5", trials=30, torch_threads=2,
+                         train=dict(lr=1e-3, batch_size=256),
+                         planner=dict(name="icem", propagation="expectation", precision="bf16"))
+    args = learning._replay_args({"config": runs.config_to_dict(config)}, "HalfCheetah-v5")
+    assert args[:2] == ["train", "pets"] and "--no-preset" in args
+    rebuilt = train_config(_parser().parse_args(args))
+    assert runs.config_to_dict(rebuilt) == runs.config_to_dict(config)
