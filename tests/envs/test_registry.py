@@ -124,8 +124,28 @@ def test_planning_reward_adds_the_shaping_term_only_in_planning():
     # an alive step still adds >= 0.1, however far out the state
     edge = torch.tensor([[1.0, 0.2, 0.0, 0.0], [-1.0, -0.2, 30.0, -3.0]])
     torch.testing.assert_close(task.shaping_fn(edge, act[:2], edge), torch.tensor([-0.9, -0.9]))
-    plain = get_task("HalfCheetah-v5")
-    assert plain.shaping_fn is None and plain.planning_reward is plain.reward
+    plain = get_task("Reacher-v5")
+    assert plain.shaping_fn is None and plain.planning_reward == plain.reward
+
+
+def test_halfcheetah_shaping_is_zero_upright_and_costs_a_flip():
+    task = get_task("HalfCheetah-v5")
+    nxt = torch.zeros(6, 18, dtype=torch.float64)
+    # pitch (obs[2]) within 1 rad either way, at 1 rad, tipped, on its back, a full turn
+    nxt[:, 2] = torch.tensor([0.0, 0.9, -1.0, 1.5, torch.pi, 2 * torch.pi], dtype=torch.float64)
+    act = torch.zeros(6, 6, dtype=torch.float64)
+    cost = task.shaping_fn(nxt, act, nxt)
+    expected = -5.0 * (torch.cos(torch.tensor(1.0, dtype=torch.float64))
+                       - torch.cos(nxt[:, 2])).clamp(min=0.0)
+    torch.testing.assert_close(cost, expected)
+    assert cost[0] == cost[1] == cost[5] == 0.0 and cost[2].abs() < 1e-12
+    assert cost[4] < -7.5 and cost[3] < 0.0
+    # the planning objective is the env's reward plus the cost; the builtin reward is kept
+    # for scoring the env's own return
+    obs = torch.randn(6, 18, dtype=torch.float64)
+    torch.testing.assert_close(task.planning_reward.torch_fn(obs, act, nxt),
+                               task.reward_fn(obs, act, nxt) + cost)
+    assert task.reward.builtin_id >= 0
 
 
 @pytest.mark.parametrize("env_id", SUPPORTED)
