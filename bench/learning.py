@@ -1,30 +1,32 @@
-"""PETS learning curves over seeds: runs the CLI per seed, then writes JSON + PNG (not a test).
+"""Learning curves over seeds for any agent: runs the CLI per seed, then writes JSON + PNG.
 
-For one task, for each seed in turn (one process at a time, ``nice -n 19`` by default)::
+For one agent and task, for each seed in turn (one process at a time, ``nice -n 19`` by
+default)::
 
-    python -m mbrl_fast train pets --env ENV --seed S --trials T --run-dir ROOT/<slug>_s<S>
-        [--episode-steps N] [--set KEY=VALUE ...]
+    python -m mbrl_fast train AGENT --env ENV --seed S --run-dir ROOT/<name>_s<S>
+        [--trials N | --steps N] [--episode-steps N] [--set KEY=VALUE ...]
 
-(an existing run directory is continued with ``--resume DIR --trials T``), then reads every
-run's ``metrics.csv`` / ``config.yaml`` and writes
+(an existing run directory is continued with ``--resume DIR``), then reads every run's
+metrics (``mbrl_fast.runs.RunDir``) and writes
 
-    bench/results/learning_<slug>.json   seeds, commands, per-trial returns, seconds per
-                                         trial, planning / training share, the target and
+    bench/results/learning_<name>.json   seeds, commands, per-iteration returns, env steps,
+                                         seconds per iteration and the share of every timed
+                                         phase (the agent's ``*_s`` metrics), the target and
                                          whether / when it was met, a machine note
-    bench/results/learning_<slug>.png    return per trial, one line per seed (+ the target)
+    bench/results/learning_<name>.png    return against env steps, one line per seed
 
-Seconds per trial are the agent's wall-clock differences (env + planning + training);
-planning share = planning seconds / trial seconds. Usage::
+<name> is the task's slug, prefixed with the agent unless it is PETS (whose result files
+predate the other agents). Usage::
 
     python bench/learning.py InvertedPendulum-v5 --seeds 0 1 2 --trials 6
     python bench/learning.py Reacher-v5 --seeds 0 --collect-only     # only re-plot
     python bench/learning.py Reacher-v5 --tag cheap --set planner.population=100  # a variant
+    python bench/learning.py --agent mbpo Hopper-v5 --seeds 0 --steps 125000
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -35,13 +37,11 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # What the issue ("PETS end to end", section 5) asks of each task. kind "trial": one trial's
 # return >= threshold; kind "mean_last": the mean of the last `window` trials >= threshold.
-TARGETS = {
+TARGETS = {("pets", env): target for env, target in {
     "InvertedPendulum-v5": dict(kind="trial", threshold=950.0, within=6,
                                 text="return >= 950 by trial index 5 (trial 0 random, then 5 MPC "
                                      "trials; 1000-step episodes)"),
@@ -54,7 +54,7 @@ TARGETS = {
                        text="mean of the last 5 trials >= -6 within 30 trials"),
     "HalfCheetah-v5": dict(kind="trial", threshold=2000.0, within=30, max_trial_s=300.0,
                            text="return >= 2000 within 30 trials, each trial <= 5 minutes"),
-}
+}.items()}
 
 
 def slug(env_id: str) -> str:
@@ -63,15 +63,20 @@ def slug(env_id: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", re.sub(r"-v\d+$", "", name).lower())
 
 
+def result_name(agent: str, env: str, tag: str = "") -> str:
+    base = slug(env) if agent == "pets" else f"{agent}_{slug(env)}"
+    return base + (f"_{tag}" if tag else "")
+
+
 def train_command(args, seed: int, run_dir: Path) -> list[str]:
     """The CLI call that trains (or continues) one seed's run."""
     prefix = ["nice", "-n", str(args.nice)] if args.nice else []
-    cmd = prefix + [sys.executable, "-m", "mbrl_fast", "train", "pets"]
+    cmd = prefix + [sys.executable, "-m", "mbrl_fast", "train", args.agent]
+    budget = _budget_args(args)
     if (run_dir / "config.yaml").exists():
-        return cmd + ["--resume", str(run_dir), "--trials", str(args.trials), "--no-progress"]
+        return cmd + ["--resume", str(run_dir), "--no-progress"] + budget
     cmd += ["--env", args.env, "--seed", str(seed), "--run-dir", str(run_dir), "--no-progress"]
-    if args.trials is not None:
-        cmd += ["--trials", str(args.trials)]
+    cmd += budget
     if args.episode_steps is not None:
         cmd += ["--episode-steps", str(args.episode_steps)]
     for item in args.overrides:
@@ -79,30 +84,42 @@ def train_command(args, seed: int, run_dir: Path) -> list[str]:
     return cmd
 
 
+def _budget_args(args) -> list[str]:
+    """["--trials", N] or ["--steps", N] when given (default: the preset's)."""
+    for flag in ("trials", "steps"):
+        if getattr(args, flag) is not None:
+            return [f"--{flag}", str(getattr(args, flag))]
+    return []
+
+
 def read_run(run_dir: Path) -> dict:
-    """Per-trial series of one run directory (metrics.csv + config.yaml)."""
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())["config"]
+    """Per-iteration series of one run directory (metrics + config)."""
+    from mbrl_fast.runs import RunDir
+
+    rd = RunDir(run_dir)
+    rows = rd.read_metrics()
+    algo, config = rd.read_config()
     cum = [float(r["wall_clock_s"]) for r in rows]
-    trial_s = [c - p for c, p in zip(cum, [0.0] + cum[:-1], strict=True)]
-    planning = [float(r["planning_s"]) for r in rows]
-    training = [float(r["training_s"]) for r in rows]
-    return {
+    iter_s = [c - p for c, p in zip(cum, [0.0] + cum[:-1], strict=True)]
+    total = max(sum(iter_s), 1e-9)
+    timed = [k for k in rows[0] if k.endswith("_s") and k != "wall_clock_s"] if rows else []
+    out = {
         "run_dir": str(run_dir),
+        "agent": algo,
         "config": config,
         "returns": [round(float(r["return"]), 3) for r in rows],
-        "episode_steps": [int(r["episode_steps"]) for r in rows],
         "env_steps": [int(r["env_steps"]) for r in rows],
-        "trial_s": [round(s, 2) for s in trial_s],
-        "planning_s": [round(s, 2) for s in planning],
-        "training_s": [round(s, 2) for s in training],
-        "planning_share": round(sum(planning) / max(sum(trial_s), 1e-9), 3),
-        "training_share": round(sum(training) / max(sum(trial_s), 1e-9), 3),
-        "planning_s_per_step": round(sum(planning[config["initial_random_trials"]:])
-                                     / max(1, sum(int(r["episode_steps"]) for r in
-                                                  rows[config["initial_random_trials"]:])), 4),
+        "iteration_s": [round(s, 2) for s in iter_s],
+        "shares": {k: round(sum(float(r[k]) for r in rows) / total, 3) for k in timed},
     }
+    for k in timed:
+        out[k] = [round(float(r[k]), 2) for r in rows]
+    if algo == "pets":  # seconds of planning per planned (non-random) env step
+        first = config["initial_random_trials"]
+        planned = sum(int(r["episode_steps"]) for r in rows[first:])
+        out["episode_steps"] = [int(r["episode_steps"]) for r in rows]
+        out["planning_s_per_step"] = round(sum(out["planning_s"][first:]) / max(1, planned), 4)
+    return out
 
 
 def first_success(returns: list[float], target: dict) -> int | None:
@@ -116,9 +133,9 @@ def first_success(returns: list[float], target: dict) -> int | None:
     return hits[0] if hits else None
 
 
-def summarize(env: str, runs: dict[int, dict]) -> dict:
+def summarize(agent: str, env: str, runs: dict[int, dict]) -> dict:
     """Target bookkeeping per seed and across seeds."""
-    target = TARGETS.get(env)
+    target = TARGETS.get((agent, env))
     out = {}
     if target is None:
         return out
@@ -127,7 +144,7 @@ def summarize(env: str, runs: dict[int, dict]) -> dict:
         run["trials_to_target"] = None if hit is None else hit + 1  # trials run, incl. random
         run["target_met"] = hit is not None and hit < target["within"]
         if "max_trial_s" in target:
-            run["max_trial_s_ok"] = max(run["trial_s"]) <= target["max_trial_s"]
+            run["max_trial_s_ok"] = max(run["iteration_s"]) <= target["max_trial_s"]
     n = min(len(r["returns"]) for r in runs.values())
     out["mean_return_per_trial"] = [round(sum(r["returns"][i] for r in runs.values())
                                           / len(runs), 3) for i in range(n)]
@@ -159,47 +176,32 @@ def machine_note() -> str:
             f"python {platform.python_version()}, runs under nice -n 19, one run at a time")
 
 
-def plot(env: str, runs: dict[int, dict], target: dict | None, path: Path) -> None:
-    import matplotlib
+def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path: Path) -> None:
+    from mbrl_fast.runs import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for seed, run in sorted(runs.items()):
-        line, = ax.plot(range(len(run["returns"])), run["returns"], marker="o", ms=3,
-                        label=f"seed {seed}")
-        if target and target["kind"] == "mean_last":
-            w, r = target["window"], run["returns"]
-            ax.plot(range(w - 1, len(r)), [sum(r[i - w + 1:i + 1]) / w for i in
-                                           range(w - 1, len(r))],
-                    color=line.get_color(), lw=2, alpha=0.5, label=f"seed {seed}, mean of {w}")
-    if target:
-        ax.axhline(target["threshold"], color="k", ls="--", lw=1, label="target")
-        if "true_dynamics_return" in target:
-            ax.axhline(target["true_dynamics_return"], color="g", ls=":", lw=1,
-                       label="CEM on true dynamics")
-    per_step = sum(r["planning_s_per_step"] for r in runs.values()) / len(runs)
-    ax.set_title(f"PETS {env}: {per_step:.2f} s planning per step (2 shared CPU cores)",
-                 fontsize=10)
-    ax.set_xlabel("trial (trial 0: random actions)")
-    ax.set_ylabel("trial return")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    series = {f"seed {seed}": [{"env_steps": x, "return": y} for x, y in
+                               zip(run["env_steps"], run["returns"], strict=True)]
+              for seed, run in sorted(runs.items())}
+    title = f"{agent.upper()} {env} (2 shared CPU cores)"
+    per_step = [r["planning_s_per_step"] for r in runs.values() if "planning_s_per_step" in r]
+    if per_step:
+        title += f": {sum(per_step) / len(per_step):.2f} s planning per step"
+    path.write_bytes(plot_curves(series, title,
+                                 target=target["threshold"] if target else None))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("env")
+    p.add_argument("--agent", default="pets", help="registered agent (default pets)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--trials", type=int, default=None, help="default: the task preset")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--trials", type=int, default=None, help="default: the task preset")
+    budget.add_argument("--steps", type=int, default=None, help="default: the task preset")
     p.add_argument("--episode-steps", type=int, default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--runs-root", type=Path, default=Path("/tmp/pets_runs"))
+    p.add_argument("--runs-root", type=Path, default=Path("/tmp/mbrl_fast_runs"))
     p.add_argument("--nice", type=int, default=19, help="nice level of the runs (0: none)")
     p.add_argument("--collect-only", action="store_true", help="only read existing runs")
     p.add_argument("--note", default="", help="free text stored in the JSON")
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="suffix of run dirs and result files (variants)")
     args = p.parse_args(argv)
 
-    name = slug(args.env) + (f"_{args.tag}" if args.tag else "")
+    name = result_name(args.agent, args.env, args.tag)
     runs, commands = {}, {}
     for seed in args.seeds:
         run_dir = args.runs_root / f"{name}_s{seed}"
@@ -219,47 +221,48 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
         if (run_dir / "metrics.csv").exists():
             runs[seed] = read_run(run_dir)
-            commands[seed] = shlex.join(["python", "-m", "mbrl_fast"] + _replay_args(runs[seed],
-                                                                                     args.env))
+            commands[seed] = shlex.join(["python", "-m", "mbrl_fast"]
+                                        + _replay_args(args.agent, runs[seed], args.env))
         # after every seed, so partial results survive
-        write_results(args.env, runs, commands, args.note, args.results, name)
+        write_results(args.agent, args.env, runs, commands, args.note, args.results, name)
     return 0
 
 
-def _replay_args(run: dict, env: str) -> list[str]:
-    """The fresh-run CLI arguments that reproduce ``run``: ``--no-preset`` and every model /
-    train / planner field that differs from PETSConfig's published defaults, so the command
-    stays valid when the task presets change."""
-    from mbrl_fast.agents.pets import PETSConfig
-    from mbrl_fast.runs import config_to_dict
+def _replay_args(agent: str, run: dict, env: str) -> list[str]:
+    """The fresh-run CLI arguments that reproduce ``run``: ``--no-preset`` and every field
+    that differs from the agent config's published defaults, so the command stays valid
+    when the task presets change."""
+    from mbrl_fast.agents import get_agent
+    from mbrl_fast.config import config_to_dict
 
+    cls = get_agent(agent)
     config = run["config"]
-    base = config_to_dict(PETSConfig())
-    out = ["train", "pets", "--env", env, "--no-preset", "--seed", str(config["seed"]),
-           "--trials", str(config["trials"]), "--episode-steps", str(config["episode_steps"])]
+    base = config_to_dict(cls.Config())
+    out = ["train", agent, "--env", env, "--no-preset", "--seed", str(config["seed"])]
     for key, value in config.items():
         if isinstance(value, dict):
             for k, v in value.items():
                 if base[key][k] != v:
                     out += ["--set", f"{key}.{k}={v}"]
-        elif key not in ("env_id", "seed", "trials", "episode_steps") and base[key] != value:
+        elif key not in ("env_id", "seed") and base[key] != value:
             out += ["--set", f"{key}={value}"]
     return out
 
 
-def write_results(env: str, runs: dict[int, dict], commands: dict[int, str], note: str,
-                  results: Path, name: str) -> None:
+def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[int, str],
+                  note: str, results: Path, name: str) -> None:
     if not runs:
         return
     results.mkdir(parents=True, exist_ok=True)
-    summary = summarize(env, runs)
-    data = {"env": env, "target": TARGETS.get(env), "seeds": sorted(runs),
+    summary = summarize(agent, env, runs)
+    target = TARGETS.get((agent, env))
+    data = {"agent": agent, "env": env, "target": target, "seeds": sorted(runs),
             "commands": {str(s): c for s, c in commands.items()},
             "summary": summary, "runs": {str(s): r for s, r in sorted(runs.items())},
             "machine": machine_note(), "note": note,
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     (results / f"learning_{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-    plot(env, runs, TARGETS.get(env), results / f"learning_{name}.png")
+    plot(agent, env, runs, target, results / f"learning_{name}.png")
     print(f"wrote {results / f'learning_{name}.json'}", flush=True)
 
 

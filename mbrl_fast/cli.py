@@ -1,19 +1,19 @@
 """``mbrl-fast`` (also ``python -m mbrl_fast``): train, eval, bench.
 
-    mbrl-fast train pets --env InvertedPendulum-v5 --seed 0 --trials 10 \\
-        [--run-dir DIR] [--episode-steps N] [--set planner.population=200 ...]
-    mbrl-fast train pets --resume RUN_DIR [--trials N]     continue a (killed) run
-    mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the model
+    mbrl-fast train AGENT --env ENV --seed 0 [--trials N | --steps N] [--episode-steps N]
+        [--run-dir DIR] [--preset NAME | --no-preset] [--set section.field=value ...]
+    mbrl-fast train AGENT --resume RUN_DIR [--trials N | --steps N]   continue a (killed) run
+    mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the agent
     mbrl-fast bench {planner,ops} ...                      throughput (mbrl_fast.benchmarks)
 
-Exit status: 0 done; 2 bad arguments, unknown task, or a run directory that cannot
-be resumed (the message says why; the directory is left untouched).
+AGENT is any registered agent (``mbrl_fast.agents.list_agents()``). Exit status: 0
+done; 2 bad arguments, unknown agent or task, or a run directory that cannot be
+resumed (the message says why; the directory is left untouched).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import os
 import re
@@ -21,30 +21,42 @@ import sys
 import time
 from pathlib import Path
 
-ALGOS = ("pets",)
+# Convenience flags for top-level config fields (any field can be set with --set).
+FIELD_FLAGS = {"seed": "seed", "trials": "trials", "steps": "steps",
+               "episode_steps": "episode_steps"}
 
 
 def _parser() -> argparse.ArgumentParser:
+    from mbrl_fast.agents import list_agents
+
     parser = argparse.ArgumentParser(prog="mbrl-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,bench}")
 
     train = sub.add_parser("train", help="train an agent into a run directory")
-    train.add_argument("algo", choices=ALGOS)
+    train.add_argument("algo", choices=list_agents(), metavar="AGENT",
+                       help=f"one of: {', '.join(list_agents())}")
     train.add_argument("--env", help="task id, e.g. InvertedPendulum-v5 (required unless --resume)")
     train.add_argument("--seed", type=int, default=None, help="default 0")
-    train.add_argument("--trials", type=int, default=None, help="default: the task preset")
-    train.add_argument("--episode-steps", type=int, default=None, help="steps per trial")
-    train.add_argument("--run-dir", type=Path, help="default runs/<algo>-<env>-s<seed>-<time>")
+    train.add_argument("--trials", type=int, default=None,
+                       help="run length for agents that count trials (default: the preset)")
+    train.add_argument("--steps", type=int, default=None,
+                       help="run length for agents that count env steps (default: the preset)")
+    train.add_argument("--episode-steps", type=int, default=None, help="steps per episode")
+    train.add_argument("--run-dir", type=Path, help="default runs/<agent>-<env>-s<seed>-<time>")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="config override, e.g. planner.population=200")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--no-preset", action="store_true",
-                       help="start from PETSConfig's published defaults, not the task's preset")
+    presets = train.add_mutually_exclusive_group()
+    presets.add_argument("--preset", default="default",
+                         help="the task preset to start from: 'default' (sized for this CPU), "
+                              "or a named one such as 'published'")
+    presets.add_argument("--no-preset", action="store_true",
+                         help="start from the agent config's published defaults")
     train.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run directory's model with MPC")
+    ev = sub.add_parser("eval", help="evaluate a run directory's agent")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--episodes", type=int, default=5)
     ev.add_argument("--seed", type=int, default=10_000, help="first episode's reset seed")
@@ -79,47 +91,67 @@ def _check_task(env_id: str) -> None:
         raise UsageError(str(exc)) from None
 
 
-def train_config(args):
-    """The PETSConfig of a fresh ``train`` call: the task preset (or, with --no-preset,
-    the published defaults), then --seed / --trials / --episode-steps, then --set."""
-    from mbrl_fast import runs
-    from mbrl_fast.agents.pets import PETSConfig, pets_config
+def _field_flags(args, cls) -> dict:
+    """The convenience flags given, as config fields; a flag the agent has no field for is
+    an error that says what the agent counts instead."""
+    fields = set(cls.Config.__dataclass_fields__)
+    out = {}
+    for attr, field in FIELD_FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if field not in fields:
+            flag = "--" + attr.replace("_", "-")
+            raise UsageError(f"{flag}: agent {cls.name!r} has no {field!r} field (it counts "
+                             f"its run in {cls.budget}: use --{cls.budget.replace('_', '-')})")
+        if field != "seed":
+            _positive("--" + attr.replace("_", "-"), value)
+        out[field] = value
+    return out
 
-    top = {k: v for k, v in (("seed", args.seed), ("trials", args.trials),
-                             ("episode_steps", args.episode_steps)) if v is not None}
+
+def train_config(args):
+    """The config of a fresh ``train`` call: the task preset (``--preset``, or with
+    --no-preset the published defaults), then the field flags, then --set."""
+    from mbrl_fast import config as cfg
+    from mbrl_fast.agents import get_agent
+
+    cls = get_agent(args.algo)
+    top = _field_flags(args, cls)
     try:
-        base = (dataclasses.replace(PETSConfig(env_id=args.env), **top) if args.no_preset
-                else pets_config(args.env, **top))
-        return runs.apply_overrides(base, args.overrides)
+        base = cls.make_config(args.env, preset=None if args.no_preset else args.preset, **top)
+        return cfg.apply_overrides(base, args.overrides)
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
 
 
 def cmd_train(args) -> int:
     from mbrl_fast import runs
-    from mbrl_fast.agents.pets import PETS, PETSConfig
+    from mbrl_fast.agents import get_agent
+    from mbrl_fast.config import config_to_dict
 
+    cls = get_agent(args.algo)
     if args.resume is not None:
-        if args.env or args.seed is not None or args.episode_steps or args.overrides \
-                or args.run_dir or args.no_preset:
-            raise UsageError("--resume takes the run's config.yaml as it is; only --trials may "
-                             "be given with it (to extend the run)")
-        run = runs.RunDir(args.resume)
-        algo, data = run.read_config()
+        given = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
+                                          ("--episode-steps", args.episode_steps),
+                                          ("--set", args.overrides), ("--run-dir", args.run_dir),
+                                          ("--no-preset", args.no_preset),
+                                          ("--preset", args.preset != "default")) if value]
+        budget_flags = {"trials": args.trials, "steps": args.steps}
+        given += [f"--{k}" for k, v in budget_flags.items() if v is not None and k != cls.budget]
+        if given:
+            raise UsageError(f"--resume takes the run's config.yaml as it is; only "
+                             f"--{cls.budget} may be given with it (to extend the run), "
+                             f"got {', '.join(given)}")
+        algo, _ = runs.RunDir(args.resume).read_config()
         if algo != args.algo:
             raise UsageError(f"{args.resume} is a {algo!r} run, not {args.algo!r}")
-        try:
-            config = runs.config_from_dict(PETSConfig, data)
-        except ValueError as exc:
-            raise runs.CheckpointError(f"{run.config_path}: {exc}") from None
-        if args.trials is not None:
-            config.trials = _positive("--trials", args.trials)
-        agent = PETS(config)
-        attempt = runs.prepare_resume(run, algo, runs.config_to_dict(config), agent)
-        if args.trials is not None:
-            run.write_config(algo, runs.config_to_dict(config))
-        print(f"resuming {run.path} at trial {agent.trials_done}"
-              + (f" (attempt {attempt}: the interrupted trial's transitions were kept)"
+        extend = budget_flags.get(cls.budget)
+        if extend is not None:
+            _positive(f"--{cls.budget}", extend)
+        algo, agent, run, attempt = runs.resume_run(args.resume, extend=extend)
+        print(f"resuming {run.path} at {cls.unit} {agent.iterations_done}"
+              + (f" (attempt {attempt}: the interrupted {cls.unit}'s records were kept)"
                  if attempt else ""), file=sys.stderr)
     else:
         if not args.env:
@@ -127,58 +159,53 @@ def cmd_train(args) -> int:
         _check_task(args.env)
         config = train_config(args)
         path = args.run_dir or Path("runs") / _default_name(args.algo, config)
-        run = runs.RunDir(path)
-        if run.config_path.exists():
-            raise UsageError(f"{path} already holds a run; use --resume {path} to continue it")
-        agent = PETS(config)
-        run.write_config(args.algo, runs.config_to_dict(config))
+        try:
+            agent, run = runs.start_run(args.algo, config, path)
+        except FileExistsError:
+            raise UsageError(f"{path} already holds a run; use --resume {path} to continue "
+                             "it") from None
         attempt = 0
         print(f"run directory: {run.path}", file=sys.stderr)
+    config = config_to_dict(agent.config)
     try:
-        history = runs.train_loop(agent, run, args.algo, runs.config_to_dict(config),
-                                  config.trials, attempt, progress=not args.no_progress)
+        history = runs.train_loop(agent, run, args.algo, config, attempt,
+                                  progress=not args.no_progress)
     finally:
         agent.close()
     if history:
         last = history[-1]
-        print(f"trial {last['trial']}: return {last['return']:.2f} after {last['env_steps']} env "
-              f"steps; metrics in {run.metrics_path}")
+        print(f"{cls.unit} {len(history) - 1}: return {last['return']:.2f} after "
+              f"{last['env_steps']} env steps; metrics in {run.metrics_path}")
     return 0
 
 
 def cmd_eval(args) -> int:
     from mbrl_fast import runs
-    from mbrl_fast.agents.pets import PETS, PETSConfig
 
     episodes = _positive("--episodes", args.episodes)
-    run = runs.RunDir(args.run_dir)
-    algo, data = run.read_config()
-    config = runs.config_from_dict(PETSConfig, data)
-    state = run.load_checkpoint(algo, runs.config_to_dict(config))
-    if state is None:
-        raise UsageError(f"{run.path} has no checkpoint yet (no trial has completed)")
     if not args.no_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
-    agent = PETS(config)
+    algo, agent, run = runs.load_run(args.run_dir)
+    frames = []
     try:
-        agent.load_state_dict(state)
-        env, frames = agent.env, []
+        env = None
         if not args.no_video:
             env, why = _render_env(agent)
             if env is None:
                 print(f"video skipped: {why}", file=sys.stderr)
-                env = agent.env
         t0 = time.perf_counter()
         returns = agent.evaluate(episodes, seed=args.seed, env=env,
                                  on_frame=(lambda e: frames.append(e.render()))
-                                 if env is not agent.env else None)
+                                 if env is not None else None)
         seconds = time.perf_counter() - t0
     finally:
+        if env is not None:
+            env.close()
         agent.close()
     mean = sum(returns) / len(returns)
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
-    print(f"{config.env_id}: return {mean:.2f} +- {std:.2f} over {episodes} episodes "
-          f"(trained {agent.trials_done} trials, {seconds:.1f} s)")
+    print(f"{agent.config.env_id}: return {mean:.2f} +- {std:.2f} over {episodes} episodes "
+          f"({algo}, {agent.iterations_done} {agent.unit}s trained, {seconds:.1f} s)")
     print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
     if frames:
         try:

@@ -1,36 +1,38 @@
 """Run directories: config, metrics, learning curve, atomic checkpoints, and resume.
 
-A run directory holds::
+Works for every agent of the protocol in :mod:`mbrl_fast.agents.base`; nothing here
+names an agent. A run directory holds::
 
-    config.yaml          {algo, config}: the full config of the run (dataclass -> YAML)
-    metrics.csv          one row per completed trial (TRIAL_FIELDS of the agent)
+    config.yaml          {algo, config}: the agent's name and its full config (YAML)
+    metrics.csv          one row per completed iteration (the agent's FIELDS)
     learning_curve.png   return against env steps
-    checkpoint.pt        agent state after the last completed trial (see below)
-    journal/trial_TTTT.attempt_AA.bin   transitions of the trial in progress
+    checkpoint.pt        agent state after the last completed iteration (see below)
+    journal/iter_IIII.attempt_AA.bin   records of the iteration in progress
 
-Checkpoint (written after every trial, atomically: temp file in the directory,
-fsync, os.replace): model, normalizer, optimizer, trainer RNG, replay buffer,
-torch RNG, trial counter, wall-clock and the metrics rows. The agent derives the
-env / planner seeds of a trial from (seed, trial, attempt), so the checkpoint plus
-the trial counter fix everything that follows.
+Checkpoint (written after every iteration, atomically: temp file in the directory,
+fsync, os.replace): the agent's ``state_dict()`` (models, optimizers, buffers, RNG
+states, the iteration counter, wall-clock and the metrics rows). The agent derives
+the env / exploration seeds of an iteration from (seed, iteration, attempt), so the
+checkpoint plus the iteration counter fix everything that follows.
 
-Journal: every real transition is appended to the current trial's journal with
-one ``write`` call per transition as it happens, so a process killed at any
-point (SIGKILL included) loses no recorded transition. After the checkpoint that
-contains a trial's transitions is in place, that trial's journals are deleted.
+Journal: every real record (a transition, with whatever fields the agent's
+``journal_dtype()`` declares) is appended to the current iteration's journal with
+one ``write`` call as it happens, so a process killed at any point (SIGKILL
+included) loses no recorded record. The header holds the record schema. After the
+checkpoint that contains an iteration's records is in place, its journals are deleted.
 
-Resume (``train(..., resume=True)``) from the last consistent state:
-  1. read config.yaml, checkpoint.pt and the journals of the interrupted trial,
+Resume (:func:`prepare_resume`) from the last consistent state:
+  1. read config.yaml, checkpoint.pt and the journals of the interrupted iteration,
      and load them into a fresh agent; any error -> CheckpointError, and the
      directory is left exactly as it was;
-  2. the interrupted trial's journaled transitions are added to the replay buffer
-     (they were real data) and stay journaled until the trial completes;
-  3. the interrupted trial is run again from a fresh env reset, as attempt
-     ``a + 1`` (new env / planner seeds), so its recorded return, planning and
-     training time are those of the complete attempt; ``env_steps`` counts the
-     transitions of every attempt. Journals of already checkpointed trials (a kill
-     between checkpoint and cleanup) are deleted, metrics.csv is rewritten.
-A run killed exactly at a trial boundary continues bit-for-bit as if never stopped.
+  2. the interrupted iteration's journaled records go back to the agent
+     (``agent.restore``: they were real data) and stay journaled until it completes;
+  3. the interrupted iteration is run again, as attempt ``a + 1`` (new env / exploration
+     seeds), so its recorded return and timings are those of the complete attempt;
+     ``env_steps`` counts the records of every attempt. Journals of already
+     checkpointed iterations (a kill between checkpoint and cleanup) are deleted,
+     metrics.csv is rewritten.
+A run killed exactly at an iteration boundary continues bit-for-bit as if never stopped.
 """
 
 from __future__ import annotations
@@ -38,103 +40,50 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import os
 import re
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+from mbrl_fast.config import config_from_dict, config_to_dict
 from mbrl_fast.models.io import atomic_torch_save, atomic_write_bytes, fsync_dir
 
 CHECKPOINT_FORMAT = 1
-JOURNAL_MAGIC = b"MBRLJRN1"
-_JOURNAL_NAME = re.compile(r"trial_(\d{4,})\.attempt_(\d{2,})\.bin$")
+JOURNAL_MAGIC = b"MBRLJRN2"
+_JOURNAL_NAME = re.compile(r"iter_(\d{4,})\.attempt_(\d{2,})\.bin$")
 
 
 class CheckpointError(RuntimeError):
     """A run directory cannot be resumed (corrupt or mismatched files); nothing was changed."""
 
 
-# ---- configs: dataclass <-> dict, overrides ---------------------------------------------
-
-def config_to_dict(config) -> dict:
-    return dataclasses.asdict(config)
-
-
-def config_from_dict(cls, data: dict, where: str = "config"):
-    """Build dataclass ``cls`` from a dict; unknown keys or wrong types -> ValueError."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = config_from_dict(type(default), value, f"{where}.{name}")
-        else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}")
-    return cls(**kwargs)
-
-
-def _coerce(value, default, where: str):
-    """value converted to the type of ``default`` (int -> float allowed)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    else:
-        ok = True
-    if not ok:
-        raise ValueError(f"{where} must be a {type(default).__name__}, got {value!r}")
-    return value
-
-
-def apply_overrides(config, overrides: list[str]):
-    """``["planner.population=200", "train.lr=3e-4"]`` applied to a config dataclass."""
-    data = config_to_dict(config)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} must look like section.field=value")
-        node, parts = data, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a config section")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ValueError(f"override {item!r}: unknown field {key!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return config_from_dict(type(config), data)
-
-
-# ---- journal of the trial in progress ------------------------------------------------------
+# ---- journal of the iteration in progress ---------------------------------------------
 
 class Journal:
-    """Append-only float64 records [obs D, act A, next_obs D, reward, terminated, truncated]."""
+    """Append-only records of a numpy structured dtype, one ``write`` per record."""
 
-    def __init__(self, path: Path, obs_dim: int, act_dim: int):
-        self.path, self.obs_dim, self.act_dim = path, obs_dim, act_dim
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path, self.dtype = path, np.dtype(dtype)
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        os.write(self.fd, JOURNAL_MAGIC + struct.pack("<qq", obs_dim, act_dim))
+        schema = _schema(self.dtype)
+        os.write(self.fd, JOURNAL_MAGIC + struct.pack("<I", len(schema)) + schema)
         fsync_dir(path.parent)
 
-    def append(self, obs, act, next_obs, reward, terminated, truncated) -> None:
-        row = np.concatenate([np.asarray(obs, np.float64).reshape(-1),
-                              np.asarray(act, np.float64).reshape(-1),
-                              np.asarray(next_obs, np.float64).reshape(-1),
-                              [float(reward), float(terminated), float(truncated)]])
-        os.write(self.fd, row.tobytes())  # one write per transition: survives SIGKILL
+    def append(self, **fields) -> None:
+        """One record: every field of the dtype, by name."""
+        if set(fields) != set(self.dtype.names):
+            raise KeyError(f"journal record needs fields {list(self.dtype.names)}, got "
+                           f"{sorted(fields)}")
+        rec = np.empty(1, self.dtype)
+        for name, value in fields.items():
+            rec[name] = value
+        os.write(self.fd, rec.tobytes())  # one write per record: survives SIGKILL
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -142,25 +91,33 @@ class Journal:
             self.fd = -1
 
 
-def read_journal(path: Path, obs_dim: int, act_dim: int) -> np.ndarray:
-    """[n, 2D + A + 3] complete records (a torn trailing record is dropped)."""
+def _schema(dtype: np.dtype) -> bytes:
+    return json.dumps(dtype.descr).encode()
+
+
+def _dtype_from_schema(schema) -> np.dtype:
+    return np.dtype([(f[0], f[1]) if len(f) == 2 else (f[0], f[1], tuple(f[2])) for f in schema])
+
+
+def read_journal(path: Path, dtype: np.dtype | None = None) -> np.ndarray:
+    """The complete records of a journal (a torn trailing record is dropped). With
+    ``dtype``, the journal must hold records of exactly that schema (CheckpointError)."""
     raw = path.read_bytes()
-    header = len(JOURNAL_MAGIC) + 16
-    if len(raw) < header or raw[:len(JOURNAL_MAGIC)] != JOURNAL_MAGIC:
+    magic = len(JOURNAL_MAGIC)
+    if len(raw) < magic + 4 or raw[:magic] != JOURNAL_MAGIC:
         raise CheckpointError(f"journal {path} is corrupt (bad header)")
-    dims = struct.unpack("<qq", raw[len(JOURNAL_MAGIC):header])
-    if dims != (obs_dim, act_dim):
-        raise CheckpointError(f"journal {path} has obs/act dims {dims}, the run has "
-                              f"{(obs_dim, act_dim)}")
-    width = 2 * obs_dim + act_dim + 3
-    n = (len(raw) - header) // (8 * width)
-    return np.frombuffer(raw[header:header + n * 8 * width], np.float64).reshape(n, width)
-
-
-def split_records(rec: np.ndarray, obs_dim: int, act_dim: int) -> tuple:
-    d, a = obs_dim, act_dim
-    return (rec[:, :d], rec[:, d:d + a], rec[:, d + a:2 * d + a], rec[:, 2 * d + a],
-            rec[:, 2 * d + a + 1] > 0.5, rec[:, 2 * d + a + 2] > 0.5)
+    (size,) = struct.unpack("<I", raw[magic:magic + 4])
+    header = magic + 4 + size
+    try:
+        schema = json.loads(raw[magic + 4:header])
+        found = _dtype_from_schema(schema)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"journal {path} is corrupt (bad schema)") from exc
+    if dtype is not None and schema != json.loads(_schema(np.dtype(dtype))):
+        raise CheckpointError(f"journal {path} holds records {schema}, this run's agent "
+                              f"writes {json.loads(_schema(np.dtype(dtype)))}")
+    n = (len(raw) - header) // found.itemsize
+    return np.frombuffer(raw, found, count=n, offset=header).copy()
 
 
 # ---- the run directory ---------------------------------------------------------------------
@@ -190,8 +147,10 @@ class RunDir:
         text = yaml.safe_dump({"algo": algo, "config": config}, sort_keys=False)
         atomic_write_bytes(self.config_path, text.encode())
 
-    def load_checkpoint(self, algo: str, config: dict) -> dict | None:
-        """The checkpoint's agent state, or None if there is none; CheckpointError if bad."""
+    def load_checkpoint(self, algo: str, config: dict, budget: str) -> dict | None:
+        """The checkpoint's agent state, or None if there is none; CheckpointError if bad.
+
+        ``budget``: the config field that may differ (a resumed run may be extended)."""
         if not self.checkpoint_path.exists():
             return None
         try:
@@ -205,8 +164,8 @@ class RunDir:
         if ckpt.get("algo") != algo:
             raise CheckpointError(f"{self.checkpoint_path} is a {ckpt.get('algo')!r} checkpoint, "
                                   f"config.yaml says {algo!r}")
-        saved = {k: v for k, v in ckpt["config"].items() if k != "trials"}
-        now = {k: v for k, v in config.items() if k != "trials"}
+        saved = {k: v for k, v in ckpt["config"].items() if k != budget}
+        now = {k: v for k, v in config.items() if k != budget}
         if saved != now:
             diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
             raise CheckpointError(f"{self.checkpoint_path} does not match config.yaml "
@@ -218,7 +177,7 @@ class RunDir:
                            "agent": agent_state}, self.checkpoint_path)
 
     def journals(self) -> list[tuple[int, int, Path]]:
-        """(trial, attempt, path) of every journal file, sorted."""
+        """(iteration, attempt, path) of every journal file, sorted."""
         if not self.journal_dir.is_dir():
             return []
         out = []
@@ -228,15 +187,15 @@ class RunDir:
                 out.append((int(m.group(1)), int(m.group(2)), p))
         return sorted(out)
 
-    def open_journal(self, trial: int, attempt: int, obs_dim: int, act_dim: int) -> Journal:
+    def open_journal(self, iteration: int, attempt: int, dtype: np.dtype) -> Journal:
         self.journal_dir.mkdir(exist_ok=True)
-        return Journal(self.journal_dir / f"trial_{trial:04d}.attempt_{attempt:02d}.bin",
-                       obs_dim, act_dim)
+        return Journal(self.journal_dir / f"iter_{iteration:04d}.attempt_{attempt:02d}.bin",
+                       dtype)
 
-    def remove_journals(self, before_trial: int) -> None:
-        """Delete journals of trials < before_trial (their data is in the checkpoint)."""
-        for trial, _, path in self.journals():
-            if trial < before_trial:
+    def remove_journals(self, before: int) -> None:
+        """Delete journals of iterations < before (their records are in the checkpoint)."""
+        for iteration, _, path in self.journals():
+            if iteration < before:
                 path.unlink()
 
     def write_metrics(self, rows: list[dict], fields: tuple[str, ...]) -> None:
@@ -246,74 +205,180 @@ class RunDir:
         writer.writerows(rows)
         atomic_write_bytes(self.metrics_path, text.getvalue().encode())
 
+    def read_metrics(self) -> list[dict]:
+        """metrics.csv as dicts of numbers (ints where they are ints, else floats or text)."""
+        if not self.metrics_path.is_file():
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
     def plot(self, rows: list[dict], title: str) -> None:
-        """learning_curve.png: return against env steps (matplotlib, Agg)."""
-        import matplotlib
+        """learning_curve.png: return against env steps. Without matplotlib: a warning, no
+        PNG (the metrics are in metrics.csv)."""
+        try:
+            png = plot_curves({"": rows}, title)
+        except ImportError as exc:
+            warnings.warn(f"learning_curve.png not written: {exc} (pip install matplotlib)",
+                          RuntimeWarning, stacklevel=2)
+            return
+        atomic_write_bytes(self.curve_path, png)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel("trial return")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(self.curve_path, buf.getvalue())
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | None = None,
+                ylabel: str = "return") -> bytes:
+    """PNG bytes: return against env steps, one line per ``series`` entry (label -> metrics
+    rows), an optional dashed target line. Raises ImportError without matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, rows in series.items():
+        ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o", ms=3,
+                label=label or None)
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label="target")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if any(series) or target is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 # ---- the training loop around an agent ----------------------------------------------------
 
 def prepare_resume(run: RunDir, algo: str, config: dict, agent) -> int:
     """Load checkpoint + journals into ``agent`` (resume steps 1-2). Returns the attempt
-    number for the interrupted trial. Raises CheckpointError before writing anything."""
-    state = run.load_checkpoint(algo, config)
+    number for the interrupted iteration. Raises CheckpointError before writing anything."""
+    state = run.load_checkpoint(algo, config, agent.budget)
     if state is not None:
         try:
             agent.load_state_dict(state)
         except (KeyError, ValueError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{run.checkpoint_path} does not fit this run's agent "
                                   f"({type(exc).__name__}: {exc})") from exc
-    trial, buf = agent.trials_done, agent.buffer
-    pending = [(a, p) for t, a, p in run.journals() if t == trial]
-    records = [read_journal(p, buf.obs_dim, buf.act_dim) for _, p in pending]
+    current = agent.iterations_done
+    pending = [(a, p) for i, a, p in run.journals() if i == current]
+    dtype = agent.journal_dtype()
+    records = [read_journal(p, dtype) for _, p in pending]
     # ---- everything is loaded and valid; from here on the directory may change ----
     for rec in records:
         if len(rec):
-            buf.add_batch(*split_records(rec, buf.obs_dim, buf.act_dim))
-    run.remove_journals(trial)
+            agent.restore(rec)
+    run.remove_journals(current)
     if agent.history:
         run.write_metrics(agent.history, agent.FIELDS)
     return max(a for a, _ in pending) + 1 if pending else 0
 
 
-def train_loop(agent, run: RunDir, algo: str, config: dict, trials: int, attempt: int = 0,
+def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
                progress: bool = True) -> list[dict]:
-    """Run trials agent.trials_done .. trials - 1, checkpointing after each one."""
+    """Run iterations agent.iterations_done .. total - 1, checkpointing after each one."""
     from tqdm import tqdm
 
-    bar = tqdm(total=trials, initial=min(agent.trials_done, trials), unit="trial",
+    total = agent.total_iterations(agent.config)
+    bar = tqdm(total=total, initial=min(agent.iterations_done, total), unit=agent.unit,
                disable=not progress, dynamic_ncols=True)
-    buf = agent.buffer
+    title = f"{algo} {config.get('env_id', '')} seed {config.get('seed')}"
     try:
-        for trial in range(agent.trials_done, trials):
-            journal = run.open_journal(trial, attempt, buf.obs_dim, buf.act_dim)
+        for index in range(agent.iterations_done, total):
+            journal = run.open_journal(index, attempt, agent.journal_dtype())
             try:
-                row = agent.run_trial(trial, attempt, on_transition=journal.append)
+                row = agent.run_iteration(index, attempt, record=journal.append)
             finally:
                 journal.close()
             run.save_checkpoint(algo, config, agent.state_dict())
-            run.remove_journals(trial + 1)
+            run.remove_journals(index + 1)
             run.write_metrics(agent.history, agent.FIELDS)
-            run.plot(agent.history, f"{algo} {config.get('env_id', '')} seed {config.get('seed')}")
+            run.plot(agent.history, title)
             attempt = 0
             bar.update(1)
-            bar.set_postfix(ret=f"{row['return']:.1f}", steps=row["env_steps"],
-                            plan=f"{row['planning_s']:.0f}s", train=f"{row['training_s']:.0f}s")
+            bar.set_postfix(agent.postfix(row))
     finally:
         bar.close()
     return agent.history
+
+
+# ---- starting, resuming and evaluating runs (the CLI and sweeps call these) ----------------
+
+def start_run(algo: str, config, path: str | os.PathLike):
+    """A fresh run of agent ``algo`` with ``config`` in a new directory ``path``.
+    Returns (agent, RunDir); raises FileExistsError if ``path`` already holds a run."""
+    from mbrl_fast.agents import get_agent
+
+    run = RunDir(path)
+    if run.config_path.exists():
+        raise FileExistsError(f"{path} already holds a run; resume it instead")
+    agent = get_agent(algo)(config)
+    run.write_config(algo, config_to_dict(config))
+    return agent, run
+
+
+def resume_run(path: str | os.PathLike, *, extend: int | None = None):
+    """The agent of run directory ``path`` with its checkpoint and journals loaded.
+
+    extend: a new value of the agent's budget field (``trials``, ``steps``) to run longer.
+    Returns (algo, agent, RunDir, attempt). CheckpointError (directory untouched) when the
+    run cannot be resumed.
+    """
+    from mbrl_fast.agents import get_agent
+
+    run = RunDir(path)
+    algo, data = run.read_config()
+    try:
+        cls = get_agent(algo)
+        config = config_from_dict(cls.Config, data)
+    except ValueError as exc:
+        raise CheckpointError(f"{run.config_path}: {exc}") from None
+    if extend is not None:
+        config = dataclasses.replace(config, **{cls.budget: extend})
+    agent = cls(config)
+    try:
+        attempt = prepare_resume(run, algo, config_to_dict(config), agent)
+    except BaseException:
+        agent.close()
+        raise
+    if extend is not None:
+        run.write_config(algo, config_to_dict(config))
+    return algo, agent, run, attempt
+
+
+def load_run(path: str | os.PathLike):
+    """(algo, agent, RunDir) with the last checkpoint loaded, for evaluation (read only)."""
+    from mbrl_fast.agents import get_agent
+
+    run = RunDir(path)
+    algo, data = run.read_config()
+    try:
+        cls = get_agent(algo)
+        config = config_from_dict(cls.Config, data)
+    except ValueError as exc:
+        raise CheckpointError(f"{run.config_path}: {exc}") from None
+    state = run.load_checkpoint(algo, config_to_dict(config), cls.budget)
+    if state is None:
+        raise CheckpointError(f"{run.path} has no checkpoint yet (no {cls.unit} has completed)")
+    agent = cls(config)
+    try:
+        agent.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        agent.close()
+        raise CheckpointError(f"{run.checkpoint_path} does not fit this run's agent "
+                              f"({type(exc).__name__}: {exc})") from exc
+    return algo, agent, run
+

@@ -42,3 +42,90 @@ def cpu_backends() -> list[str]:
     if backends.triton_interpret() and backends.is_available("triton"):
         names.append("triton")
     return names
+
+
+# ---- the SIGKILL resume check every agent passes (tests/agents, tests/cli) -------------------
+
+def run_and_kill(cmd: list[str], run_dir, after: int, min_records: int = 2,
+                 timeout: float = 240.0) -> None:
+    """Start ``cmd`` (a ``python -m mbrl_fast train ...`` command), SIGKILL it once an
+    iteration >= ``after`` has journaled ``min_records`` records."""
+    import signal
+    import subprocess
+    import time
+
+    import pytest
+
+    from mbrl_fast import runs
+
+    rd = runs.RunDir(run_dir)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"run ended before it could be killed: {proc.stderr.read()[-2000:]}")
+            for it, _, path in rd.journals():
+                if it >= after and _journal_records(path) >= min_records:
+                    return
+            time.sleep(0.01)
+        pytest.fail("no journal appeared in time")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def _journal_records(path) -> int:
+    """Complete records in a journal being written (0 while its header is incomplete)."""
+    from mbrl_fast import runs
+
+    try:
+        return len(runs.read_journal(path))
+    except runs.CheckpointError:
+        return 0
+
+
+def recorded_so_far(run_dir):
+    """(iterations checkpointed, every real record the run has: the checkpoint's, then the
+    journaled ones of the iteration in progress)."""
+    import numpy as np
+
+    from mbrl_fast import runs
+
+    _, agent, rd = runs.load_run(run_dir)
+    try:
+        held = agent.records()
+        dtype = agent.journal_dtype()
+        pending = [runs.read_journal(p, dtype) for it, _, p in rd.journals()
+                   if it == agent.iterations_done]
+        return agent.iterations_done, len(held), np.concatenate([held, *pending])
+    finally:
+        agent.close()
+
+
+def check_sigkill_resume(run_dir, train_cmd: list[str], resume_cmd: list[str],
+                         total_iterations: int) -> None:
+    """The resume guarantee of the agent protocol: a run SIGKILLed inside an iteration
+    (at least once after its first checkpoint) and resumed loses no real record, in order,
+    and completes every iteration with a clean journal directory."""
+    import numpy as np
+
+    from mbrl_fast import runs
+    from mbrl_fast.cli import main
+
+    run_and_kill(train_cmd, run_dir, after=1)
+    for _ in range(3):  # a kill that lands between iterations (checkpoint just written): again
+        done, held, recorded = recorded_so_far(run_dir)
+        if len(recorded) > held:
+            break
+        run_and_kill(resume_cmd, run_dir, after=done)
+    assert len(recorded) > held, "never killed inside an iteration"
+    assert main(resume_cmd[3:]) == 0  # the rest of the run, in this process
+    _, agent, rd = runs.load_run(run_dir)
+    try:
+        final = agent.records()
+        np.testing.assert_array_equal(final[:len(recorded)], recorded)  # nothing lost, in order
+        assert agent.iterations_done == len(rd.read_metrics()) == total_iterations
+        assert not list(rd.journal_dir.iterdir())
+    finally:
+        agent.close()

@@ -132,6 +132,12 @@ class Task:
 
         return rewards.Reward(f"{self.env_id}+shaping", shaped)
 
+    @property
+    def planning_termination(self) -> TorchTransitionFn | None:
+        """``termination_fn`` for a planner, or None for a task that never terminates (then the
+        fused reward needs no states from the rollout)."""
+        return None if self.termination_fn is never_terminates else self.termination_fn
+
     def action_bounds(self, dtype=torch.float32, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(low [A], high [A]) as tensors."""
         return (torch.tensor(self.action_low, dtype=dtype, device=device),

@@ -109,6 +109,29 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer")
         return self._take(rng.integers(0, len(self), size=batch_size))
 
+    # ---- as structured records (run-directory journals) --------------------------------
+    def record_dtype(self) -> np.dtype:
+        """One transition as a numpy structured dtype (the journal schema of the agents
+        that collect plain transitions)."""
+        d, a = self.obs_dim, self.act_dim
+        return np.dtype([("obs", "<f8", (d,)), ("act", "<f8", (a,)), ("next_obs", "<f8", (d,)),
+                         ("reward", "<f8"), ("terminated", "?"), ("truncated", "?")])
+
+    def records(self) -> np.ndarray:
+        """Every stored transition, oldest first, as records of :meth:`record_dtype`."""
+        data = self.all()
+        out = np.empty(len(data), self.record_dtype())
+        for f in FIELDS:
+            out[f] = getattr(data, f)
+        return out
+
+    def add_records(self, records: np.ndarray) -> None:
+        """Add records of :meth:`record_dtype` (e.g. read back from a journal)."""
+        if records.dtype != self.record_dtype():
+            raise ValueError(f"records must have dtype {self.record_dtype()}, got {records.dtype}")
+        if len(records):
+            self.add_batch(*(records[f] for f in FIELDS))
+
     # ---- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Tensors only (loads with torch.load(weights_only=True)); stored rows oldest first."""

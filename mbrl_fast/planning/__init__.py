@@ -5,10 +5,12 @@
     MPPIPlanner            softmax-weighted updates (Williams et al. 2017)
     RandomShootingPlanner  one uniform batch, best sequence (Nagabandi et al. 2018)
     MPCAgent               act(obs) -> first action(s), replanning every k steps
+    PlannerConfig          a planner as config data; make_planner(config, model, task, seed)
 """
 
 from mbrl_fast.planning.base import Planner
 from mbrl_fast.planning.cem import CEMPlanner
+from mbrl_fast.planning.config import PlannerConfig, make_planner
 from mbrl_fast.planning.icem import ICEMPlanner
 from mbrl_fast.planning.mpc import MPCAgent
 from mbrl_fast.planning.mppi import MPPIPlanner
@@ -21,4 +23,6 @@ __all__ = [
     "MPPIPlanner",
     "RandomShootingPlanner",
     "MPCAgent",
+    "PlannerConfig",
+    "make_planner",
 ]

@@ -10,6 +10,8 @@ import torch
 
 from mbrl_fast.agents import pets
 from mbrl_fast.agents.pets import PETS, PRESETS, PETSConfig, pets_config
+from mbrl_fast.models import ModelConfig, TrainConfig
+from mbrl_fast.planning import PlannerConfig
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
@@ -32,8 +34,7 @@ def _field_docstrings(cls) -> dict[str, str]:
     return docs
 
 
-@pytest.mark.parametrize("cls", [PETSConfig, pets.ModelConfig, pets.TrainConfig,
-                                 pets.PlannerConfig])
+@pytest.mark.parametrize("cls", [PETSConfig, ModelConfig, TrainConfig, PlannerConfig])
 def test_every_config_field_has_a_docstring(cls):
     docs = _field_docstrings(cls)
     missing = [f.name for f in dataclasses.fields(cls) if not docs.get(f.name, "").strip()]
@@ -71,29 +72,30 @@ def test_unknown_env_lists_tasks():
 def test_trials_collect_train_and_record():
     agent = PETS(pets_config("InvertedPendulum-v5", **TINY))
     seen = []
-    row0 = agent.run_trial(0, on_transition=lambda *t: seen.append(t))
+    row0 = agent.run_iteration(0, record=lambda **t: seen.append(t))
     # the random trial collects episode_steps steps over as many episodes as it takes
     assert row0["episode_steps"] == 30 == agent.buffer.total_added == len(seen)
-    row1 = agent.run_trial(1)
+    row1 = agent.run_iteration(1)
     assert set(row1) == set(pets.TRIAL_FIELDS)
     assert 1 <= row1["episode_steps"] <= 30
     assert row1["env_steps"] == 30 + row1["episode_steps"]
     assert row1["planning_s"] > 0 and row1["training_s"] > 0 and np.isfinite(row1["model_loss"])
     assert row1["wall_clock_s"] >= row0["wall_clock_s"] + row1["training_s"]
-    assert agent.trials_done == 2 and [r["trial"] for r in agent.history] == [0, 1]
-    np.testing.assert_array_equal(agent.buffer.all().obs[0], seen[0][0])
+    assert agent.iterations_done == 2 and [r["trial"] for r in agent.history] == [0, 1]
+    np.testing.assert_array_equal(agent.buffer.all().obs[0], seen[0]["obs"])
+    assert set(seen[0]) == set(agent.journal_dtype().names)
     agent.close()
 
 
 def test_state_dict_continues_identically():
     """A checkpoint after trial 1 + trial 2 == trial 2 of an uninterrupted run."""
     a = PETS(pets_config("InvertedPendulum-v5", **TINY))
-    a.run_trial(0)
-    a.run_trial(1)
+    a.run_iteration(0)
+    a.run_iteration(1)
     state = a.state_dict()
     b = PETS(pets_config("InvertedPendulum-v5", **TINY))
     b.load_state_dict(state)
-    ra, rb = a.run_trial(2), b.run_trial(2)
+    ra, rb = a.run_iteration(2), b.run_iteration(2)
     for key in ("return", "env_steps", "model_loss", "holdout_mse", "episode_steps"):
         assert ra[key] == rb[key]
     for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
@@ -104,11 +106,11 @@ def test_state_dict_continues_identically():
 
 def test_nan_model_raises_floating_point_error_with_member():
     agent = PETS(pets_config("InvertedPendulum-v5", **TINY))
-    agent.run_trial(0)
+    agent.run_iteration(0)
     with torch.no_grad():
         agent.model.mlp.layers[-1].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="member"):
-        agent.run_trial(1)
+        agent.run_iteration(1)
     agent.close()
 
 
@@ -120,8 +122,8 @@ def test_agent_wires_task_features_shaping_and_precision():
     task = get_task("MBRLFast/CartpoleSwingup-v0")
     assert agent.model.obs_features == task.obs_features  # theta read as sin / cos
     assert agent.mpc.planner._params().is_bf16
-    agent.run_trial(0)
-    agent.run_trial(1)  # trains on, and plans through, the feature map
+    agent.run_iteration(0)
+    agent.run_iteration(1)  # trains on, and plans through, the feature map
     agent.close()
     raw = PETS(pets_config("MBRLFast/CartpoleSwingup-v0", **{**TINY, "model": {
         **TINY["model"], "task_features": False}}))

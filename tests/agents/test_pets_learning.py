@@ -18,7 +18,7 @@ def test_pets_balances_inverted_pendulum_within_five_trials():
     try:
         returns = []
         for trial in range(config.trials):
-            returns.append(agent.run_trial(trial)["return"])
+            returns.append(agent.run_iteration(trial)["return"])
             if trial >= config.initial_random_trials and returns[-1] >= 190:
                 break
     finally:

@@ -2,18 +2,19 @@
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import check_sigkill_resume
 
 from mbrl_fast import runs
 from mbrl_fast.cli import main
+from mbrl_fast.config import config_to_dict
+from mbrl_fast.models import ReplayBuffer
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
@@ -60,7 +61,7 @@ def test_train_writes_a_complete_run_dir(tmp_path):
     assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
     assert not list((run / "journal").iterdir())  # completed trials leave no journal
     ckpt = _checkpoint(run)
-    assert ckpt["agent"]["trials_done"] == 2
+    assert ckpt["agent"]["iterations_done"] == 2
     assert ckpt["agent"]["buffer"]["total_added"] == int(rows[1]["env_steps"])
     assert _train(run) == 2  # an existing run is not overwritten
 
@@ -91,57 +92,26 @@ def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
     assert _train(run, trials=2) == 0
     rd = runs.RunDir(run)
     g = np.random.default_rng(0)
-    j = rd.open_journal(2, 0, 4, 1)
-    lost = [(g.normal(size=4), g.uniform(-3, 3, size=1), g.normal(size=4), 1.0, False, False)
-            for _ in range(5)]
+    j = rd.open_journal(2, 0, ReplayBuffer(4, 1).record_dtype())
+    lost = [dict(obs=g.normal(size=4), act=g.uniform(-3, 3, size=1), next_obs=g.normal(size=4),
+                 reward=1.0, terminated=False, truncated=False) for _ in range(5)]
     for t in lost:
-        j.append(*t)
+        j.append(**t)
     os.write(j.fd, b"\x00" * 20)  # a torn trailing record (never a whole transition)
     j.close()
     before = _checkpoint(run)["agent"]["buffer"]["total_added"]
     assert main(["train", "pets", "--resume", str(run), "--trials", "4", "--no-progress"]) == 0
     buf = _checkpoint(run)["agent"]["buffer"]
     obs = buf["obs"].numpy()
-    np.testing.assert_array_equal(obs[before:before + 5], np.stack([t[0] for t in lost]))
+    np.testing.assert_array_equal(obs[before:before + 5], np.stack([t["obs"] for t in lost]))
     rows = _rows(run)
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
     assert int(rows[2]["env_steps"]) == before + 5 + int(rows[2]["episode_steps"])
     assert not list((run / "journal").iterdir())
 
 
-RECORD = 8 * (2 * 4 + 1 + 3)  # bytes per InvertedPendulum journal record
-HEADER = 8 + 16
-
-
-def _recorded(rd):
-    """(transitions in the checkpoint, + those journaled for the trial in progress)."""
-    ckpt = _checkpoint(rd.path)["agent"]
-    journaled = [runs.read_journal(p, 4, 1)[:, :4] for t, _, p in rd.journals()
-                 if t == ckpt["trials_done"]]
-    return ckpt, np.concatenate([ckpt["buffer"]["obs"].numpy()] + journaled)
-
-
-def _run_and_kill(cmd, rd, after_trial):
-    """Start cmd, SIGKILL it once trial >= after_trial has journaled 2 transitions."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"run ended before it could be killed: {proc.stderr.read()[-2000:]}")
-            if any(t >= after_trial and p.stat().st_size >= HEADER + 2 * RECORD
-                   for t, _, p in rd.journals()):
-                return
-            time.sleep(0.01)
-        pytest.fail("no journal appeared in time")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
 def test_sigkill_mid_run_loses_no_transition(tmp_path):
     run = tmp_path / "run"
-    rd = runs.RunDir(run)
     # A slower planner (~0.1 s per step) so that the kill lands inside a trial.
     cmd = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--env", "InvertedPendulum-v5",
            "--trials", "5", "--episode-steps", "40", "--run-dir", str(run), "--no-progress",
@@ -149,21 +119,10 @@ def test_sigkill_mid_run_loses_no_transition(tmp_path):
            "--set", "planner.horizon=10", "--set", "model.hidden=128"]
     resume = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--resume", str(run),
               "--no-progress"]
-    _run_and_kill(cmd, rd, after_trial=1)
-    for _ in range(3):  # a kill that lands between trials (checkpoint just written): again
-        ckpt, recorded = _recorded(rd)
-        if len(recorded) > ckpt["buffer"]["total_added"]:
-            break
-        _run_and_kill(resume, rd, after_trial=ckpt["trials_done"])
-    assert len(recorded) > ckpt["buffer"]["total_added"], "never killed inside a trial"
-    assert main(["train", "pets", "--resume", str(run), "--no-progress"]) == 0
-    final = _checkpoint(run)["agent"]
-    obs = final["buffer"]["obs"].numpy()
-    np.testing.assert_array_equal(obs[:len(recorded)], recorded)  # nothing lost, in order
+    check_sigkill_resume(run, cmd, resume, total_iterations=5)
     rows = _rows(run)
     assert [int(r["trial"]) for r in rows] == list(range(5))
-    assert final["buffer"]["total_added"] == int(rows[-1]["env_steps"])
-    assert not list((run / "journal").iterdir())
+    assert _checkpoint(run)["agent"]["buffer"]["total_added"] == int(rows[-1]["env_steps"])
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
@@ -245,20 +204,22 @@ def test_bench_without_benchmarks_package(monkeypatch, capsys):
 def test_learning_replay_command_reproduces_the_config():
     """bench/learning.py's reproduce command (--no-preset + the fields that differ from the
     published defaults) rebuilds the run's config, including fields a preset sets back to
-    their defaults (HalfCheetah's preset has lr 2.8e-4; this run used the default 1e-3)."""
+    their defaults (HalfCheetah's published preset has lr 2.8e-4; this run used 1e-3)."""
     import importlib.util
 
-    from mbrl_fast.agents.pets import pets_config
+    from mbrl_fast.agents.pets import PETS
     from mbrl_fast.cli import _parser, train_config
 
     spec = importlib.util.spec_from_file_location(
         "learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
     learning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learning)
-    config = pets_config("HalfCheetah-v5", trials=30, torch_threads=2,
-                         train=dict(lr=1e-3, batch_size=256),
-                         planner=dict(name="icem", propagation="expectation", precision="bf16"))
-    args = learning._replay_args({"config": runs.config_to_dict(config)}, "HalfCheetah-v5")
+    config = PETS.make_config("HalfCheetah-v5", preset="published", trials=30, torch_threads=2,
+                              train=dict(lr=1e-3, batch_size=256),
+                              planner=dict(name="icem", propagation="expectation",
+                                           precision="bf16"))
+    args = learning._replay_args("pets", {"config": config_to_dict(config)},
+                                 "HalfCheetah-v5")
     assert args[:2] == ["train", "pets"] and "--no-preset" in args
     rebuilt = train_config(_parser().parse_args(args))
-    assert runs.config_to_dict(rebuilt) == runs.config_to_dict(config)
+    assert config_to_dict(rebuilt) == config_to_dict(config)
