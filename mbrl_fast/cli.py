@@ -2,6 +2,7 @@
 
     mbrl-fast train AGENT --env ENV --seed 0 [--trials N | --steps N] [--episode-steps N]
         [--run-dir DIR] [--preset NAME | --no-preset] [--set section.field=value ...]
+        [--plan-budget-ms MS]
     mbrl-fast train AGENT --resume RUN_DIR [--trials N | --steps N]   continue a (killed) run
     mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the agent
     mbrl-fast bench {planner,ops} ...                      throughput (mbrl_fast.benchmarks)
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="config override, e.g. planner.population=200")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--plan-budget-ms", type=float, default=None, metavar="MS",
+                       help="size the planner (population, particles) so that one planned "
+                            "step takes at most MS milliseconds on this machine")
     presets = train.add_mutually_exclusive_group()
     presets.add_argument("--preset", default="default",
                          help="the task preset to start from: 'default' (sized for this CPU), "
@@ -136,6 +140,7 @@ def cmd_train(args) -> int:
                                           ("--episode-steps", args.episode_steps),
                                           ("--set", args.overrides), ("--run-dir", args.run_dir),
                                           ("--no-preset", args.no_preset),
+                                          ("--plan-budget-ms", args.plan_budget_ms),
                                           ("--preset", args.preset != "default")) if value]
         budget_flags = {"trials": args.trials, "steps": args.steps}
         given += [f"--{k}" for k, v in budget_flags.items() if v is not None and k != cls.budget]
@@ -158,6 +163,12 @@ def cmd_train(args) -> int:
             raise UsageError("--env is required (or --resume RUN_DIR)")
         _check_task(args.env)
         config = train_config(args)
+        try:
+            config, lines = cls.preflight(config, args.plan_budget_ms)
+        except ValueError as exc:  # a budget below the smallest planner, an agent that
+            raise UsageError(str(exc)) from None  # does not plan, ...
+        for line in lines:
+            print(line, file=sys.stderr)
         path = args.run_dir or Path("runs") / _default_name(args.algo, config)
         try:
             agent, run = runs.start_run(args.algo, config, path)

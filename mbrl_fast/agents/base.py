@@ -21,6 +21,9 @@ Class attributes
     budget    the Config field that sets the length of the run (``trials``, ``steps``);
               the CLI flag of the same name sets it, and ``--resume --<budget> N`` extends
               a run. :meth:`total_iterations` turns it into iterations.
+    preflight(config, plan_budget_ms) -> (config, lines)
+              classmethod, before a fresh run: agents that plan measure a planned step,
+              size the planner to a budget and print the estimated time per iteration
 
 Per instance (``Agent.__init__(config)``)
     task      the :class:`mbrl_fast.envs.Task` it runs on (``eval`` renders its env)
@@ -97,6 +100,15 @@ class Agent:
             raise ValueError(f"unknown preset {preset!r} for agent {cls.name!r}; known: "
                              f"{', '.join(['default', *cls.NAMED_PRESETS])}")
         return with_preset(cls.Config, presets, env_id, **overrides)
+
+    @classmethod
+    def preflight(cls, config, plan_budget_ms: float | None = None) -> tuple[object, list[str]]:
+        """Before a fresh run: (the config to run, lines to show the user). Agents that plan
+        measure a planned step here, size the planner to ``plan_budget_ms`` and estimate
+        the time per iteration; the default has nothing to measure."""
+        if plan_budget_ms is not None:
+            raise ValueError(f"--plan-budget-ms: agent {cls.name!r} does not plan")
+        return config, []
 
     @classmethod
     def total_iterations(cls, config) -> int:

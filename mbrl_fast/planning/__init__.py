@@ -8,6 +8,7 @@
     PlannerConfig          a planner as config data; make_planner(config, model, task, seed)
 """
 
+from mbrl_fast.planning import calibrate
 from mbrl_fast.planning.base import Planner
 from mbrl_fast.planning.cem import CEMPlanner
 from mbrl_fast.planning.config import PlannerConfig, make_planner
@@ -25,4 +26,5 @@ __all__ = [
     "MPCAgent",
     "PlannerConfig",
     "make_planner",
+    "calibrate",
 ]

@@ -136,3 +136,13 @@ def test_agent_wires_task_features_shaping_and_precision():
         **TINY["planner"], "shaping": False}}))
     assert plain.mpc.planner.reward.name == "InvertedPendulum-v5"
     plain.close()
+
+
+def test_every_task_has_a_preset_and_published_stays_available():
+    from mbrl_fast.envs import list_tasks
+
+    assert set(list_tasks()) <= set(PRESETS)
+    published = PETS.make_config("HalfCheetah-v5", preset="published")
+    assert (published.planner.population, published.planner.horizon) == (400, 30)
+    assert PETS.make_config("HalfCheetah-v5").planner.name == "icem"  # the CPU config
+    assert PETS.make_config("HalfCheetah-v5", preset=None) == PETSConfig(env_id="HalfCheetah-v5")

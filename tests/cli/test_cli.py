@@ -223,3 +223,32 @@ def test_learning_replay_command_reproduces_the_config():
     assert args[:2] == ["train", "pets"] and "--no-preset" in args
     rebuilt = train_config(_parser().parse_args(args))
     assert config_to_dict(rebuilt) == config_to_dict(config)
+
+
+def test_plan_budget_sizes_the_planner_and_says_so(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--plan-budget-ms", "1000", trials=1, steps=5) == 0
+    err = capsys.readouterr().err
+    assert "planner: cem population 20, 4 elites, 1 iteration, horizon 5" in err
+    assert "ms per planned step on this machine" in err
+    assert runs.RunDir(run).read_config()[1]["planner"]["population"] == 20  # it fit: unchanged
+
+
+def test_plan_budget_too_small_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, "--plan-budget-ms", "0.0001") == 2
+    assert "the smallest budget that works is" in capsys.readouterr().err
+    assert not run.exists()
+
+
+def test_budget_flags_follow_the_agent(tmp_path, capsys):
+    assert main(["train", "pets", "--env", "InvertedPendulum-v5", "--steps", "100",
+                 "--run-dir", str(tmp_path / "r")]) == 2
+    assert "counts its run in trials: use --trials" in capsys.readouterr().err
+    assert _train(tmp_path / "ok") == 0
+    assert main(["train", "pets", "--resume", str(tmp_path / "ok"), "--plan-budget-ms",
+                 "50"]) == 2
+    assert "only --trials may be given" in capsys.readouterr().err
+    assert main(["train", "pets", "--env", "InvertedPendulum-v5", "--preset", "nope",
+                 "--run-dir", str(tmp_path / "r2")]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
