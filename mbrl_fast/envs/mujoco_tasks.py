@@ -56,13 +56,11 @@ def inverted_pendulum_shaping(obs, act, next_obs):
     every alive step worth >= 0.1.
 
     The reward is survival only, so every plan that keeps the pole up over the horizon
-    scores the same and the planner has nothing to steer the cart with: it drifts into
-    the end of its rail (x = +-1) and the pole falls (PETS runs, 2026-11-23). The cost
-    prefers the cart centred and slow and the pole upright. Measured 2026-12-01 with a
-    trial-3 model (seed 0): with 0.1 (x^2 + (angle / 0.2)^2) the cart still swung to
-    |x| = 0.77 within 300 steps, slower than the 1 s horizon sees; with the velocity term
-    and x weight 1 it stayed within |x| <= 0.35 for 600 steps. The cap keeps survival
-    first: a plan that lives one step longer always scores higher.
+    scores the same and the planner has nothing to steer the cart with: in PETS runs it
+    drifted into the end of its rail (x = +-1) and the pole fell. The cost prefers the
+    cart centred and slow and the pole upright; without the velocity term the cart still
+    swung out further than the 1 s horizon sees. The cap keeps survival first: a plan that
+    lives one step longer always scores higher. Results: README, "Learning results".
     """
     x, x_vel, angle = next_obs[..., 0], next_obs[..., 2], next_obs[..., 1] / 0.2
     cost = x * x + 0.2 * x_vel * x_vel + 0.1 * angle * angle
@@ -77,11 +75,11 @@ def halfcheetah_upright_shaping(obs, act, next_obs):
     """-5 max(0, cos(1) - cos(pitch')): a planning cost on tipping beyond 1 rad.
 
     Without it the planner on a learned model flipped the cheetah onto its back, and the
-    flipped gait was a local optimum the runs did not leave (PETS runs 2026-12-01: ~1.0
-    per step at trials 20-29, pitch ~pi, while the same planner on the true dynamics earns
-    ~7.0 per step upright). Zero for |pitch| <= 1 rad,
-    so running gaits are not penalised; ~7.7 per step on the back, more than a flipped
-    gait earns. With it the same config reached 2048 at trial 12 (seed 0, 2026-12-02).
+    flipped gait was a local optimum the runs did not leave (~1.0 per step, pitch ~pi,
+    where the same planner on the true dynamics earns ~7.0 per step upright;
+    bench/results/learning_halfcheetah_cpu_noshaping.json). Zero for |pitch| <= 1 rad, so
+    running gaits are not penalised; ~7.7 per step on the back, more than a flipped gait
+    earns (bench/results/learning_halfcheetah_cpu.json: the run with it).
     """
     return -5.0 * (_COS_1_RAD - torch.cos(next_obs[..., 2])).clamp(min=0.0)
 
