@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -157,13 +158,21 @@ def main() -> int:
             print(f"{name} seed {seed}: returns {[round(x) for x in r['returns']]} "
                   f"s/trial {[round(x, 1) for x in r['trial_s']]}", flush=True)
             runs.append(r)
+            write(args, runs)  # after every run: a partial result survives an interruption
+    return 0
+
+
+def summarize(runs: list[dict]) -> dict:
     summary = {}
     for name in AGENTS:
         mine = [r for r in runs if r["planner"] == name]
+        if not mine:
+            return summary
         per_step = [sum(r["trial_s"]) / sum(r["steps"]) for r in mine]
         plan_step = [sum(r["planning_s"]) / sum(r["steps"]) for r in mine]
         finals = [float(np.mean(r["returns"][-2:])) for r in mine]
         summary[name] = {
+            "seeds": [r["seed"] for r in mine],
             "s_per_trial_mean": statistics.mean(t for r in mine for t in r["trial_s"]),
             "s_per_200_step_trial": 200 * statistics.mean(per_step),
             "planning_s_per_step": statistics.mean(plan_step),
@@ -174,16 +183,20 @@ def main() -> int:
     summary["speedup_per_200_step_trial"] = (lib["s_per_200_step_trial"]
                                              / fast["s_per_200_step_trial"])
     summary["speedup_planning_per_step"] = lib["planning_s_per_step"] / fast["planning_s_per_step"]
-    print(json.dumps(summary, indent=1))
+    return summary
+
+
+def write(args, runs: list[dict]) -> None:
+    summary = summarize(runs)
+    print(json.dumps(summary), flush=True)
     if args.json:
         out = {"what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
-               "cpu": platform.processor() or "AMD EPYC (Zen 5, AVX-512)",
-               "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "cpu": "AMD EPYC (Zen 5, AVX-512, AVX512-BF16), 2 cores shared with other jobs",
+               "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(),
+               "torch": torch.__version__, "python": platform.python_version(),
                "config": vars(args), "summary": summary, "runs": runs}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
