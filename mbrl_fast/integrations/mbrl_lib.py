@@ -298,6 +298,8 @@ def __getattr__(name: str):
     planning`` replaces ``import mbrl.planning as planning`` in a script."""
     if name.startswith("__"):
         raise AttributeError(name)
-    import mbrl.planning
-
+    try:
+        import mbrl.planning
+    except Exception as exc:  # mbrl-lib absent: a plain missing attribute for getattr probes
+        raise AttributeError(f"{name!r} (mbrl-lib unavailable: {exc})") from None
     return getattr(mbrl.planning, name)
