@@ -8,7 +8,8 @@ trained every 50 steps) with the planner sized for 2 CPU cores (population and p
 below; the published 350 x 20 takes ~1.5 s per step on this machine). Seeds run
 interleaved (mbrl-lib, mbrl-fast, next seed, ...) so both see the same machine load.
 
-Time per trial: wall-clock between env resets (planning, env steps, model training).
+Threads: ``--threads`` (default 1) for torch and OpenMP in both runs. Time per trial:
+wall-clock between env resets (planning, env steps, model training).
 Planning: seconds inside ``agent.act``.
 
     python bench/dropin_mbrl_lib_pets.py --seeds 0 1 2 --trials 6 \
@@ -149,8 +150,13 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=6, help="num_steps = trials x 200")
     ap.add_argument("--population", type=int, default=100)
     ap.add_argument("--particles", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch / OpenMP threads for both (on 2 oversubscribed cores, 2 threads "
+                         "made mbrl-lib's act 10-20x slower than 1: each parallel op waits for "
+                         "a descheduled thread)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     runs = []
     for seed in args.seeds:
         for name in AGENTS:

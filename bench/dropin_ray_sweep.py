@@ -21,7 +21,7 @@ import tempfile
 import time
 
 ENV = "InvertedPendulum-v5"
-SETS = ["trials=3", "episode_steps=100", "planner.population=100", "planner.num_elites=10"]
+SETS = ["trials=2", "episode_steps=100", "planner.population=100", "planner.num_elites=10"]
 
 
 def back_to_back(seeds, out: str) -> float:
