@@ -273,6 +273,10 @@ def run_sweep(agent: str, env: str, seeds: list[int], *, sets: list[str] = (),
             except ray.exceptions.RayTaskError as exc:  # the trial itself raised
                 cause = exc.cause if isinstance(exc.cause, SweepError) else exc
                 raise SweepError(f"trial {trial.label} seed {trial.seed} failed: {cause}") from None
+            except ray.exceptions.RayError as exc:  # its worker was lost max_retries + 1 times
+                raise SweepError(f"trial {trial.label} seed {trial.seed}: its worker was lost "
+                                 f"{max_retries + 1} times ({type(exc).__name__}); its run "
+                                 f"directory {trial.run_dir} resumes on the next sweep") from None
             results.append(res)
             last = res["rows"][-1] if res["rows"] else {}
             note = (f" (resumed at iteration {res['resumed_at']}, attempt {res['attempt']})"
