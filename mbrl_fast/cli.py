@@ -6,6 +6,8 @@
     mbrl-fast train AGENT --resume RUN_DIR [--trials N | --steps N]   continue a (killed) run
     mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the agent
     mbrl-fast bench {planner,ops} ...                      throughput (mbrl_fast.benchmarks)
+    mbrl-fast sweep AGENT --env ENV --seeds 0 1 2 3 [--set k=v ...] [--grid k=v1,v2 ...]
+        [--address ADDR] [--out DIR]      seeds x configs on Ray (mbrl_fast.integrations)
 
 AGENT is any registered agent (``mbrl_fast.agents.list_agents()``). Exit status: 0
 done; 2 bad arguments, unknown agent or task, or a run directory that cannot be
@@ -32,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="mbrl-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,eval,bench}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{train,eval,bench,sweep}")
 
     train = sub.add_parser("train", help="train an agent into a run directory")
     train.add_argument("algo", choices=list_agents(), metavar="AGENT",
@@ -66,6 +69,26 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=10_000, help="first episode's reset seed")
     ev.add_argument("--no-video", action="store_true", help="do not try to record a video")
     ev.set_defaults(func=cmd_eval)
+
+    sweep = sub.add_parser("sweep", help="seeds x config overrides of an agent on Ray, each "
+                           "trial a resumable run directory")
+    sweep.add_argument("algo", choices=list_agents(), metavar="AGENT",
+                       help=f"one of: {', '.join(list_agents())}")
+    sweep.add_argument("--env", required=True, help="task id, e.g. InvertedPendulum-v5")
+    sweep.add_argument("--seeds", type=int, nargs="+", required=True, metavar="S")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="config override for every trial")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                       help="one axis of the grid of configs (repeat for a product)")
+    sweep.add_argument("--address", default=None, help="an existing Ray cluster (HOST:6379, "
+                       "ray://HOST:10001 or auto); default: a local Ray")
+    sweep.add_argument("--out", type=Path, default=None,
+                       help="default sweeps/<agent>-<env>; a rerun resumes the runs in it")
+    sweep.add_argument("--num-cpus", type=int, default=None, help="local Ray's CPUs (default all)")
+    sweep.add_argument("--cpus-per-trial", type=int, default=1)
+    sweep.add_argument("--no-preset", action="store_true",
+                       help="start from the agent config's published defaults")
+    sweep.set_defaults(func=cmd_sweep)
 
     try:
         from mbrl_fast.benchmarks.cli import add_parser
@@ -223,6 +246,21 @@ def cmd_eval(args) -> int:
             print(f"video: {_write_video(frames, run.path / 'eval')}")
         except Exception as exc:  # imageio missing or no writer for the format
             print(f"video skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from mbrl_fast.integrations.ray_sweep import SweepError, run_sweep
+
+    _check_task(args.env)
+    try:
+        run_sweep(args.algo, args.env, args.seeds, sets=args.overrides, grid=args.grid,
+                  out=args.out, address=args.address, num_cpus=args.num_cpus,
+                  cpus_per_trial=args.cpus_per_trial,
+                  preset=None if args.no_preset else "default",
+                  log=lambda line: print(line, file=sys.stderr))
+    except SweepError as exc:
+        raise UsageError(str(exc)) from None
     return 0
 
 

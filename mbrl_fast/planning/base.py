@@ -28,6 +28,7 @@ import torch
 from mbrl_fast.ops.elite_update import SAMPLE_OFFSETS
 from mbrl_fast.ops.ensemble_mlp import MLPParams
 from mbrl_fast.ops.propagate import OFFSETS_PER_CALL, propagate
+from mbrl_fast.planning.step_model import StepModel, is_step_model
 
 PROPAGATION_MODES = ("ts1", "tsinf", "expectation")
 PRECISIONS = ("fp32", "bf16")
@@ -64,7 +65,9 @@ class Planner:
 
     model: an ``MLPParams`` (Gaussian head over D or D + 1 outputs), or an object with
         ``mlp_params() -> MLPParams`` and optionally ``elite_members`` (list[int] | None,
-        passed to propagate as ``members``); both are read at every ``plan`` call.
+        passed to propagate as ``members``); both are read at every ``plan`` call. Or any
+        model: a torch callable ``step(state [R, D], action [R, A]) -> next_state`` or
+        ``(mean, logvar)``, rolled out by the reference loop of :mod:`.step_model` (slower).
     action_low, action_high: array-like [A], finite, low <= high.
     reward: anything ``ops.propagate`` accepts (built-in name, Reward, batched torch
         fn(obs, act, next_obs) -> [...], or "model" for a learned reward head).
@@ -81,9 +84,11 @@ class Planner:
     def __init__(self, model, action_low, action_high, *, reward, horizon: int = 30,
                  particles: int = 20, propagation: str = "tsinf", termination=None,
                  seed: int = 0, backend: str = "auto", precision: str = "fp32"):
-        if not isinstance(model, MLPParams) and not callable(getattr(model, "mlp_params", None)):
-            raise TypeError("model must be an MLPParams or have a mlp_params() method, got "
-                            f"{type(model).__name__}")
+        if is_step_model(model):
+            model = StepModel(model)
+        elif not isinstance(model, MLPParams) and not callable(getattr(model, "mlp_params", None)):
+            raise TypeError("model must be an MLPParams, have a mlp_params() method, or be a "
+                            f"torch callable step(state, action), got {type(model).__name__}")
         self.model = model
         self.horizon = check_int("horizon", horizon)
         self.particles = check_int("particles", particles)
@@ -106,7 +111,7 @@ class Planner:
             raise TypeError("precision='bf16' needs a model with mlp_params_bf16() (the mbrl_fast "
                             "ensembles) or bf16-packed MLPParams (ops.pack_bf16)")
         self.precision = precision
-        device = self._params().device
+        device = self.model.device if isinstance(model, StepModel) else self._params().device
         low = torch.as_tensor(np.asarray(action_low, dtype=np.float32), device=device).reshape(-1)
         high = torch.as_tensor(np.asarray(action_high, dtype=np.float32), device=device).reshape(-1)
         if low.shape != high.shape or low.numel() < 1:
@@ -149,13 +154,18 @@ class Planner:
 
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Expected returns [N, P] of action sequences actions [N, P, H, A] from obs [N, D]."""
-        params = self._params()
-        members = getattr(self.model, "elite_members", None)
         masked = self.termination is not None
-        result = propagate(
-            params, obs, actions, particles=self.particles, mode=self.propagation,
-            members=members, seed=self.seed, offset=self.take_offsets(OFFSETS_PER_CALL),
-            reward=self.reward, return_states=masked, backend=self.backend)
+        if isinstance(self.model, StepModel):  # any model: the reference rollout loop
+            result = self.model.rollout(
+                obs, actions, particles=self.particles, mode=self.propagation, seed=self.seed,
+                offset=self.take_offsets(OFFSETS_PER_CALL), reward=self.reward,
+                return_states=masked)
+        else:
+            result = propagate(
+                self._params(), obs, actions, particles=self.particles, mode=self.propagation,
+                members=getattr(self.model, "elite_members", None), seed=self.seed,
+                offset=self.take_offsets(OFFSETS_PER_CALL), reward=self.reward,
+                return_states=masked, backend=self.backend)
         if not masked:
             return result.returns
         states = result.states  # [N, P, K, H + 1, D]

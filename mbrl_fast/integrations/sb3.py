@@ -1,0 +1,131 @@
+"""Stable-Baselines3: an MPC policy with SB3's ``predict``, and an SB3 actor inside our rollouts.
+
+MPC policy. :class:`MPCPolicy` wraps any mbrl-fast planner with SB3's
+``predict(observation, state, episode_start, deterministic) -> (actions, state)``, so
+``stable_baselines3.common.evaluation.evaluate_policy`` and SB3 VecEnvs run it. All N envs
+of a VecEnv are planned in ONE planner call per step (observation [N, D] -> actions
+[N, A]); ``episode_start[i]`` forgets env i's warm start (a new episode). ``deterministic``
+is accepted and ignored: a planner with a fixed seed is deterministic already.
+
+SB3 actor in the loop. :func:`actor_mlp_params` turns a SAC actor (``model.actor``: a
+flatten features extractor, the ``latent_pi`` MLP, the ``mu`` and ``log_std`` heads) into
+a one-member MLPParams with a Gaussian head over A, which ``ops.propagate(..., policy=...)``
+runs (actions ``tanh(mu + exp(logvar / 2) eps)``, SAC's squashed Gaussian)::
+
+    head = Linear(h, 2 A) with rows [mu; 2 log_std]     (one copy of the actor's weights)
+    logvar = 2 log_std, soft-bounded to [LOGVAR_MIN, LOGVAR_MAX] = [-56, 20]
+
+SAC clamps log_std to [-20, 2] (logvar [-40, 4]); the soft bounds sit 16 further out so
+that, inside SAC's range, logvar equals 2 log_std to ~1e-7 (e^-16) instead of being pulled
+in by the bound; an actor whose log_std leaves [-20, 2] is not clamped the way SAC clamps
+it. The actions are in SAC's scaled space [-1, 1] (``policy.scale_action``): a dynamics
+model used with them must take actions in that space. gSDE actors are not supported.
+
+stable_baselines3 is imported only by :func:`actor_mlp_params` (an MPCPolicy needs none).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from mbrl_fast.integrations.torch_modules import mlp_params_from_sequentials
+from mbrl_fast.ops.ensemble_mlp import MLPParams
+from mbrl_fast.planning.base import Planner, check_int
+
+LOGVAR_MAX, LOGVAR_MIN = 20.0, -56.0  # SAC's [2, -20] log-std bounds x 2, 16 further out
+
+
+class MPCPolicy:
+    """SB3's ``predict`` around a planner: N observations -> N actions in one plan call.
+
+    planner: any :class:`mbrl_fast.planning.Planner`; replan_every: execute that many actions
+    of each plan open-loop (1: replan every step). ``plan_calls`` counts planner calls.
+    observation_space / action_space: optional, for code that reads them off a policy.
+    """
+
+    def __init__(self, planner: Planner, replan_every: int = 1, *, observation_space=None,
+                 action_space=None):
+        if not isinstance(planner, Planner):
+            raise TypeError(f"planner must be a mbrl_fast Planner, got {type(planner).__name__}")
+        self.planner = planner
+        self.replan_every = check_int("replan_every", replan_every)
+        if replan_every > planner.horizon:
+            raise ValueError(f"replan_every ({replan_every}) exceeds the planner's horizon "
+                             f"({planner.horizon})")
+        self.observation_space, self.action_space = observation_space, action_space
+        self.plan_calls = 0
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget every env's plan and warm start (with ``seed``: restart the noise)."""
+        self.planner.reset(seed)
+        self._plan: torch.Tensor | None = None  # [N, H, A]
+        self._step = 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """observation [N, D] (or [D]) -> (actions [N, A] (or [A]) float32 numpy, None)."""
+        obs = np.asarray(observation, dtype=np.float32)
+        single = obs.ndim == 1
+        obs = obs.reshape(-1, obs.shape[-1])  # [N, D]
+        n = obs.shape[0]
+        starts = np.zeros(n, bool) if episode_start is None else \
+            np.asarray(episode_start, bool).reshape(-1)
+        if starts.shape[0] != n:
+            raise ValueError(f"episode_start must hold one flag per observation ({n}), got "
+                             f"{starts.shape[0]}")
+        stale = self._plan is None or self._plan.shape[0] != n
+        if stale and self._plan is not None:
+            self.planner.reset()  # another number of envs: no warm start fits
+        elif starts.any():
+            self._forget(starts)
+        if stale or starts.any() or self._step >= self.replan_every:
+            shift = 1 if stale else max(self._step, 1)
+            self._plan = self.planner.plan(torch.from_numpy(obs), shift=shift)  # [N, H, A]
+            self.plan_calls += 1
+            self._step = 0
+        actions = self._plan[:, self._step].detach().cpu().numpy().copy()  # [N, A]
+        self._step += 1
+        return (actions[0] if single else actions), None
+
+    def _forget(self, rows: np.ndarray) -> None:
+        """Env ``rows`` start new episodes: their warm start becomes the planner's initial
+        one (the midpoint of the bounds), the other envs keep theirs."""
+        if rows.all():
+            self.planner.reset()
+            return
+        p = self.planner
+        idx = torch.from_numpy(np.flatnonzero(rows))
+        if getattr(p, "_prev", None) is not None:
+            p._prev[idx] = p.initial_mean(len(idx))
+        elites = getattr(p, "_elites", None)  # iCEM's kept elites
+        if elites is not None:
+            elites[idx] = p.initial_mean(len(idx))[:, None]
+
+
+def actor_mlp_params(actor) -> MLPParams:
+    """A Stable-Baselines3 SAC actor (``model.actor`` or ``model.policy``) -> a one-member
+    MLPParams with a Gaussian head over A (see the module docstring), for
+    ``ops.propagate(..., policy=...)``."""
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    actor = getattr(actor, "actor", actor)  # SACPolicy -> Actor
+    for attr in ("latent_pi", "mu", "log_std", "features_extractor"):
+        if not hasattr(actor, attr):
+            raise TypeError(f"expected an SB3 SAC actor (latent_pi, mu, log_std), got "
+                            f"{type(actor).__name__} without {attr!r}")
+    if getattr(actor, "use_sde", False):
+        raise ValueError("gSDE actors (use_sde=True) have no Gaussian head over A to convert")
+    if not isinstance(actor.features_extractor, FlattenExtractor):
+        raise TypeError(f"the actor's features extractor is "
+                        f"{type(actor.features_extractor).__name__}; only FlattenExtractor "
+                        "(vector observations) maps onto an MLP")
+    mu, log_std = actor.mu, actor.log_std
+    with torch.no_grad():
+        head = nn.Linear(mu.in_features, 2 * mu.out_features)
+        head.weight.copy_(torch.cat([mu.weight, 2.0 * log_std.weight]))
+        head.bias.copy_(torch.cat([mu.bias, 2.0 * log_std.bias]))
+    member = nn.Sequential(*actor.latent_pi, head)
+    return mlp_params_from_sequentials([member], gaussian=True, max_logvar=LOGVAR_MAX,
+                                       min_logvar=LOGVAR_MIN)
