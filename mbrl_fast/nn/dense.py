@@ -51,10 +51,10 @@ def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bo
 
 
 class _OneDNNMLP(torch.autograd.Function):
-    """The oneDNN path; inputs (x, activation, L, W_1..W_L, b_1..b_L)."""
+    """The oneDNN path; inputs (x, activation, L, weight_grad_rows, W_1..W_L, b_1..b_L)."""
 
     @staticmethod
-    def forward(ctx, x, activation, n_layers, *params):
+    def forward(ctx, x, activation, n_layers, weight_grad_rows, *params):
         weights, biases = params[:n_layers], params[n_layers:]
         e_count = weights[0].shape[0]
         shared = x.dim() == 2
@@ -68,30 +68,32 @@ class _OneDNNMLP(torch.autograd.Function):
                 h = _linear(h, weights[l][e].t(), biases[l][e], relu and l < last)
             outs.append(h)
         ctx.save_for_backward(*saved, *weights)
-        ctx.dims = (e_count, n_layers, shared, relu)
+        ctx.dims = (e_count, n_layers, shared, relu, weight_grad_rows)
         return torch.stack(outs)
 
     @staticmethod
     def backward(ctx, grad_out):
-        e_count, n_layers, shared, relu = ctx.dims
+        e_count, n_layers, shared, relu, n_w = ctx.dims
         tensors = ctx.saved_tensors
         inputs, weights = tensors[: e_count * n_layers], tensors[e_count * n_layers:]
         need = ctx.needs_input_grad
-        need_x, need_w, need_b = need[0], need[3:3 + n_layers], need[3 + n_layers:]
+        need_x, need_w, need_b = need[0], need[4:4 + n_layers], need[4 + n_layers:]
         d_w = [[None] * e_count for _ in range(n_layers)]
         d_b = [[None] * e_count for _ in range(n_layers)]
         d_x = [None] * e_count
         # the lowest layer the gradient must reach (n_layers: none)
         lowest = 0 if need_x else next((l for l in range(n_layers) if need_w[l] or need_b[l]),
                                       n_layers)
+        # rows past n_w only pass gradient on to x: without need_x they are skipped
+        rows = slice(None) if need_x else slice(n_w)
         for e in range(e_count):
-            g = grad_out[e]
+            g = grad_out[e][rows]
             for l in range(n_layers - 1, lowest - 1, -1):
-                h_in = inputs[e * n_layers + l]
-                if need_w[l]:
-                    d_w[l][e] = _linear(h_in.t(), g.t(), None)  # h_in^T g  [in, out]
+                h_in = inputs[e * n_layers + l][rows]
+                if need_w[l]:  # h_in^T g  [in, out]
+                    d_w[l][e] = _linear(h_in[:n_w].t(), g[:n_w].t(), None)
                 if need_b[l]:
-                    d_b[l][e] = g.sum(dim=0)
+                    d_b[l][e] = g[:n_w].sum(dim=0)
                 if l > lowest or need_x:
                     g = _linear(g, weights[l][e], None)  # g W^T  [B, in]
                     if l > 0 and relu:
@@ -102,10 +104,17 @@ class _OneDNNMLP(torch.autograd.Function):
             grad_x = functools.reduce(torch.add, d_x) if shared else torch.stack(d_x)
         grads_w = [torch.stack(d) if need_w[l] else None for l, d in enumerate(d_w)]
         grads_b = [torch.stack(d) if need_b[l] else None for l, d in enumerate(d_b)]
-        return (grad_x, None, None, *grads_w, *grads_b)
+        return (grad_x, None, None, None, *grads_w, *grads_b)
 
 
-def _torch_mlp(x, weights, biases, activation):
+def _torch_mlp(x, weights, biases, activation, weight_grad_rows=None):
+    rows = x.shape[-2]
+    if weight_grad_rows is not None and weight_grad_rows < rows:
+        n = weight_grad_rows
+        head = _torch_mlp(x[..., :n, :], weights, biases, activation)
+        tail = _torch_mlp(x[..., n:, :], [w.detach() for w in weights],
+                          [b.detach() for b in biases], activation)
+        return torch.cat([head, tail], dim=1)
     act = activation_fn(activation)
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
@@ -133,8 +142,8 @@ def onednn_available() -> bool:
               torch.randn(2, 64, generator=g, requires_grad=True),
               torch.randn(2, 1, generator=g, requires_grad=True)]
         outs = []
-        for fn in (_torch_mlp, lambda *a: _OneDNNMLP.apply(a[0], a[3], 3, *a[1], *a[2])):
-            y = fn(x, ws, bs, "relu")
+        for fn in (_torch_mlp, lambda *a: _OneDNNMLP.apply(a[0], a[3], 3, a[4], *a[1], *a[2])):
+            y = fn(x, ws, bs, "relu", 40)
             grads = torch.autograd.grad(y.square().sum(), [x, *ws, *bs])
             outs.append((y, *grads))
         return all(torch.allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -157,15 +166,23 @@ def resolve_backend(backend: str, activation: str) -> str:
     return "onednn" if ok else "torch"
 
 
-def mlp_forward(x: torch.Tensor, weights, biases, activation: str,
-                backend: str = "torch") -> torch.Tensor:
+def mlp_forward(x: torch.Tensor, weights, biases, activation: str, backend: str = "torch",
+                weight_grad_rows: int | None = None) -> torch.Tensor:
     """x [E, B, d_0] or [B, d_0] -> y [E, B, d_L] (see module doc); ``backend`` resolved.
 
+    ``weight_grad_rows`` n: only rows [:n] give the weights and biases a gradient; the
+    rows after them see the weights as detached constants (their gradient reaches x
+    only). So two batches share one GEMM per layer when only the first trains the
+    weights (SAC: the critic on (s, a) and on (s, pi(s)); the policy on s and s').
     The oneDNN path needs CPU float32 tensors; others run the torch path.
     """
+    rows = x.shape[-2]
+    n_w = rows if weight_grad_rows is None else int(weight_grad_rows)
+    if not 0 <= n_w <= rows:
+        raise ValueError(f"weight_grad_rows must be in [0, {rows}], got {weight_grad_rows}")
     if backend == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32:
-        return _OneDNNMLP.apply(x, activation, len(weights), *weights, *biases)
-    return _torch_mlp(x, weights, biases, activation)
+        return _OneDNNMLP.apply(x, activation, len(weights), n_w, *weights, *biases)
+    return _torch_mlp(x, weights, biases, activation, n_w)
 
 
 def keep_freed_memory() -> bool:
