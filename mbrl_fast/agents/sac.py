@@ -199,25 +199,33 @@ class SAC:
                                  f"{list(expect[name])} (B = batch rows), got {got}")
         return batch
 
-    def _q(self, obs, act, weights, biases) -> torch.Tensor:
-        """Both critics on (obs, act) [B, D], [B, A] -> [2, B]."""
-        x = torch.cat([obs, act], dim=-1)
-        return mlp_forward(x, weights, biases, self.config.activation, self.backend).squeeze(-1)
+    def _q(self, x, weights, biases, weight_grad_rows=None) -> torch.Tensor:
+        """Both critics on x = [obs, act] [B, D + A] -> [2, B]."""
+        return mlp_forward(x, weights, biases, self.config.activation, self.backend,
+                           weight_grad_rows).squeeze(-1)
 
     def losses(self, batch: SACBatch, eps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The three losses (with graph) and the metrics; eps [2, B, A] standard normal."""
+        """The three losses (with graph) and the metrics; eps [2, B, A] standard normal
+        (eps[0] for the actions at obs, eps[1] for those at next_obs)."""
         c = self.config
+        b = batch.obs.shape[0]
         alpha = self.log_alpha.detach().exp()
+        # the policy on obs and next_obs in one pass; only the obs rows train it
+        act2, logp2 = self.policy.sample(torch.cat([batch.obs, batch.next_obs]),
+                                         eps=eps.reshape(2 * b, self.act_dim),
+                                         weight_grad_rows=b)
+        new_act, logp = act2[:b], logp2[:b]
         with torch.no_grad():
-            next_act, next_logp = self.policy.sample(batch.next_obs, eps=eps[1])
-            q_next = self._q(batch.next_obs, next_act, *self._target_wb()).min(dim=0).values
-            y = batch.reward + c.gamma * (1.0 - batch.done) * (q_next - alpha * next_logp)
-        q = self._q(batch.obs, batch.act, *self._live_wb())
+            next_x = torch.cat([batch.next_obs, act2[b:]], dim=-1)
+            q_next = self._q(next_x, *self._target_wb()).min(dim=0).values
+            y = batch.reward + c.gamma * (1.0 - batch.done) * (q_next - alpha * logp2[b:])
+        # the critics on (obs, act) and (obs, new_act) in one pass: the first rows train
+        # the critics (J_Q), the second pass J_pi's gradient to new_act only
+        x = torch.cat([torch.cat([batch.obs, batch.act], dim=-1),
+                       torch.cat([batch.obs, new_act], dim=-1)])
+        q_all = self._q(x, *self._live_wb(), weight_grad_rows=b)  # [2, 2B]
+        q, q_pi = q_all[:, :b], q_all[:, b:].min(dim=0).values
         critic_loss = 0.5 * (q - y).square().mean(dim=1).sum()
-        new_act, logp = self.policy.sample(batch.obs, eps=eps[0])
-        # critic weights detached: the actor loss moves the policy only
-        q_pi = self._q(batch.obs, new_act, self.critic.weights(), self.critic.biases())
-        q_pi = q_pi.min(dim=0).values
         actor_loss = (alpha * logp - q_pi).mean()
         logp_d = logp.detach()
         alpha_loss = -(self.log_alpha * (logp_d + self.target_entropy)).mean()

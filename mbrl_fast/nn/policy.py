@@ -115,24 +115,31 @@ class TanhGaussianPolicy(nn.Module):
                              f"{tuple(obs.shape)}")
         return obs.to(self.action_scale.device, torch.float32)
 
+    def _raw(self, obs: torch.Tensor, weight_grad_rows: int | None = None) -> torch.Tensor:
+        """obs [B, D] -> the MLP's output [B, 2A] = (mean, raw log-variance)."""
+        layers = self.mlp.layers
+        return mlp_forward(obs, [layer.weight for layer in layers],
+                           [layer.bias for layer in layers], self.mlp.activation, self.backend,
+                           weight_grad_rows)[0]
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [B, D] -> (mean, logvar) [B, A] each: ``ops.ensemble_mlp`` of mlp_params()."""
-        layers = self.mlp.layers
-        h = mlp_forward(obs, [layer.weight for layer in layers], [layer.bias for layer in layers],
-                        self.mlp.activation, self.backend)[0]
-        mean, raw = h.split(self.act_dim, dim=-1)
+        mean, raw = self._raw(obs).split(self.act_dim, dim=-1)
         return mean, soft_bound_logvar(raw, self.max_logvar, self.min_logvar)
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None,
-               eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               eps: torch.Tensor | None = None,
+               weight_grad_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized sample: obs [B, D] -> (action [B, A] in [-1, 1], log_prob [B]).
 
         ``eps`` [B, A] standard normal noise may be given (else drawn from ``generator``).
+        ``weight_grad_rows`` n: only rows [:n] train the weights (nn.dense.mlp_forward).
+        Same function as ``squash(*self(obs), eps)``, with one autograd node for the head.
         """
-        mean, logvar = self(obs)
+        h = self._raw(obs, weight_grad_rows)
         if eps is None:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device)
-        return squash(mean, logvar, eps)
+            eps = torch.randn((h.shape[0], self.act_dim), generator=generator, device=h.device)
+        return _TanhGaussianHead.apply(h, eps, self.max_logvar, self.min_logvar)
 
     @torch.no_grad()
     def act(self, obs, deterministic: bool = False,
@@ -164,3 +171,37 @@ def squash(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
     # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), finite for any u
     log_prob = -0.5 * (eps.square() + logvar + _LOG_2PI) - 2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))
     return torch.tanh(u), log_prob.sum(dim=-1)
+
+
+class _TanhGaussianHead(torch.autograd.Function):
+    """(h = [mean, raw] [B, 2A], eps [B, A]) -> (tanh(u) [B, A], log pi [B]): the soft
+    log-variance bound and :func:`squash` in one node, with the backward written out::
+
+        d log pi / du = 2 tanh(u),  d tanh(u) / du = 1 - tanh(u)^2,  d log pi / d lv = -1/2
+        du / d lv = std eps / 2,    d lv / d raw = sigmoid(lv1 - min) sigmoid(max - raw)
+
+    (lv1 = max - softplus(max - raw), the first bound). Checked against autograd through
+    soft_bound_logvar + squash in tests/agents/test_sac.py.
+    """
+
+    @staticmethod
+    def forward(ctx, h, eps, max_logvar, min_logvar):
+        mean, raw = h.chunk(2, dim=-1)
+        lv1 = max_logvar - F.softplus(max_logvar - raw)
+        logvar = min_logvar + F.softplus(lv1 - min_logvar)
+        std = torch.exp(0.5 * logvar)
+        u = torch.addcmul(mean, std, eps)
+        a = torch.tanh(u)
+        log_prob = (-0.5 * (eps.square() + logvar + _LOG_2PI)
+                    - 2.0 * (_LOG_2 - u - F.softplus(-2.0 * u))).sum(dim=-1)
+        ctx.save_for_backward(raw, lv1, std, eps, a, max_logvar, min_logvar)
+        return a, log_prob
+
+    @staticmethod
+    def backward(ctx, grad_a, grad_log_prob):
+        raw, lv1, std, eps, a, max_logvar, min_logvar = ctx.saved_tensors
+        g_lp = grad_log_prob.unsqueeze(-1)
+        g_u = grad_a * (1.0 - a.square()) + 2.0 * g_lp * a
+        g_lv = 0.5 * (g_u * std * eps - g_lp)
+        g_raw = g_lv * torch.sigmoid(lv1 - min_logvar) * torch.sigmoid(max_logvar - raw)
+        return torch.cat([g_u, g_raw], dim=-1), None, None, None

@@ -17,8 +17,9 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig, train_sac
 from mbrl_fast.nn import TanhGaussianPolicy
 from mbrl_fast.nn.dense import mlp_forward, onednn_available
-from mbrl_fast.nn.policy import squash
+from mbrl_fast.nn.policy import _TanhGaussianHead, squash
 from mbrl_fast.ops import ensemble_mlp, propagate
+from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
 
 BACKENDS = ["torch"] + (["onednn"] if onednn_available() else [])
 
@@ -48,6 +49,24 @@ def test_log_prob_matches_torch_distributions(backend):
     expected = dist.log_prob(tanh(u)).sum(-1)  # cached: log_prob reads u, not atanh(a)
     torch.testing.assert_close(action, torch.tanh(u))
     torch.testing.assert_close(log_prob, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_fused_head_gradients_match_autograd():
+    g = torch.Generator().manual_seed(0)
+    h = (torch.randn(9, 6, generator=g, dtype=torch.float64) * 4).requires_grad_()
+    with torch.no_grad():
+        h[0, 3:] = torch.tensor([-70.0, 20.0, 3.9])  # raw log-variances at both bounds
+    eps = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    hi, lo = torch.full((3,), 4.0, dtype=torch.float64), torch.full((3,), -40.0,
+                                                                    dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: _TanhGaussianHead.apply(x, eps, hi, lo), (h,))
+    a, lp = _TanhGaussianHead.apply(h, eps, hi, lo)
+    a_ref, lp_ref = squash(h[:, :3], soft_bound_logvar(h[:, 3:], hi, lo), eps)
+    torch.testing.assert_close((a, lp), (a_ref, lp_ref))
+    w = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    grads = [torch.autograd.grad((x * w).sum() + y.sum(), h)[0] for x, y in
+             ((a, lp), (a_ref, lp_ref))]
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 def test_log_prob_is_finite_for_saturated_actions():
@@ -180,7 +199,7 @@ def test_done_stops_the_bootstrap():
     batch = _batch(d=3, a=1, b=8)
     eps = torch.randn(2, 8, 1)
     loss = sac.losses(batch._replace(done=torch.ones(8)), eps)["critic_loss"]
-    q = sac._q(batch.obs, batch.act, *sac._live_wb()).detach()  # [2, B]
+    q = sac._q(torch.cat([batch.obs, batch.act], -1), *sac._live_wb()).detach()  # [2, B]
     expected = 0.5 * (q - batch.reward).square().mean(dim=1).sum()  # target = r alone
     torch.testing.assert_close(loss.detach(), expected)
 
