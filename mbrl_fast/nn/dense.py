@@ -8,13 +8,15 @@
 
 with autograd, by one of two paths that agree to fp32 rounding:
 
-- ``"onednn"`` (CPU, float32, ReLU or identity): every GEMM of the forward and of the
-  backward through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``,
-  the op Inductor lowers linear layers to), with the ReLU fused into the forward GEMM.
-  Why: torch's fp32 ``mm``/``bmm`` call MKL, which runs AVX2 code on AMD CPUs; oneDNN
-  runs AVX-512. On the project machine (AMD EPYC Zen 5, 1 thread) a 256 x 256 x 256
-  GEMM measured 96 GFLOP/s through MKL against 196 through oneDNN (2026-12-02). A
-  gradient is only computed for the inputs that need one (a detached weight costs no dW).
+- ``"onednn"`` (CPU, float32, ReLU or identity): the large GEMMs of the forward and of
+  the backward through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``,
+  the op Inductor lowers linear layers to), with the ReLU fused into the forward GEMM;
+  small or narrow products (a 1-wide critic output) through torch. Why: torch's fp32
+  ``mm``/``bmm`` call MKL, which on the project machine (AMD EPYC Zen 5, AVX-512, 1
+  thread) ran a 256 x 256 x 256 GEMM at 96 GFLOP/s against 196 through oneDNN, in one
+  run (2026-12-02; MKL does not pick its AVX-512 kernels on this AMD CPU, it seems).
+  The backward computes a gradient only for the inputs that need one (a detached weight
+  costs no dW), and ``weight_grad_rows`` lets two batches share each GEMM.
 - ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and
   activation).
 
@@ -31,7 +33,7 @@ import torch
 from mbrl_fast.ops.ensemble_mlp import activation_fn
 
 _ACTIVATIONS = ("relu", "identity")  # what the oneDNN path applies (ReLU fused in the GEMM)
-_MIN_N = 4  # narrower outputs go through torch (see _linear)
+_MIN_N = 4  # products with fewer rows or output columns go through torch (see _linear)
 _MIN_MACS = 1 << 16  # so do products smaller than this
 
 
@@ -44,7 +46,7 @@ def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bo
     """
     m, k = x.shape
     n = w_t.shape[0]
-    if n >= _MIN_N and m * k * n >= _MIN_MACS:
+    if min(m, n) >= _MIN_N and m * k * n >= _MIN_MACS:
         return torch.ops.mkldnn._linear_pointwise(x, w_t, b, "relu" if relu else "none", [], "")
     y = x @ w_t.t() if b is None else torch.addmm(b, x, w_t.t())
     return y.relu_() if relu else y

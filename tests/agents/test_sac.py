@@ -24,6 +24,16 @@ from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
 BACKENDS = ["torch"] + (["onednn"] if onednn_available() else [])
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small networks on 2 busy shared cores: 2 OpenMP threads made a 32-wide update ~100x
+    slower than 1 (train_sac sets SACConfig.torch_threads = 1 for the same reason)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _batch(d=5, a=2, b=32, seed=0) -> SACBatch:
     g = torch.Generator().manual_seed(seed)
     return SACBatch(torch.randn(b, d, generator=g), torch.rand(b, a, generator=g) * 2 - 1,
