@@ -24,14 +24,31 @@ from mbrl_fast.agents.sac import SACConfig, train_sac
 
 
 def cpu_name() -> str:
+    """Model name and the SIMD extensions that matter here (from /proc/cpuinfo)."""
+    name, flags = platform.processor() or "unknown", []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = line.split(":", 1)[1].split()
+                    flags = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+                             if x in have]
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return f"{name} ({', '.join(flags)})" if flags else name
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def main(argv=None) -> None:
@@ -49,7 +66,7 @@ def main(argv=None) -> None:
         what=f"SAC alone (mbrl_fast.agents.sac, published defaults) on {args.env}, seed "
              f"{args.seed}: mean return of {args.eval_episodes} deterministic episodes",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__,
+        cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=git_commit(),
         torch_threads=config.torch_threads, config=dataclasses.asdict(config),
         started=time.strftime("%Y-%m-%d %H:%M:%S"), curve=[])
 

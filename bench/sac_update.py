@@ -40,14 +40,31 @@ OBS, ACT, BATCH, ROWS = 11, 3, 256, 100_000
 
 
 def cpu_name() -> str:
+    """Model name and the SIMD extensions that matter here (from /proc/cpuinfo)."""
+    name, flags = platform.processor() or "unknown", []
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = line.split(":", 1)[1].split()
+                    flags = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+                             if x in have]
+                    break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return f"{name} ({', '.join(flags)})" if flags else name
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def random_transitions(seed: int = 0) -> dict[str, np.ndarray]:
@@ -151,7 +168,7 @@ def main(argv=None) -> None:
         what="SAC gradient steps per second, sampling included; Hopper-v5 sizes (obs 11, "
              "act 3), batch 256, 2 x 256 ReLU actor and twin critics, auto entropy",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__,
+        cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=git_commit(),
         onednn_path=onednn_available(), date=time.strftime("%Y-%m-%d %H:%M"),
         updates_per_round=args.updates, rounds=args.rounds, phases=[])
     phases = [(t, malloc) for malloc in (False, True) for t in args.threads]
