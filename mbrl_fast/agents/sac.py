@@ -94,8 +94,8 @@ class SACConfig:
     """train_sac: deterministic episodes per evaluation."""
     torch_threads: int = 1
     """train_sac: torch.set_num_threads (0: leave torch's default). One: on the project
-    machine's 2 shared cores an update took 12.5 ms with 1 thread and 198 ms with 2 while
-    the other core was busy (bench/sac_update.py measures both)."""
+    machine's 2 shared cores, busy with other jobs, 1 thread ran 84.8 updates/s and 2
+    threads 8.3 (bench/results/sac_update_cpu.json)."""
     keep_freed_memory: bool = True
     """train_sac: call nn.dense.keep_freed_memory() (glibc keeps freed blocks: no page
     faults per update; process-wide)."""
