@@ -1,5 +1,6 @@
 """Ensemble layers stored in the kernels' layout (weights [E, in, out], biases [E, out])."""
 
 from mbrl_fast.nn.ensemble import EnsembleLinear, EnsembleMLP, truncated_normal_
+from mbrl_fast.nn.policy import TanhGaussianPolicy
 
-__all__ = ["EnsembleLinear", "EnsembleMLP", "truncated_normal_"]
+__all__ = ["EnsembleLinear", "EnsembleMLP", "TanhGaussianPolicy", "truncated_normal_"]

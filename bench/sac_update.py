@@ -1,0 +1,196 @@
+"""SAC update throughput: mbrl-fast's SAC against Stable-Baselines3's, in one run.
+
+    python bench/sac_update.py --json bench/results/sac_update_cpu.json
+
+Both learners get Hopper-v5's sizes (obs 11, act 3), 2 x 256 ReLU actor and twin
+critics, batch 256, automatic entropy tuning, and a replay buffer pre-filled with the
+same 100,000 random transitions. One "update" is what each library does per gradient
+step, sampling included: ``SAC.update(batch_from(ReplayBuffer.sample(256)))`` here (as
+``train_sac`` does), ``stable_baselines3.SAC.train(gradient_steps=n)`` there. After a
+warm-up the variants take turns, ``--updates`` updates each per round for ``--rounds``
+rounds, so that a change in the machine's load hits all of them alike; each variant's
+figure is the median over rounds, and the ratio is the median of the per-round ratios
+(of wall-clock rates, ``vs_sb3``, and of CPU time per update, ``vs_sb3_cpu``).
+
+Phases: for each thread count, first with glibc's default malloc and then after
+``nn.dense.keep_freed_memory()`` (process-wide, so it applies to SB3 too). Variants:
+``mbrl-fast`` (oneDNN GEMMs), ``mbrl-fast-torch`` (the same learner on torch's
+baddbmm / MKL GEMMs), ``sb3``; with --compile also the torch path under torch.compile
+(the oneDNN path does not lower in Inductor), with its compile time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mbrl_fast.agents.sac import SAC, SACConfig, batch_from
+from mbrl_fast.models import ReplayBuffer
+from mbrl_fast.nn.dense import keep_freed_memory, onednn_available
+
+OBS, ACT, BATCH, ROWS = 11, 3, 256, 100_000
+
+
+def cpu_name() -> str:
+    """Model name and the SIMD extensions that matter here (from /proc/cpuinfo)."""
+    name, flags = platform.processor() or "unknown", []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    have = line.split(":", 1)[1].split()
+                    flags = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+                             if x in have]
+                    break
+    except OSError:
+        pass
+    return f"{name} ({', '.join(flags)})" if flags else name
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def random_transitions(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return dict(obs=rng.standard_normal((ROWS, OBS)), act=rng.uniform(-1, 1, (ROWS, ACT)),
+                next_obs=rng.standard_normal((ROWS, OBS)), reward=rng.standard_normal(ROWS),
+                terminated=rng.random(ROWS) < 0.01)
+
+
+def make_ours(data, backend: str, compile_: bool = False):
+    sac = SAC(OBS, ACT, SACConfig(backend=backend), seed=0)
+    buffer = ReplayBuffer(OBS, ACT, ROWS)
+    buffer.add_batch(data["obs"], data["act"], data["next_obs"], data["reward"],
+                     data["terminated"])
+    rng = np.random.default_rng(1)
+    compile_s = None
+    if compile_:
+        tic = time.perf_counter()
+        sac.losses = torch.compile(sac.losses)
+        for _ in range(3):
+            sac.update(batch_from(buffer.sample(BATCH, rng)))
+        compile_s = time.perf_counter() - tic
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            sac.update(batch_from(buffer.sample(BATCH, rng)))
+
+    return run, compile_s
+
+
+def make_sb3(data):
+    import gymnasium as gym
+    import stable_baselines3 as sb3
+    from stable_baselines3.common.logger import configure
+
+    class Spaces(gym.Env):
+        observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (ACT,), np.float32)
+
+        def reset(self, seed=None, options=None):
+            return np.zeros(OBS, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(OBS, np.float32), 0.0, False, False, {}
+
+    model = sb3.SAC("MlpPolicy", Spaces(), batch_size=BATCH, buffer_size=ROWS,
+                    learning_starts=0, policy_kwargs=dict(net_arch=[256, 256]), device="cpu",
+                    seed=0)
+    rb = model.replay_buffer
+    rb.observations[:, 0] = data["obs"]
+    rb.next_observations[:, 0] = data["next_obs"]
+    rb.actions[:, 0] = data["act"]
+    rb.rewards[:, 0] = data["reward"]
+    rb.dones[:, 0] = data["terminated"]
+    rb.full = True
+    model.set_logger(configure(None, [""]))
+    return lambda n: model.train(gradient_steps=n, batch_size=BATCH), sb3.__version__
+
+
+def measure(variants: dict, updates: int, rounds: int, warmup: int) -> dict:
+    """Wall-clock updates/s (median over rounds) and CPU ms per update (process time, all
+    threads: less sensitive than wall-clock to other processes taking the cores)."""
+    for run in variants.values():
+        run(warmup)
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    load = [os.getloadavg()[0]]
+    for _ in range(rounds):
+        for name, run in variants.items():
+            tic, cpu_tic = time.perf_counter(), time.process_time()
+            run(updates)
+            wall[name].append(updates / (time.perf_counter() - tic))
+            cpu[name].append(1e3 * (time.process_time() - cpu_tic) / updates)
+    load.append(os.getloadavg()[0])
+    out = {}
+    for name in variants:
+        out[name] = dict(updates_per_s=round(statistics.median(wall[name]), 2),
+                         cpu_ms_per_update=round(statistics.median(cpu[name]), 3),
+                         per_round=[round(x, 2) for x in wall[name]])
+        if name != "sb3":
+            ratios = [a / b for a, b in zip(wall[name], wall["sb3"], strict=True)]
+            cpu_ratios = [b / a for a, b in zip(cpu[name], cpu["sb3"], strict=True)]
+            out[name].update(vs_sb3=round(statistics.median(ratios), 3),
+                             vs_sb3_cpu=round(statistics.median(cpu_ratios), 3),
+                             vs_sb3_per_round=[round(r, 2) for r in ratios])
+    out["load_avg_1min_before_after"] = [round(x, 2) for x in load]
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--updates", type=int, default=50, help="updates per variant per round")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=30)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    data = random_transitions()
+    result = dict(
+        what="SAC gradient steps per second, sampling included; Hopper-v5 sizes (obs 11, "
+             "act 3), batch 256, 2 x 256 ReLU actor and twin critics, auto entropy",
+        command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
+        cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=git_commit(),
+        onednn_path=onednn_available(), date=time.strftime("%Y-%m-%d %H:%M"),
+        updates_per_round=args.updates, rounds=args.rounds, phases=[])
+    phases = [(t, malloc) for malloc in (False, True) for t in args.threads]
+    for threads, malloc in phases:
+        if malloc and not result.get("keep_freed_memory_applied"):
+            result["keep_freed_memory_applied"] = keep_freed_memory()
+        torch.set_num_threads(threads)
+        sb3_run, result["stable_baselines3"] = make_sb3(data)
+        variants = {"mbrl-fast": make_ours(data, "auto")[0],
+                    "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
+        phase = dict(threads=threads, keep_freed_memory=malloc)
+        if args.compile and threads == args.threads[0] and not malloc:
+            variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
+                data, "torch", compile_=True)
+        phase.update(measure(variants, args.updates, args.rounds, args.warmup))
+        result["phases"].append(phase)
+        print(json.dumps(phase), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""SAC: soft actor-critic (Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and
+Applications", arXiv:1812.05905), the one SAC that MBPO and DADS reuse.
+
+One gradient step on a batch (obs, act, reward, next_obs, done), Algorithm 1 of the
+paper with automatic entropy tuning (section 5)::
+
+    a', log pi(a'|s')  ~ pi(. | s')                                      (no gradient)
+    y      = r + gamma (1 - done) (min_i Qtarget_i(s', a') - alpha log pi(a'|s'))
+    J_Q    = sum_i mean (Q_i(s, a) - y)^2 / 2                          (twin critics)
+    a~, log pi(a~|s)   ~ pi(. | s)                                   (reparameterized)
+    J_pi   = mean (alpha log pi(a~|s) - min_i Q_i(s, a~))
+    J_alpha = -mean log_alpha (log pi(a~|s) + target_entropy)          (alpha = e^log_alpha)
+    Adam step on all three; Qtarget <- (1 - tau) Qtarget + tau Q (every
+        ``target_update_interval`` steps)
+
+``done`` is ``terminated`` only: a time-limit truncation bootstraps. All three losses
+are computed from the parameters before the step, as rlkit's SACTrainer does (SB3
+steps the critic before it evaluates the actor loss: the difference is one step of
+lag), so one backward pass and one fused Adam step serve all three.
+
+The twin critics are one :class:`~mbrl_fast.nn.EnsembleMLP` with E = 2 (both in one
+batched matmul per layer); the policy is :class:`~mbrl_fast.nn.TanhGaussianPolicy`,
+whose :meth:`SAC.policy_params` the compiled rollout reads in place. Actions are in
+policy units [-1, 1] everywhere here; the environment's bounds are applied by
+``policy.to_env`` at the env boundary (nn/policy.py).
+
+:func:`train_sac` is the plain environment loop (random steps, then one update per
+env step, deterministic evaluations); the learner class knows nothing of environments.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from mbrl_fast.models.replay_buffer import ReplayBuffer, Transitions
+from mbrl_fast.nn.dense import keep_freed_memory, mlp_forward
+from mbrl_fast.nn.ensemble import EnsembleMLP
+from mbrl_fast.nn.policy import TanhGaussianPolicy, check_box_space, torch_default_init_
+from mbrl_fast.ops.ensemble_mlp import MLPParams
+
+METRICS = ("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean", "entropy")
+
+
+@dataclass
+class SACConfig:
+    """SAC's hyperparameters; defaults are Haarnoja et al. 2018's (arXiv:1812.05905,
+    table 1) unless the field says otherwise."""
+
+    hidden: int = 256
+    """Width of each hidden layer of the actor and of each critic."""
+    layers: int = 2
+    """Hidden layers of the actor and of each critic (2 x 256)."""
+    activation: str = "relu"
+    """Hidden activation of the actor and critics."""
+    actor_lr: float = 3e-4
+    """Adam learning rate of the policy."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the twin critics."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of log(alpha)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target critics: target <- (1 - tau) target + tau critic."""
+    target_update_interval: int = 1
+    """Gradient steps between target updates."""
+    init_alpha: float = 1.0
+    """Initial entropy temperature alpha (log_alpha = 0; softlearning and SB3 start at 1)."""
+    auto_alpha: bool = True
+    """Tune alpha to keep the policy's entropy at target_entropy (paper, section 5)."""
+    target_entropy: float | None = None
+    """Entropy target of the alpha tuning; None: -|A| (the paper's heuristic)."""
+    updates_per_step: int = 1
+    """train_sac: gradient steps per environment step (MBPO uses 20)."""
+    initial_random_steps: int = 1000
+    """train_sac: leading env steps with uniform random actions and no updates (the
+    authors' softlearning code: n_initial_exploration_steps = 1000; SB3's learning_starts
+    is 100, rl-zoo's Hopper 10,000)."""
+    replay_capacity: int = 1_000_000
+    """train_sac: replay buffer size (transitions)."""
+    eval_every: int = 1000
+    """train_sac: env steps between evaluations (softlearning's epoch length)."""
+    eval_episodes: int = 5
+    """train_sac: deterministic episodes per evaluation."""
+    torch_threads: int = 1
+    """train_sac: torch.set_num_threads (0: leave torch's default). One: on the project
+    machine's 2 shared cores, busy with other jobs, 1 thread ran 84.8 updates/s and 2
+    threads 8.3 (bench/results/sac_update_cpu.json)."""
+    keep_freed_memory: bool = True
+    """train_sac: call nn.dense.keep_freed_memory() (glibc keeps freed blocks: no page
+    faults per update; process-wide)."""
+    backend: str = "auto"
+    """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
+    (baddbmm), or 'auto' (oneDNN where it applies)."""
+
+
+class SACBatch(NamedTuple):
+    """Transitions: obs/next_obs [B, D], act [B, A] in [-1, 1], reward/done [B] float32."""
+
+    obs: torch.Tensor
+    act: torch.Tensor
+    reward: torch.Tensor
+    next_obs: torch.Tensor
+    done: torch.Tensor
+
+
+class SAC:
+    """The learner: policy, twin critics + targets, log_alpha, one Adam.
+
+    obs_dim D, act_dim A; ``action_low``/``action_high`` [A] the env's bounds (only for
+    ``policy.to_env``); ``seed`` seeds the initial weights and the sampling noise;
+    ``device`` holds every tensor (the oneDNN GEMM path is CPU-only, nn/dense.py).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, config: SACConfig | None = None, *,
+                 action_low=None, action_high=None, seed: int = 0, device="cpu"):
+        self.config = c = config if config is not None else SACConfig()
+        for name in ("batch_size", "target_update_interval", "updates_per_step"):
+            v = getattr(c, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"config.{name} must be an int >= 1, got {v!r}")
+        if not 0.0 < c.tau <= 1.0:
+            raise ValueError(f"config.tau must be in (0, 1], got {c.tau!r}")
+        if not 0.0 <= c.gamma <= 1.0:
+            raise ValueError(f"config.gamma must be in [0, 1], got {c.gamma!r}")
+        if not c.init_alpha > 0:
+            raise ValueError(f"config.init_alpha must be > 0, got {c.init_alpha!r}")
+        self.device = torch.device(device)
+        self.policy = TanhGaussianPolicy(obs_dim, act_dim, c.hidden, c.layers, c.activation,
+                                         action_low, action_high, seed=seed,
+                                         backend=c.backend).to(self.device)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.critic = EnsembleMLP(2, obs_dim + act_dim, 1, c.hidden, c.layers, c.activation,
+                                  seed=seed + 1)
+        torch_default_init_(self.critic, torch.Generator().manual_seed(seed + 1))
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.nn.Parameter(
+            torch.tensor(math.log(c.init_alpha), device=self.device), requires_grad=c.auto_alpha)
+        self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
+        groups = [dict(params=list(self.policy.parameters()), lr=c.actor_lr),
+                  dict(params=list(self.critic.parameters()), lr=c.critic_lr)]
+        if c.auto_alpha:
+            groups.append(dict(params=[self.log_alpha], lr=c.alpha_lr))
+        # fused: one kernel for every parameter of the three groups
+        self.optimizer = torch.optim.Adam(groups, fused=True)
+        self.generator = torch.Generator(self.device).manual_seed(seed + 2)
+        self.updates = 0
+        self.backend = self.policy.backend
+        self._critic_params = list(self.critic.parameters())
+        self._target_params = list(self.critic_target.parameters())
+
+    @classmethod
+    def from_spaces(cls, observation_space, action_space, config: SACConfig | None = None,
+                    seed: int = 0) -> SAC:
+        """A learner for gymnasium spaces: a 1-D Box observation, a bounded 1-D Box action."""
+        obs_low, _ = check_box_space(observation_space, "observation_space")
+        low, high = check_box_space(action_space, "action_space")
+        return cls(obs_low.shape[0], low.shape[0], config, action_low=low, action_high=high,
+                   seed=seed)
+
+    # ---- acting ----------------------------------------------------------------------
+    def act(self, obs, deterministic: bool = False) -> torch.Tensor:
+        """obs [B, D] or [D] -> action [B, A] in policy units [-1, 1]."""
+        return self.policy.act(obs, deterministic, self.generator)
+
+    def policy_params(self) -> MLPParams:
+        """The policy for ``ops.propagate(..., policy=...)``: views, no copy."""
+        return self.policy.mlp_params()
+
+    @property
+    def alpha(self) -> float:
+        return float(self.log_alpha.detach().exp())
+
+    # ---- learning --------------------------------------------------------------------
+    def _check_batch(self, batch) -> SACBatch:
+        if isinstance(batch, Mapping):
+            batch = SACBatch(**{f: batch[f] for f in SACBatch._fields})
+        elif not isinstance(batch, SACBatch):
+            batch = SACBatch(*(getattr(batch, f) for f in SACBatch._fields))
+        b = batch.obs.shape[0] if batch.obs.dim() == 2 else -1
+        expect = dict(obs=(b, self.obs_dim), act=(b, self.act_dim), reward=(b,),
+                      next_obs=(b, self.obs_dim), done=(b,))
+        for name, t in zip(SACBatch._fields, batch, strict=True):
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.float32 \
+                    or tuple(t.shape) != expect[name] or b < 1:
+                got = f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}"
+                raise ValueError(f"batch.{name} must be a float32 tensor "
+                                 f"{list(expect[name])} (B = batch rows), got {got}")
+        return batch
+
+    def _q(self, x, weights, biases, weight_grad_rows=None) -> torch.Tensor:
+        """Both critics on x = [obs, act] [B, D + A] -> [2, B]."""
+        return mlp_forward(x, weights, biases, self.config.activation, self.backend,
+                           weight_grad_rows).squeeze(-1)
+
+    def losses(self, batch: SACBatch, eps: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The three losses (with graph) and the metrics; eps [2, B, A] standard normal
+        (eps[0] for the actions at obs, eps[1] for those at next_obs)."""
+        c = self.config
+        b = batch.obs.shape[0]
+        alpha = self.log_alpha.detach().exp()
+        # the policy on obs and next_obs in one pass; only the obs rows train it
+        act2, logp2 = self.policy.sample(torch.cat([batch.obs, batch.next_obs]),
+                                         eps=eps.reshape(2 * b, self.act_dim),
+                                         weight_grad_rows=b)
+        new_act, logp = act2[:b], logp2[:b]
+        with torch.no_grad():
+            next_x = torch.cat([batch.next_obs, act2[b:]], dim=-1)
+            q_next = self._q(next_x, *self._target_wb()).min(dim=0).values
+            y = batch.reward + c.gamma * (1.0 - batch.done) * (q_next - alpha * logp2[b:])
+        # the critics on (obs, act) and (obs, new_act) in one pass: the first rows train
+        # the critics (J_Q), the second pass J_pi's gradient to new_act only
+        x = torch.cat([torch.cat([batch.obs, batch.act], dim=-1),
+                       torch.cat([batch.obs, new_act], dim=-1)])
+        q_all = self._q(x, *self._live_wb(), weight_grad_rows=b)  # [2, 2B]
+        q, q_pi = q_all[:, :b], q_all[:, b:].min(dim=0).values
+        critic_loss = 0.5 * (q - y).square().mean(dim=1).sum()
+        actor_loss = (alpha * logp - q_pi).mean()
+        logp_d = logp.detach()
+        alpha_loss = -(self.log_alpha * (logp_d + self.target_entropy)).mean()
+        return dict(critic_loss=critic_loss, actor_loss=actor_loss, alpha_loss=alpha_loss,
+                    alpha=alpha, q_mean=q.detach().mean(), entropy=-logp_d.mean())
+
+    def _live_wb(self):
+        return ([layer.weight for layer in self.critic.layers],
+                [layer.bias for layer in self.critic.layers])
+
+    def _target_wb(self):
+        return ([layer.weight for layer in self.critic_target.layers],
+                [layer.bias for layer in self.critic_target.layers])
+
+    def update(self, batch) -> dict[str, torch.Tensor]:
+        """One gradient step on ``batch`` (SACBatch or a mapping of its fields).
+
+        Returns the metrics ``METRICS`` as 0-dim tensors (no host sync; ``float()`` them
+        when logging).
+        """
+        batch = self._check_batch(batch)
+        eps = torch.randn((2, batch.obs.shape[0], self.act_dim), generator=self.generator,
+                          device=self.device)
+        out = self.losses(batch, eps)
+        loss = out["critic_loss"] + out["actor_loss"]
+        if self.config.auto_alpha:
+            loss = loss + out["alpha_loss"]
+        self.optimizer.zero_grad(set_to_none=True)  # backward hands over fresh grads
+        loss.backward()
+        self.optimizer.step()
+        self.updates += 1
+        if self.updates % self.config.target_update_interval == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target_params, self._critic_params, self.config.tau)
+        return {k: out[k].detach() for k in METRICS}
+
+    def update_many(self, sample_fn: Callable[[], object], n: int) -> dict[str, float]:
+        """n gradient steps, each on ``sample_fn()``; returns the mean of each metric."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        total = None
+        for _ in range(n):
+            m = torch.stack([v for v in self.update(sample_fn()).values()])
+            total = m if total is None else total + m
+        return dict(zip(METRICS, (total / n).tolist(), strict=True))
+
+    # ---- persistence -----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything for an exact resume: networks, targets, log_alpha, Adam, noise RNG."""
+        return dict(policy=self.policy.state_dict(), critic=self.critic.state_dict(),
+                    critic_target=self.critic_target.state_dict(),
+                    log_alpha=self.log_alpha.detach().clone(),
+                    optimizer=self.optimizer.state_dict(),
+                    generator=self.generator.get_state(), updates=self.updates)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` in place (views from policy_params stay valid)."""
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.updates = int(state["updates"])
+
+
+# ---- the environment loop ---------------------------------------------------------------
+def batch_from(transitions: Transitions) -> SACBatch:
+    """ReplayBuffer rows (float64 numpy) -> a float32 SACBatch; done = terminated only."""
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return SACBatch(f(transitions.obs), f(transitions.act), f(transitions.reward),
+                    f(transitions.next_obs), f(transitions.terminated))
+
+
+def evaluate(sac: SAC, env, episodes: int, seed: int) -> float:
+    """Mean return of ``episodes`` deterministic episodes (tanh of the mean action)."""
+    total = 0.0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done = False
+        while not done:
+            action = sac.act(obs, deterministic=True)[0]
+            obs, reward, terminated, truncated, _ = env.step(
+                sac.policy.to_env(action).numpy().astype(env.action_space.dtype))
+            total += float(reward)
+            done = terminated or truncated
+    return total / episodes
+
+
+def train_sac(env_id: str, steps: int, seed: int = 0, config: SACConfig | None = None,
+              callback: Callable[[dict], None] | None = None) -> list[tuple[int, float]]:
+    """SAC alone on a gymnasium env: returns [(env_steps, mean eval return)], one per
+    ``config.eval_every`` env steps.
+
+    Uniform random actions for ``initial_random_steps``, then the policy's samples with
+    ``updates_per_step`` gradient steps per env step. Time limits truncate episodes
+    without ending the bootstrap (done = terminated). ``callback`` gets a dict per
+    evaluation (env_steps, eval_return, wall_clock_s, update_s, and the mean metrics).
+    """
+    import gymnasium as gym
+
+    import mbrl_fast.envs  # noqa: F401  (registers the project's extra envs)
+
+    c = config if config is not None else SACConfig()
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    if c.torch_threads:
+        torch.set_num_threads(c.torch_threads)
+    if c.keep_freed_memory:
+        keep_freed_memory()
+    env, eval_env = gym.make(env_id), gym.make(env_id)
+    sac = SAC.from_spaces(env.observation_space, env.action_space, c, seed=seed)
+    buffer = ReplayBuffer(sac.obs_dim, sac.act_dim, min(c.replay_capacity, steps))
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    curve, sums, n_metrics, update_s = [], None, 0, 0.0
+    start = time.perf_counter()
+    for t in range(1, steps + 1):
+        if t <= c.initial_random_steps:
+            action = rng.uniform(-1.0, 1.0, sac.act_dim)
+        else:
+            action = sac.act(obs)[0].numpy()
+        env_action = sac.policy.to_env(torch.as_tensor(action, dtype=torch.float32)).numpy()
+        next_obs, reward, terminated, truncated, _ = env.step(
+            env_action.astype(env.action_space.dtype))
+        buffer.add(obs, action, next_obs, reward, terminated, truncated)
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+        if t >= c.initial_random_steps:
+            tic = time.perf_counter()
+            for _ in range(c.updates_per_step):
+                m = sac.update(batch_from(buffer.sample(c.batch_size, rng)))
+                m = torch.stack(list(m.values()))
+                sums = m if sums is None else sums + m
+                n_metrics += 1
+            update_s += time.perf_counter() - tic
+        if t % c.eval_every == 0 or t == steps:
+            ret = evaluate(sac, eval_env, c.eval_episodes, seed=10_000 * (seed + 1) + t)
+            curve.append((t, ret))
+            if callback is not None:
+                means = (sums / n_metrics).tolist() if n_metrics else [float("nan")] * 6
+                callback(dict(env_steps=t, eval_return=ret,
+                              wall_clock_s=time.perf_counter() - start, update_s=update_s,
+                              **dict(zip(METRICS, means, strict=True))))
+            sums, n_metrics = None, 0
+    env.close()
+    eval_env.close()
+    return curve

@@ -1,0 +1,210 @@
+"""Training forward / backward of small stacked MLPs (SAC's actor and twin critics).
+
+``mlp_forward(x, weights, biases, activation)`` computes EnsembleMLP's function::
+
+    h_0 = x                                   x [E, B, d_0], or [B, d_0] shared by members
+    h_l = act(h_{l-1} @ W_l[e] + b_l[e])      W_l [E, d_{l-1}, d_l], b_l [E, d_l]
+    y   = h_{L-1} @ W_L[e] + b_L[e]           y [E, B, d_L]
+
+with autograd, by one of two paths that agree to fp32 rounding:
+
+- ``"onednn"`` (CPU, float32, ReLU or identity): the large GEMMs of the forward and of
+  the backward through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``,
+  the op Inductor lowers linear layers to), with the ReLU fused into the forward GEMM;
+  small or narrow products (a 1-wide critic output) through torch. Why: torch's fp32
+  ``mm``/``bmm`` call MKL, which on the project machine (AMD EPYC Zen 5, AVX-512, 1
+  thread) ran a 256 x 256 x 256 GEMM at 96 GFLOP/s against 196 through oneDNN, in one
+  run (2026-12-02; MKL does not pick its AVX-512 kernels on this AMD CPU, it seems).
+  The backward computes a gradient only for the inputs that need one (a detached weight
+  costs no dW), and ``weight_grad_rows`` lets two batches share each GEMM.
+- ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and
+  activation).
+
+``backend="auto"`` picks oneDNN where it applies and passed a one-time self-check
+against the torch path; else torch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from mbrl_fast.ops.ensemble_mlp import activation_fn
+
+_ACTIVATIONS = ("relu", "identity")  # what the oneDNN path applies (ReLU fused in the GEMM)
+_MIN_N = 4  # products with fewer rows or output columns go through torch (see _linear)
+_MIN_MACS = 1 << 16  # so do products smaller than this
+
+
+def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bool = False):
+    """x [M, K] @ w_t.T (+ b) (-> relu) -> [M, N]; w_t [N, K] (may be a transposed view).
+
+    oneDNN's fp32 inner product where it pays: it costs ~15 us per call against ~2 us
+    for torch.mm, and is slower than MKL for a narrow output (N = 1: 17 us vs 5 us,
+    measured on the project machine), so small or narrow products go through torch.
+    """
+    m, k = x.shape
+    n = w_t.shape[0]
+    if min(m, n) >= _MIN_N and m * k * n >= _MIN_MACS:
+        return torch.ops.mkldnn._linear_pointwise(x, w_t, b, "relu" if relu else "none", [], "")
+    y = x @ w_t.t() if b is None else torch.addmm(b, x, w_t.t())
+    return y.relu_() if relu else y
+
+
+class _OneDNNMLP(torch.autograd.Function):
+    """The oneDNN path; inputs (x, activation, L, weight_grad_rows, W_1..W_L, b_1..b_L)."""
+
+    @staticmethod
+    def forward(ctx, x, activation, n_layers, weight_grad_rows, *params):
+        weights, biases = params[:n_layers], params[n_layers:]
+        e_count = weights[0].shape[0]
+        shared = x.dim() == 2
+        relu = activation == "relu"
+        last = n_layers - 1
+        saved, outs = [], []
+        for e in range(e_count):
+            h = x if shared else x[e]
+            for l in range(n_layers):
+                saved.append(h)
+                h = _linear(h, weights[l][e].t(), biases[l][e], relu and l < last)
+            outs.append(h)
+        ctx.save_for_backward(*saved, *weights)
+        ctx.dims = (e_count, n_layers, shared, relu, weight_grad_rows)
+        return torch.stack(outs)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        e_count, n_layers, shared, relu, n_w = ctx.dims
+        tensors = ctx.saved_tensors
+        inputs, weights = tensors[: e_count * n_layers], tensors[e_count * n_layers:]
+        need = ctx.needs_input_grad
+        need_x, need_w, need_b = need[0], need[4:4 + n_layers], need[4 + n_layers:]
+        d_w = [[None] * e_count for _ in range(n_layers)]
+        d_b = [[None] * e_count for _ in range(n_layers)]
+        d_x = [None] * e_count
+        # the lowest layer the gradient must reach (n_layers: none)
+        lowest = 0 if need_x else next((l for l in range(n_layers) if need_w[l] or need_b[l]),
+                                      n_layers)
+        # rows past n_w only pass gradient on to x: without need_x they are skipped
+        rows = slice(None) if need_x else slice(n_w)
+        for e in range(e_count):
+            g = grad_out[e][rows]
+            for l in range(n_layers - 1, lowest - 1, -1):
+                h_in = inputs[e * n_layers + l][rows]
+                if need_w[l]:  # h_in^T g  [in, out]
+                    d_w[l][e] = _linear(h_in[:n_w].t(), g[:n_w].t(), None)
+                if need_b[l]:
+                    d_b[l][e] = g[:n_w].sum(dim=0)
+                if l > lowest or need_x:
+                    g = _linear(g, weights[l][e], None)  # g W^T  [B, in]
+                    if l > 0 and relu:
+                        g = torch.ops.aten.threshold_backward(g, h_in, 0)
+            d_x[e] = g
+        grad_x = None
+        if need_x:
+            grad_x = functools.reduce(torch.add, d_x) if shared else torch.stack(d_x)
+        grads_w = [torch.stack(d) if need_w[l] else None for l, d in enumerate(d_w)]
+        grads_b = [torch.stack(d) if need_b[l] else None for l, d in enumerate(d_b)]
+        return (grad_x, None, None, None, *grads_w, *grads_b)
+
+
+def _torch_mlp(x, weights, biases, activation, weight_grad_rows=None):
+    rows = x.shape[-2]
+    if weight_grad_rows is not None and weight_grad_rows < rows:
+        n = weight_grad_rows
+        head = _torch_mlp(x[..., :n, :], weights, biases, activation)
+        tail = _torch_mlp(x[..., n:, :], [w.detach() for w in weights],
+                          [b.detach() for b in biases], activation)
+        return torch.cat([head, tail], dim=1)
+    act = activation_fn(activation)
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
+    last = len(weights) - 1
+    for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        x = torch.baddbmm(b.unsqueeze(1), x, w)
+        if l < last:
+            x = act(x)
+    return x
+
+
+@functools.lru_cache(maxsize=1)
+def onednn_available() -> bool:
+    """oneDNN's fp32 inner product exists here and matches torch on a small MLP (checked once)."""
+    try:
+        if not torch.backends.mkldnn.is_available():
+            return False
+        g = torch.Generator().manual_seed(0)
+        # sizes that take oneDNN for every product but the narrow last one
+        x = torch.randn(64, 32, generator=g, requires_grad=True)
+        ws = [torch.randn(2, 32, 64, generator=g).div_(6).requires_grad_(),
+              torch.randn(2, 64, 64, generator=g).div_(8).requires_grad_(),
+              torch.randn(2, 64, 1, generator=g).div_(8).requires_grad_()]
+        bs = [torch.randn(2, 64, generator=g, requires_grad=True),
+              torch.randn(2, 64, generator=g, requires_grad=True),
+              torch.randn(2, 1, generator=g, requires_grad=True)]
+        outs = []
+        for fn in (_torch_mlp, lambda *a: _OneDNNMLP.apply(a[0], a[3], 3, a[4], *a[1], *a[2])):
+            y = fn(x, ws, bs, "relu", 40)
+            grads = torch.autograd.grad(y.square().sum(), [x, *ws, *bs])
+            outs.append((y, *grads))
+        return all(torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+                   for a, b in zip(*outs, strict=True))
+    except (RuntimeError, AttributeError):
+        return False
+
+
+def resolve_backend(backend: str, activation: str) -> str:
+    """'auto' -> 'onednn' where it applies (CPU, float32, ReLU / identity), else 'torch'."""
+    if backend not in ("auto", "onednn", "torch"):
+        raise ValueError(f"backend must be 'auto', 'onednn' or 'torch', got {backend!r}")
+    if backend == "torch":
+        return "torch"
+    ok = activation in _ACTIVATIONS and onednn_available()
+    if backend == "onednn" and not ok:
+        raise RuntimeError(f"the oneDNN MLP path is unavailable here (activation "
+                           f"{activation!r}, oneDNN check passed: {onednn_available()}); "
+                           "use backend='torch'")
+    return "onednn" if ok else "torch"
+
+
+def mlp_forward(x: torch.Tensor, weights, biases, activation: str, backend: str = "torch",
+                weight_grad_rows: int | None = None) -> torch.Tensor:
+    """x [E, B, d_0] or [B, d_0] -> y [E, B, d_L] (see module doc); ``backend`` resolved.
+
+    ``weight_grad_rows`` n: only rows [:n] give the weights and biases a gradient; the
+    rows after them see the weights as detached constants (their gradient reaches x
+    only). So two batches share one GEMM per layer when only the first trains the
+    weights (SAC: the critic on (s, a) and on (s, pi(s)); the policy on s and s').
+    The oneDNN path needs CPU float32 tensors; others run the torch path.
+    """
+    rows = x.shape[-2]
+    n_w = rows if weight_grad_rows is None else int(weight_grad_rows)
+    if not 0 <= n_w <= rows:
+        raise ValueError(f"weight_grad_rows must be in [0, {rows}], got {weight_grad_rows}")
+    if backend == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32:
+        return _OneDNNMLP.apply(x, activation, len(weights), n_w, *weights, *biases)
+    return _torch_mlp(x, weights, biases, activation, n_w)
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed blocks for reuse instead of returning them to the OS.
+
+    By default glibc serves blocks above ~128 KiB-32 MiB with mmap and trims the heap on
+    free, so every [256, 256] float32 activation or gradient of an update arrives as fresh
+    pages: on the project machine ~600 page faults (1.7 ms of system time) per SAC update,
+    ~0.7 after this call. Process-wide (it changes malloc for every library in the
+    process) and only on glibc; returns whether it applied. Memory freed by the process is
+    then kept (up to 1 GiB above the heap top) rather than returned.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 << 20)
+                    and libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
