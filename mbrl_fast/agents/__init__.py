@@ -15,6 +15,8 @@ from mbrl_fast.agents.base import Agent, Episode, check_units, episode_seed, run
 # name -> "module:Class"; the modules import their heavy dependencies lazily.
 _BUILTIN = {
     "pets": "mbrl_fast.agents.pets:PETS",
+    "sac": "mbrl_fast.agents.offpolicy:SACAgent",
+    "mbpo": "mbrl_fast.agents.mbpo:MBPO",
 }
 _LOADED: dict[str, type[Agent]] = {}
 

@@ -105,6 +105,11 @@ PRESETS: dict[str, dict] = {
         model=dict(layers=3, hidden=128),
         train=dict(epochs=50, batch_size=32, patience=10),
         planner=dict(population=200, num_elites=20, iterations=5, horizon=20, particles=5)),
+    "Pendulum-v1": dict(
+        trials=10, episode_steps=200,
+        model=dict(layers=3, hidden=64),
+        train=dict(epochs=50, batch_size=32, patience=10),
+        planner=dict(population=200, num_elites=20, iterations=5, horizon=20, particles=5)),
     "Pusher-v5": dict(
         trials=30, episode_steps=100,
         model=dict(layers=3, hidden=200),

@@ -24,15 +24,14 @@ whose :meth:`SAC.policy_params` the compiled rollout reads in place. Actions are
 policy units [-1, 1] everywhere here; the environment's bounds are applied by
 ``policy.to_env`` at the env boundary (nn/policy.py).
 
-:func:`train_sac` is the plain environment loop (random steps, then one update per
-env step, deterministic evaluations); the learner class knows nothing of environments.
+The environment loop (random steps, then updates after every env step, deterministic
+evaluations) is :mod:`mbrl_fast.agents.offpolicy`: the learner knows nothing of envs.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -40,8 +39,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from mbrl_fast.models.replay_buffer import ReplayBuffer, Transitions
-from mbrl_fast.nn.dense import keep_freed_memory, mlp_forward
+from mbrl_fast.models.replay_buffer import Transitions
+from mbrl_fast.nn.dense import mlp_forward
 from mbrl_fast.nn.ensemble import EnsembleMLP
 from mbrl_fast.nn.policy import TanhGaussianPolicy, check_box_space, torch_default_init_
 from mbrl_fast.ops.ensemble_mlp import MLPParams
@@ -80,25 +79,6 @@ class SACConfig:
     """Tune alpha to keep the policy's entropy at target_entropy (paper, section 5)."""
     target_entropy: float | None = None
     """Entropy target of the alpha tuning; None: -|A| (the paper's heuristic)."""
-    updates_per_step: int = 1
-    """train_sac: gradient steps per environment step (MBPO uses 20)."""
-    initial_random_steps: int = 1000
-    """train_sac: leading env steps with uniform random actions and no updates (the
-    authors' softlearning code: n_initial_exploration_steps = 1000; SB3's learning_starts
-    is 100, rl-zoo's Hopper 10,000)."""
-    replay_capacity: int = 1_000_000
-    """train_sac: replay buffer size (transitions)."""
-    eval_every: int = 1000
-    """train_sac: env steps between evaluations (softlearning's epoch length)."""
-    eval_episodes: int = 5
-    """train_sac: deterministic episodes per evaluation."""
-    torch_threads: int = 1
-    """train_sac: torch.set_num_threads (0: leave torch's default). One: on the project
-    machine's 2 shared cores, busy with other jobs, 1 thread ran 84.8 updates/s and 2
-    threads 8.3 (bench/results/sac_update_cpu.json)."""
-    keep_freed_memory: bool = True
-    """train_sac: call nn.dense.keep_freed_memory() (glibc keeps freed blocks: no page
-    faults per update; process-wide)."""
     backend: str = "auto"
     """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
     (baddbmm), or 'auto' (oneDNN where it applies)."""
@@ -125,7 +105,7 @@ class SAC:
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig | None = None, *,
                  action_low=None, action_high=None, seed: int = 0, device="cpu"):
         self.config = c = config if config is not None else SACConfig()
-        for name in ("batch_size", "target_update_interval", "updates_per_step"):
+        for name in ("batch_size", "target_update_interval"):
             v = getattr(c, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"config.{name} must be an int >= 1, got {v!r}")
@@ -293,87 +273,8 @@ class SAC:
         self.updates = int(state["updates"])
 
 
-# ---- the environment loop ---------------------------------------------------------------
 def batch_from(transitions: Transitions) -> SACBatch:
     """ReplayBuffer rows (float64 numpy) -> a float32 SACBatch; done = terminated only."""
     f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     return SACBatch(f(transitions.obs), f(transitions.act), f(transitions.reward),
                     f(transitions.next_obs), f(transitions.terminated))
-
-
-def evaluate(sac: SAC, env, episodes: int, seed: int) -> float:
-    """Mean return of ``episodes`` deterministic episodes (tanh of the mean action)."""
-    total = 0.0
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done = False
-        while not done:
-            action = sac.act(obs, deterministic=True)[0]
-            obs, reward, terminated, truncated, _ = env.step(
-                sac.policy.to_env(action).numpy().astype(env.action_space.dtype))
-            total += float(reward)
-            done = terminated or truncated
-    return total / episodes
-
-
-def train_sac(env_id: str, steps: int, seed: int = 0, config: SACConfig | None = None,
-              callback: Callable[[dict], None] | None = None) -> list[tuple[int, float]]:
-    """SAC alone on a gymnasium env: returns [(env_steps, mean eval return)], one per
-    ``config.eval_every`` env steps.
-
-    Uniform random actions for ``initial_random_steps``, then the policy's samples with
-    ``updates_per_step`` gradient steps per env step. Time limits truncate episodes
-    without ending the bootstrap (done = terminated). ``callback`` gets a dict per
-    evaluation (env_steps, eval_return, wall_clock_s, update_s, and the mean metrics).
-    """
-    import gymnasium as gym
-
-    import mbrl_fast.envs  # noqa: F401  (registers the project's extra envs)
-
-    c = config if config is not None else SACConfig()
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
-    if c.torch_threads:
-        torch.set_num_threads(c.torch_threads)
-    if c.keep_freed_memory:
-        keep_freed_memory()
-    env, eval_env = gym.make(env_id), gym.make(env_id)
-    sac = SAC.from_spaces(env.observation_space, env.action_space, c, seed=seed)
-    buffer = ReplayBuffer(sac.obs_dim, sac.act_dim, min(c.replay_capacity, steps))
-    rng = np.random.default_rng(seed)
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    curve, sums, n_metrics, update_s = [], None, 0, 0.0
-    start = time.perf_counter()
-    for t in range(1, steps + 1):
-        if t <= c.initial_random_steps:
-            action = rng.uniform(-1.0, 1.0, sac.act_dim)
-        else:
-            action = sac.act(obs)[0].numpy()
-        env_action = sac.policy.to_env(torch.as_tensor(action, dtype=torch.float32)).numpy()
-        next_obs, reward, terminated, truncated, _ = env.step(
-            env_action.astype(env.action_space.dtype))
-        buffer.add(obs, action, next_obs, reward, terminated, truncated)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
-        if t >= c.initial_random_steps:
-            tic = time.perf_counter()
-            for _ in range(c.updates_per_step):
-                m = sac.update(batch_from(buffer.sample(c.batch_size, rng)))
-                m = torch.stack(list(m.values()))
-                sums = m if sums is None else sums + m
-                n_metrics += 1
-            update_s += time.perf_counter() - tic
-        if t % c.eval_every == 0 or t == steps:
-            ret = evaluate(sac, eval_env, c.eval_episodes, seed=10_000 * (seed + 1) + t)
-            curve.append((t, ret))
-            if callback is not None:
-                means = (sums / n_metrics).tolist() if n_metrics else [float("nan")] * 6
-                callback(dict(env_steps=t, eval_return=ret,
-                              wall_clock_s=time.perf_counter() - start, update_s=update_s,
-                              **dict(zip(METRICS, means, strict=True))))
-            sums, n_metrics = None, 0
-    env.close()
-    eval_env.close()
-    return curve

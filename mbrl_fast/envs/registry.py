@@ -132,6 +132,11 @@ class Task:
 
         return rewards.Reward(f"{self.env_id}+shaping", shaped)
 
+    def obs_view(self) -> ObsView:
+        """The observation of agents that learn their own reward (SAC, MBPO): this task's,
+        without the coordinates ``obs_features`` drops (see :class:`ObsView`)."""
+        return ObsView(self)
+
     @property
     def planning_termination(self) -> TorchTransitionFn | None:
         """``termination_fn`` for a planner, or None for a task that never terminates (then the
@@ -187,6 +192,50 @@ class Task:
                        max_episode_steps=int(steps), env_kwargs=env_kwargs, **fields)
         finally:
             env.close()
+
+
+class ObsView:
+    """A task's observation without the coordinates its ``obs_features`` drop.
+
+    Tasks keep x positions in the observation because their reward reads them (forward
+    velocity = dx / dt); an agent that learns the reward from the env's (SAC, MBPO) works
+    on the standard observation without them, since they grow without bound and neither
+    the dynamics nor the termination depend on them (that is what ``drop`` declares).
+
+    view(obs) [..., D] -> [..., D'];  expand(x) [..., D'] -> [..., D] with zeros where
+    the dropped coordinates were;  ``termination`` is the task's on expanded states
+    (None for a task that never terminates);  ``obs_features`` maps the angles of the
+    task's map onto the reduced observation. ``obs_dim`` / ``act_dim`` / ``obs_features``
+    make it usable where a model is built for a task (``make_ensemble``).
+    """
+
+    def __init__(self, task: Task):
+        feats = task.obs_features
+        drop = set(feats.drop) if feats is not None else set()
+        self.task, self.full_dim = task, task.obs_dim
+        self.keep = tuple(i for i in range(task.obs_dim) if i not in drop)
+        self.obs_dim, self.act_dim = len(self.keep), task.act_dim
+        position = {old: new for new, old in enumerate(self.keep)}
+        angles = tuple(position[i] for i in (feats.angles if feats is not None else ()))
+        self.obs_features = ObsFeatures(self.obs_dim, angles=angles) if angles else None
+        self.is_identity = not drop
+
+    def __call__(self, obs):
+        return obs if self.is_identity else obs[..., list(self.keep)]
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_identity:
+            return x
+        out = x.new_zeros(*x.shape[:-1], self.full_dim)
+        out[..., list(self.keep)] = x
+        return out
+
+    @property
+    def termination(self) -> TorchTransitionFn | None:
+        done = self.task.planning_termination
+        if done is None or self.is_identity:
+            return done
+        return lambda obs, act, next_obs: done(self.expand(obs), act, self.expand(next_obs))
 
 
 def _check_spaces(env: gym.Env, env_id: str) -> None:

@@ -58,3 +58,16 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def rng_state_to_tensors(state: dict) -> dict:
+    """numpy PCG64 state (128-bit ints) -> something torch.load(weights_only=True) reads."""
+    return {"bit_generator": state["bit_generator"],
+            "state": str(state["state"]["state"]), "inc": str(state["state"]["inc"]),
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
+
+
+def rng_state_from_tensors(saved: dict) -> dict:
+    return {"bit_generator": saved["bit_generator"],
+            "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
+            "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mbrl_fast.models.io import rng_state_from_tensors, rng_state_to_tensors
 from mbrl_fast.models.replay_buffer import ReplayBuffer, Transitions
 
 
@@ -70,13 +71,13 @@ class EnsembleTrainer:
     # ---- state --------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(),
-                "rng": _rng_state_to_tensors(self.rng.bit_generator.state)}
+                "rng": rng_state_to_tensors(self.rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict) -> None:
         # Optimizer.load_state_dict keeps the given moment tensors (no copy): copy them, or a
         # state_dict taken from a live trainer would be updated in place by both trainers.
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        self.rng.bit_generator.state = _rng_state_from_tensors(state["rng"])
+        self.rng.bit_generator.state = rng_state_from_tensors(state["rng"])
 
     # ---- training -----------------------------------------------------------------------
     def train(self, buffer: ReplayBuffer) -> TrainResult:
@@ -174,16 +175,3 @@ class EnsembleTrainer:
     def _restore(self, best: list[torch.Tensor]) -> None:
         for b, p in zip(best, self._member_params(), strict=True):
             p.copy_(b)
-
-
-def _rng_state_to_tensors(state: dict) -> dict:
-    """numpy PCG64 state (128-bit ints) -> something torch.load(weights_only=True) reads."""
-    return {"bit_generator": state["bit_generator"],
-            "state": str(state["state"]["state"]), "inc": str(state["state"]["inc"]),
-            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"])}
-
-
-def _rng_state_from_tensors(saved: dict) -> dict:
-    return {"bit_generator": saved["bit_generator"],
-            "state": {"state": int(saved["state"]), "inc": int(saved["inc"])},
-            "has_uint32": saved["has_uint32"], "uinteger": saved["uinteger"]}

@@ -14,7 +14,8 @@ import torch
 from helpers import random_mlp_params
 from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
-from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig, train_sac
+from mbrl_fast.agents.offpolicy import EPOCH_FIELDS, SACAgentConfig, train_sac
+from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig
 from mbrl_fast.nn import TanhGaussianPolicy
 from mbrl_fast.nn.dense import mlp_forward, onednn_available
 from mbrl_fast.nn.policy import _TanhGaussianHead, squash
@@ -27,7 +28,7 @@ BACKENDS = ["torch"] + (["onednn"] if onednn_available() else [])
 @pytest.fixture(autouse=True)
 def one_thread():
     """Small networks on 2 busy shared cores: 2 OpenMP threads made a 32-wide update ~100x
-    slower than 1 (train_sac sets SACConfig.torch_threads = 1 for the same reason)."""
+    slower than 1 (SACAgentConfig.torch_threads = 1 for the same reason)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -270,7 +271,7 @@ def test_config_fields_have_docstrings_and_published_defaults():
     assert (c.hidden, c.layers, c.activation, c.batch_size) == (256, 2, "relu", 256)
     assert (c.actor_lr, c.critic_lr, c.alpha_lr, c.gamma, c.tau) == (3e-4, 3e-4, 3e-4, 0.99, 5e-3)
     assert (c.init_alpha, c.auto_alpha, c.target_entropy) == (1.0, True, None)
-    assert (c.updates_per_step, c.target_update_interval) == (1, 1)
+    assert c.target_update_interval == 1 and SACAgentConfig().updates_per_step == 1
     sac = SAC(11, 3)
     assert [tuple(layer.weight.shape) for layer in sac.critic.layers] == [
         (2, 14, 256), (2, 256, 256), (2, 256, 1)]
@@ -283,11 +284,13 @@ def test_train_sac_runs_and_reports_a_curve():
     pytest.importorskip("gymnasium")
     records = []
     curve = train_sac("Pendulum-v1", 300, seed=0,
-                      config=_small(initial_random_steps=100, eval_every=150, eval_episodes=1),
+                      config=SACAgentConfig(initial_random_steps=100, epoch_length=150,
+                                            eval_episodes=1, sac=_small()),
                       callback=records.append)
     assert [s for s, _ in curve] == [150, 300]
     assert all(-2000 < r <= 0 for _, r in curve)
     assert records[-1]["env_steps"] == 300 and records[-1]["update_s"] > 0
+    assert set(records[-1]) >= set(EPOCH_FIELDS)
 
 
 @pytest.mark.slow
@@ -297,5 +300,5 @@ def test_sac_learns_pendulum():
     (bench/results/sac_learning_pendulum.json); the test took 95 s on the project
     machine's 2 shared cores under a load average of ~6 (2026-12-02)."""
     pytest.importorskip("gymnasium")
-    curve = train_sac("Pendulum-v1", 6000, seed=0, config=SACConfig(eval_every=6000))
+    curve = train_sac("Pendulum-v1", 6000, seed=0, config=SACAgentConfig(epoch_length=6000))
     assert curve[-1][1] >= -300, curve

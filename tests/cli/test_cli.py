@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import check_sigkill_resume
 
 from mbrl_fast import runs
 from mbrl_fast.cli import main
@@ -108,21 +107,6 @@ def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
     assert int(rows[2]["env_steps"]) == before + 5 + int(rows[2]["episode_steps"])
     assert not list((run / "journal").iterdir())
-
-
-def test_sigkill_mid_run_loses_no_transition(tmp_path):
-    run = tmp_path / "run"
-    # A slower planner (~0.1 s per step) so that the kill lands inside a trial.
-    cmd = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--env", "InvertedPendulum-v5",
-           "--trials", "5", "--episode-steps", "40", "--run-dir", str(run), "--no-progress",
-           *TINY, "--set", "planner.population=200", "--set", "planner.particles=10",
-           "--set", "planner.horizon=10", "--set", "model.hidden=128"]
-    resume = [sys.executable, "-m", "mbrl_fast", "train", "pets", "--resume", str(run),
-              "--no-progress"]
-    check_sigkill_resume(run, cmd, resume, total_iterations=5)
-    rows = _rows(run)
-    assert [int(r["trial"]) for r in rows] == list(range(5))
-    assert _checkpoint(run)["agent"]["buffer"]["total_added"] == int(rows[-1]["env_steps"])
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):

@@ -1,0 +1,148 @@
+"""MBPO: config, rollout schedule, branched rollouts, one tiny epoch, bad input."""
+
+import ast
+import dataclasses
+import inspect
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from helpers import random_mlp_params
+
+from mbrl_fast.agents.mbpo import MBPO, MBPOConfig
+from mbrl_fast.envs import Task, never_terminates
+from mbrl_fast.models.rollouts import TransitionPool, Transitions, branched_rollout
+
+pytest.importorskip("mujoco")
+
+TINY = dict(steps=120, epoch_length=60, initial_random_steps=40, model_train_freq=30,
+            rollout_batch=300, updates_per_step=2, eval_episodes=1,
+            model=dict(hidden=32, layers=2), train=dict(epochs=2))
+
+
+def test_config_docstrings_and_published_defaults():
+    tree = ast.parse(inspect.getsource(MBPOConfig))
+    body = tree.body[0].body
+    documented = {n.target.id for n, nxt in zip(body, body[1:], strict=False)
+                  if isinstance(n, ast.AnnAssign) and isinstance(nxt, ast.Expr)}
+    assert {f.name for f in dataclasses.fields(MBPOConfig)} <= documented
+    c = MBPOConfig()
+    m = c.model
+    assert (m.ensemble_size, m.num_elites, m.hidden, m.layers, m.activation) == \
+        (7, 5, 200, 4, "silu") and m.reward_head
+    assert (c.model_train_freq, c.rollout_batch, c.updates_per_step, c.real_ratio) == \
+        (250, 100_000, 20, 0.05)
+    assert (c.rollout_min_epoch, c.rollout_max_epoch, c.rollout_min_length,
+            c.rollout_max_length, c.model_retain_epochs) == (20, 100, 1, 15, 1)
+    assert MBPO.make_config("Hopper-v5").sac.target_entropy == -1.0
+
+
+def test_rollout_length_schedule():
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **{**TINY, "initial_random_steps": 0,
+                                                             "rollout_max_length": 15}))
+    c = agent.config
+    agent.config = dataclasses.replace(c, epoch_length=1000, rollout_min_epoch=20,
+                                       rollout_max_epoch=100)
+    lengths = [agent.rollout_length(1000 * e) for e in (0, 20, 60, 100, 150)]
+    assert lengths == [1, 1, 8, 15, 15]
+    agent.close()
+
+
+def test_branched_rollout_stops_rows_at_their_first_terminal_step():
+    params = random_mlp_params(E=4, sizes=(3 + 2, 16, 2 * 4), normalize=False, seed=1)
+    policy = random_mlp_params(E=1, sizes=(3, 16, 2 * 2), normalize=False, seed=2)
+    start = torch.randn(50, 3)
+    done_at = lambda o, a, n: n[..., 0] > 0.3  # noqa: E731
+    out = branched_rollout(params, policy, start, 6, members=[0, 2], reward="model",
+                           termination=done_at, seed=3)
+    free = branched_rollout(params, policy, start, 6, members=[0, 2], reward="model", seed=3)
+    assert len(free) == 50 * 6 and not free.terminated.any()
+    # replay the rows: each keeps its steps up to and including its first terminal one
+    states = free.obs.reshape(6, 50, 3).transpose(0, 1)
+    nxt = free.next_obs.reshape(6, 50, 3).transpose(0, 1)
+    done = done_at(states, None, nxt)
+    first = torch.where(done.any(1), done.float().argmax(1), torch.full((50,), 5))
+    assert len(out) == int((first + 1).sum())
+    assert int(out.terminated.sum()) == int(done.any(1).sum())
+    assert out.act.abs().max() <= 1.0  # the policy's tanh
+
+
+def _numbered(lo: int, n: int) -> Transitions:
+    """n transitions whose every field holds its number lo, lo + 1, ..."""
+    x = torch.arange(lo, lo + n, dtype=torch.float32)
+    return Transitions(x[:, None].expand(-1, 2), x[:, None], x, x[:, None].expand(-1, 2), x)
+
+
+def test_transition_pool_keeps_the_newest():
+    pool = TransitionPool(2, 1, 5)
+    pool.add(_numbered(0, 3))
+    pool.add(_numbered(3, 4))  # wraps: 7 added, capacity 5
+    assert len(pool) == 5 and sorted(pool.data["reward"].tolist()) == [2, 3, 4, 5, 6]
+    pool.resize(2)
+    assert len(pool) == 2 and sorted(pool.data["reward"].tolist()) == [5, 6]
+    pool.resize(4)
+    pool.add(_numbered(7, 1))
+    assert sorted(pool.data["reward"][:3].tolist()) == [5, 6, 7]
+    assert set(pool.sample(50).reward.tolist()) == {5, 6, 7}
+
+
+def test_one_tiny_epoch_trains_model_and_sac():
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY))
+    try:
+        seen = []
+        row0 = agent.run_iteration(0, record=lambda **r: seen.append(r))
+        row1 = agent.run_iteration(1)
+        assert set(MBPO.FIELDS) <= set(row1) and row1["env_steps"] == 120 == len(agent.buffer)
+        assert len(seen) == 60 and row0["rollout_length"] == 1
+        assert row1["model_transitions"] > 0 and np.isfinite(row1["holdout_mse"])
+        assert agent.sac.updates == 2 * (120 - 40 + 1)
+    finally:
+        agent.close()
+
+
+def test_a_discrete_action_space_is_a_clear_error():
+    task = Task("CartPole-v1", lambda o, a, n: o[..., 0], obs_dim=4, act_dim=1,
+                action_low=(-1.0,), action_high=(1.0,), max_episode_steps=500)
+    with pytest.raises(TypeError, match="mbpo needs a continuous .*Box"):
+        MBPO(MBPOConfig(env_id="CartPole-v1", **TINY_FLAT), task=task)
+
+
+TINY_FLAT = {k: v for k, v in TINY.items() if not isinstance(v, dict)}
+
+
+def test_a_task_that_terminates_without_a_termination_fn_is_a_clear_error():
+    from mbrl_fast.envs import get_task
+
+    real = get_task("InvertedPendulum-v5")
+    task = dataclasses.replace(real, termination_fn=never_terminates)
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY), task=task)
+    try:
+        with pytest.raises(ValueError, match="no termination_fn.*register the task"):
+            agent.run_iteration(0)
+    finally:
+        agent.close()
+
+
+def test_a_non_finite_rollout_names_step_and_member():
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY))
+    try:
+        agent.run_iteration(0)
+        with torch.no_grad():
+            agent.model.mlp.layers[-1].bias.fill_(float("nan"))
+        agent.trainer.train = lambda buffer: _no_training(agent)  # keep the broken weights
+        with pytest.raises(FloatingPointError, match="step 0 .*member"):
+            agent.run_iteration(1)
+    finally:
+        agent.close()
+
+
+def _no_training(agent):
+    from mbrl_fast.models.trainer import TrainResult
+
+    e = agent.model.ensemble_size
+    return TrainResult(0, float("nan"), [0.0] * e, list(range(e)), 0, 0)
+
+
+def test_gym_discrete_env_exists():  # the discrete-action test needs gymnasium's CartPole
+    assert isinstance(gym.make("CartPole-v1").action_space, gym.spaces.Discrete)

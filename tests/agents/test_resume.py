@@ -1,0 +1,46 @@
+"""The agent protocol's resume guarantee, for every agent: a run SIGKILLed inside an
+iteration and resumed loses no real record (tests/helpers.py: check_sigkill_resume)."""
+
+import sys
+
+import pytest
+from helpers import check_sigkill_resume
+
+from mbrl_fast.agents import list_agents
+
+pytest.importorskip("gymnasium")
+pytest.importorskip("mujoco")
+
+PY = [sys.executable, "-m", "mbrl_fast", "train"]
+
+# Per agent: a small run whose iterations last long enough (~0.1 s per step) for the kill to
+# land inside one, and its number of iterations.
+RUNS = {
+    "pets": (["--env", "InvertedPendulum-v5", "--trials", "5", "--episode-steps", "40",
+              "--set", "planner.population=200", "--set", "planner.num_elites=4",
+              "--set", "planner.horizon=10", "--set", "planner.particles=10",
+              "--set", "planner.iterations=1", "--set", "model.ensemble_size=3",
+              "--set", "model.num_elites=2", "--set", "model.hidden=128",
+              "--set", "model.layers=2", "--set", "train.epochs=2"], 5),
+    "sac": (["--env", "Pendulum-v1", "--steps", "400", "--set", "epoch_length=100",
+             "--set", "initial_random_steps=50", "--set", "eval_episodes=1",
+             "--set", "updates_per_step=4"], 4),
+    "mbpo": (["--env", "InvertedPendulum-v5", "--steps", "240", "--set", "epoch_length=60",
+              "--set", "initial_random_steps=40", "--set", "model_train_freq=30",
+              "--set", "rollout_batch=500", "--set", "updates_per_step=2",
+              "--set", "eval_episodes=1", "--set", "model.hidden=32",
+              "--set", "train.epochs=2"], 4),
+}
+
+
+def test_every_registered_agent_has_a_resume_check():
+    assert set(list_agents()) <= set(RUNS), "add the new agent to RUNS"
+
+
+@pytest.mark.parametrize("algo", sorted(RUNS))
+def test_sigkill_mid_run_loses_no_record(tmp_path, algo):
+    args, iterations = RUNS[algo]
+    run = tmp_path / "run"
+    train = PY + [algo, *args, "--run-dir", str(run), "--no-progress"]
+    resume = PY + [algo, "--resume", str(run), "--no-progress"]
+    check_sigkill_resume(run, train, resume, total_iterations=iterations)
