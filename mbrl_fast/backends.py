@@ -1,8 +1,16 @@
 """Which compiled backends are available, and which one an op call uses.
 
 Backends, fastest first per device:
-  CPU tensors:  ``cpu`` (mbrl_fast._C, C++/OpenMP/AVX-512)  -> ``reference`` (pure torch)
+  CPU tensors:  ``cpu`` (mbrl_fast._C, C++/OpenMP)         -> ``reference`` (pure torch)
   CUDA tensors: ``cuda`` (mbrl_fast._C_cuda) / ``triton``   -> ``reference``
+
+The ``cpu`` backend has one kernel path per instruction set, chosen at run time
+(:func:`cpu_kernels`): ``avx512`` (AVX-512; bf16-packed weights run natively where
+the CPU has AVX512-BF16) > ``avx2`` (AVX2 + FMA) > ``portable`` (standard C++). The
+environment variable ``MBRL_FAST_CPU_KERNELS=auto|avx512|avx2|portable`` (read at every
+call) forces a lower path; forcing one the CPU lacks raises an error naming the missing
+CPU features. :func:`cpu_isa` names the fp32 path that runs now, and ``available()``
+says which path runs and why.
 
 Every op takes ``backend="auto" | "reference" | "cpu" | "triton" | "cuda"``.
 ``auto`` picks the fastest available backend that supports the call and falls
@@ -19,12 +27,16 @@ import functools
 import importlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
 import torch
 
 BACKENDS = ("reference", "cpu", "triton", "cuda")
 ENV_VAR = "MBRL_FAST_BACKEND"
+CPU_KERNELS_ENV_VAR = "MBRL_FAST_CPU_KERNELS"
+# The cpu backend's fp32 kernel paths, slowest first; index = csrc CpuIsa id.
+CPU_ISAS = ("portable", "avx2", "avx512")
 
 # Which backend auto prefers on a CUDA device. Measured rule (see README,
 # "Backends"); the GPU issue refines it per op.
@@ -83,13 +95,99 @@ def triton_interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# ---- the cpu backend's kernel path ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuKernels:
+    """The cpu backend's kernel path for a call: the fp32 ISA path, and how bf16 runs."""
+
+    isa: str
+    """fp32 path: "avx512", "avx2" or "portable" (one of CPU_ISAS)."""
+    native_bf16: bool
+    """bf16-packed weights run on AVX512-BF16 instructions (else unpacked to fp32 once,
+    cached, and run on ``isa`` with each layer's input rounded to bf16: the same math)."""
+    why: str
+    """Why this path: forced by the environment, or what the CPU has."""
+
+    @property
+    def isa_id(self) -> int:
+        return CPU_ISAS.index(self.isa)
+
+
+def _cpu_missing(isa: str) -> str:
+    """The CPU features kernel path ``isa`` needs that this CPU lacks ('' when none), from
+    the compiled module's runtime check. Tests replace it to simulate another CPU."""
+    return cpu_module().cpu_isa_missing(CPU_ISAS.index(isa))
+
+
+def _cpu_has_avx512_bf16() -> bool:
+    """Tests replace it, with :func:`_cpu_missing`, to simulate another CPU."""
+    return bool(cpu_module().cpu_has_avx512_bf16())
+
+
+def cpu_kernels() -> CpuKernels:
+    """The kernel path a cpu-backend call takes now (reads ``MBRL_FAST_CPU_KERNELS``).
+
+    Raises ValueError for an unknown value of the variable, and BackendUnavailable when
+    it forces a path this CPU cannot run (naming the missing features) or when
+    ``mbrl_fast._C`` is not built.
+    """
+    value = os.environ.get(CPU_KERNELS_ENV_VAR, "auto") or "auto"
+    if value not in ("auto",) + CPU_ISAS:
+        raise ValueError(f"{CPU_KERNELS_ENV_VAR} must be one of auto, avx512, avx2, portable; "
+                         f"got {value!r}")
+    if value == "auto":
+        isa, why = "portable", ""
+        for candidate in ("avx512", "avx2"):
+            missing = _cpu_missing(candidate)
+            if not missing:
+                isa = candidate
+                break
+            why = why or f"the CPU lacks {missing}"
+        why = why or "the best path this CPU runs"
+    else:
+        missing = _cpu_missing(value)
+        if missing:
+            raise BackendUnavailable(
+                f"{CPU_KERNELS_ENV_VAR}={value} asks for the {value} kernels, but this CPU lacks "
+                f"{missing}; unset it (auto picks the best path this CPU runs) or choose one of: "
+                + ", ".join(i for i in reversed(CPU_ISAS) if not _cpu_missing(i)))
+        isa, why = value, f"{CPU_KERNELS_ENV_VAR}={value}"
+    return CpuKernels(isa, isa == "avx512" and _cpu_has_avx512_bf16(), why)
+
+
+def cpu_isa() -> str:
+    """The fp32 kernel path the cpu backend runs now: "avx512", "avx2" or "portable"
+    ("reference" when mbrl_fast._C is not built: the ops then run the pure-torch
+    reference). Raises like :func:`cpu_kernels` for a bad ``MBRL_FAST_CPU_KERNELS``."""
+    if _load("mbrl_fast._C")[0] is None:
+        return "reference"
+    return cpu_kernels().isa
+
+
+def _cpu_status() -> tuple[bool, str]:
+    mod, why = _load("mbrl_fast._C")
+    if mod is None:
+        return False, why
+    try:
+        k = cpu_kernels()
+    except (ValueError, BackendUnavailable) as exc:
+        return True, f"available, but cpu calls raise: {exc}"
+    if k.native_bf16:
+        bf16 = "AVX512-BF16 for bf16 weights"
+    else:
+        bf16 = "bf16 weights run as fp32" + ("" if _cpu_has_avx512_bf16() else
+                                             ", the CPU lacks AVX512-BF16")
+    return True, f"available: {k.isa} ({bf16}; {k.why})"
+
+
 def status(name: str) -> tuple[bool, str]:
     """(available, reason) for one backend."""
     if name == "reference":
         return True, "available (pure torch)"
     if name == "cpu":
-        mod, why = _load("mbrl_fast._C")
-        return (mod is not None), ("available" if mod is not None else why)
+        return _cpu_status()
     if name == "cuda":
         return _cuda_status()
     if name == "triton":
@@ -98,11 +196,14 @@ def status(name: str) -> tuple[bool, str]:
 
 
 def available() -> dict[str, tuple[bool, str]]:
-    """Every backend with (available, reason): ``{"cpu": (True, "available"), ...}``."""
+    """Every backend with (available, reason), e.g. ``{"cpu": (True, "available: avx512
+    (AVX512-BF16 for bf16 weights; the best path this CPU runs)"), ...}``."""
     return {name: status(name) for name in BACKENDS}
 
 
 def is_available(name: str) -> bool:
+    if name == "cpu":  # cheap: select() asks on every call
+        return _load("mbrl_fast._C")[0] is not None
     return status(name)[0]
 
 
@@ -119,9 +220,9 @@ def select(backend: str, device: torch.device, supported: Sequence[str], op: str
         if backend not in BACKENDS + ("auto",):
             raise ValueError(f"{ENV_VAR} must be one of {BACKENDS + ('auto',)}, got {backend!r}")
     if backend != "auto":
-        ok, why = status(backend)
-        if not ok:
-            raise BackendUnavailable(f"{op}: backend {backend!r} is unavailable: {why}")
+        if not is_available(backend):
+            raise BackendUnavailable(f"{op}: backend {backend!r} is unavailable: "
+                                     f"{status(backend)[1]}")
         if backend != "reference" and backend not in supported:
             raise BackendUnavailable(f"{op}: backend {backend!r} does not support this call")
         if not _device_ok(backend, device):

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu_features.h"
+
 namespace mbrl_fast::cpu {
 
 // Activation ids: ACTIVATION_IDS in mbrl_fast/ops/ensemble_mlp.py.
@@ -17,6 +19,9 @@ struct MLPView {
   const void* weights[kMaxLayers] = {};   // fp32 [E, d_l, d_{l+1}] or bf16 [E, ceil(d_l/2), d_{l+1}, 2]
   const float* biases[kMaxLayers] = {};   // [E, d_{l+1}]
   bool bf16 = false;
+  // fp32 weights standing in for bf16 ones (unpacked by the launcher on CPUs without
+  // AVX512-BF16): round each layer's input to bf16, as the bf16 math does.
+  bool bf16_inputs = false;
   int activation = kSilu;
   float leaky_slope = 0.01f;
   const float* in_mean = nullptr;     // [d_0] or null
@@ -32,21 +37,24 @@ struct MLPView {
 // Checks the view's sizes and ids (throws std::invalid_argument).
 void check_view(const MLPView& view);
 
+// Weight precision ids of the launcher (mbrl_fast/ops/_cpu.py).
+enum Precision : int { kPrecisionFp32 = 0, kPrecisionBf16 = 1, kPrecisionFp32BF16Inputs = 2 };
+
 // A view from the launcher's arguments (mbrl_fast/ops/_cpu.py): addresses as
 // integers, 0 for an absent tensor; sizes = (d_0, ..., d_L).
 MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                      const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                      const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                       int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                       uintptr_t max_logvar, uintptr_t min_logvar);
 
 // x [E, B, d_0] -> out [E, B, d_L]; with a Gaussian head out holds the mean and
 // out_logvar [E, B, d_L / 2] the soft-bounded log-variance (out is then [E, B, d_L / 2]).
-// portable: use the plain C++ kernels even when the CPU has AVX-512.
+// isa: the kernel path (checked_isa); bf16 weights need kAvx512 on a CPU with AVX512-BF16.
 void ensemble_mlp_forward(const MLPView& view,
                           const float* x,     // [E, B, d_0]
                           int64_t batch,      // B
                           float* out,         // [E, B, d_L] or [E, B, d_L / 2]
                           float* out_logvar,  // [E, B, d_L / 2] or null
-                          bool portable);
+                          CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

@@ -25,37 +25,22 @@ float activate(float x, int act, float slope) {
   }
 }
 
-// y[r, o] = b[o] + sum_k x[r, k] W[k, o] for rows r < nr (row stride ld);
-// W fp32 [in, out] or bf16 [ceil(in/2), out, 2]; bf16: x rounded to bf16 first.
+// y[r, o] = b[o] + sum_k x[r, k] W[k, o] for rows r < nr (row stride ld); W fp32 [in, out].
 void dense_rows(const MLPView& v, int l, int64_t e, float* x, float* y, int64_t nr, int64_t ld) {
   const int64_t in = v.sizes[l], out = v.sizes[l + 1];
   const float* b = v.biases[l] + e * out;
   for (int64_t r = 0; r < nr; ++r)
     for (int64_t o = 0; o < out; ++o) y[r * ld + o] = b[o];
-  if (!v.bf16) {
-    const float* w = static_cast<const float*>(v.weights[l]) + e * in * out;
-    for (int64_t k = 0; k < in; ++k)
-      for (int64_t r = 0; r < nr; ++r) {
-        const float xk = x[r * ld + k];
-        float* yr = y + r * ld;
-        for (int64_t o = 0; o < out; ++o) yr[o] += xk * w[k * out + o];
-      }
-    return;
-  }
-  for (int64_t r = 0; r < nr; ++r)
-    for (int64_t k = 0; k < in; ++k) x[r * ld + k] = round_bf16(x[r * ld + k]);
-  const int64_t half = (in + 1) / 2;
-  const uint16_t* w = static_cast<const uint16_t*>(v.weights[l]) + e * half * out * 2;
-  std::vector<float> wk(out);
-  for (int64_t k = 0; k < in; ++k) {
-    const uint16_t* src = w + (k / 2) * out * 2 + (k & 1);
-    for (int64_t o = 0; o < out; ++o) wk[o] = bf16_to_float(src[2 * o]);
+  if (v.bf16_inputs)
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t k = 0; k < in; ++k) x[r * ld + k] = round_bf16(x[r * ld + k]);
+  const float* w = static_cast<const float*>(v.weights[l]) + e * in * out;
+  for (int64_t k = 0; k < in; ++k)
     for (int64_t r = 0; r < nr; ++r) {
       const float xk = x[r * ld + k];
       float* yr = y + r * ld;
-      for (int64_t o = 0; o < out; ++o) yr[o] += xk * wk[o];
+      for (int64_t o = 0; o < out; ++o) yr[o] += xk * w[k * out + o];
     }
-  }
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // One tile of rows through every layer of one ensemble member: the unit of work
-// shared by ensemble_mlp and propagate. Two implementations with one signature:
-// mlp_kernels_avx512.cpp (register-blocked AVX-512 / AVX512-BF16 microkernels) and
-// mlp_kernels_portable.cpp (plain loops), chosen at run time by select_tile_forward.
+// shared by ensemble_mlp and propagate. Three implementations with one signature:
+// mlp_kernels_avx512.cpp (register-blocked AVX-512 / AVX512-BF16 microkernels),
+// mlp_kernels_avx2.cpp (register-blocked AVX2 + FMA) and mlp_kernels_portable.cpp
+// (standard C++ the compiler vectorizes), chosen at run time by select_tile_forward.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -37,10 +38,25 @@ struct TileWorkspace {
     f1.assign(kTileRows * width, 0.f);
     h0.assign(kTileRows * width, 0);
     h1.assign(kTileRows * width, 0);
+    if (!v.gaussian()) return;
+    // The Gaussian head's bounds at the output columns they apply to, for epilogues that
+    // apply the head to whole vectors of outputs: column j >= d_L / 2 is a log-variance
+    // (head_sel[j] = -1) bounded by max/min_logvar[j - d_L / 2].
+    const int64_t dl = v.out_features(), half = dl / 2, padded = (dl + 15) / 16 * 16;
+    head_max.assign(padded, 0.f);
+    head_min.assign(padded, 0.f);
+    head_sel.assign(padded, 0);
+    for (int64_t j = half; j < dl; ++j) {
+      head_max[j] = v.max_logvar[j - half];
+      head_min[j] = v.min_logvar[j - half];
+      head_sel[j] = -1;
+    }
   }
   int64_t width;               // max layer width, padded to 32
   std::vector<float> f0, f1;   // [kTileRows, width] fp32 activations
   std::vector<uint16_t> h0, h1;  // [kTileRows, width] bf16 layer inputs (bf16 weights)
+  std::vector<float> head_max, head_min;  // [d_L padded to 16] (Gaussian head only)
+  std::vector<int32_t> head_sel;          // [d_L padded to 16] -1: a log-variance column
 };
 
 // in [rows, d_0] (row stride ld_in) -> out [rows, d_L] dense, member e; rows <= kTileRows.
@@ -52,10 +68,13 @@ void forward_tile_portable(const MLPView& v, int64_t e, int64_t rows, const floa
 #if defined(MBRL_FAST_X86)
 void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float* in,
                          int64_t ld_in, float* out, int head, TileWorkspace& ws);
+void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* in,
+                       int64_t ld_in, float* out, int head, TileWorkspace& ws);
 #endif
 
-// The AVX-512 tile when the CPU has it (and AVX512-BF16 for bf16 weights), else portable.
-TileForwardFn select_tile_forward(const MLPView& v, bool portable);
+// The tile of ISA path `isa` (validated by checked_isa); bf16-packed weights need
+// kAvx512 on a CPU with AVX512-BF16 (throws std::invalid_argument otherwise).
+TileForwardFn select_tile_forward(const MLPView& v, CpuIsa isa);
 
 // ---- scalar math shared by the portable kernel and the propagate epilogue ------
 

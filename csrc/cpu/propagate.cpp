@@ -33,14 +33,11 @@ struct Task {
 
 class Rollout {
  public:
-  Rollout(const MLPView& v, const PropagateArgs& a, bool portable)
-      : v_(v), a_(a), forward_(select_tile_forward(v, portable)),
-        normal_blocks_(philox_normal_blocks_portable), rows_(a.n * a.p * a.k),
-        din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()), row_return_(rows_, 0.f) {
+  Rollout(const MLPView& v, const PropagateArgs& a, CpuIsa isa)
+      : v_(v), a_(a), forward_(select_tile_forward(v, isa)), normal_blocks_(select_normal_blocks(isa)),
+        rows_(a.n * a.p * a.k), din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()),
+        row_return_(rows_, 0.f) {
     if (!a.states) cur_.resize(rows_ * a.d);
-#if defined(MBRL_FAST_X86)
-    if (!portable && cpu_has_avx512()) normal_blocks_ = philox_normal_blocks_avx512;
-#endif
     for (int64_t r = 0; r < rows_; ++r) std::copy_n(a.obs + (r / (a.p * a.k)) * a.d, a.d, state(r, 0));
   }
 
@@ -251,7 +248,7 @@ class Rollout {
   const MLPView& v_;
   const PropagateArgs& a_;
   const TileForwardFn forward_;
-  void (*normal_blocks_)(uint64_t, uint64_t, const uint64_t*, int64_t, float*);
+  const NormalBlocksFn normal_blocks_;
   const int64_t rows_, din_, dl_;
   std::vector<float> cur_;          // [rows, D] current states (when states is null)
   std::vector<float> row_return_;   // [rows] sum over steps of the reward
@@ -261,7 +258,7 @@ class Rollout {
 
 }  // namespace
 
-NonFinite propagate(const MLPView& v, const PropagateArgs& a, bool portable) {
+NonFinite propagate(const MLPView& v, const PropagateArgs& a, CpuIsa isa) {
   check_view(v);
   auto bad = [](const std::string& what) { throw std::invalid_argument("propagate: " + what); };
   if (!v.gaussian()) bad("params need a Gaussian head");
@@ -284,7 +281,7 @@ NonFinite propagate(const MLPView& v, const PropagateArgs& a, bool portable) {
   if (a.reward_kind == kRewardCallback && a.callback == nullptr) bad("null reward callback");
   if (a.reward_kind < kRewardNone || a.reward_kind > kRewardCallback) bad("unknown reward kind");
   if (a.returns && a.reward_kind == kRewardNone) bad("returns need a reward");
-  return Rollout(v, a, portable).run();
+  return Rollout(v, a, isa).run();
 }
 
 }  // namespace mbrl_fast::cpu

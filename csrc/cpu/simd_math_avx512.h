@@ -8,10 +8,12 @@ namespace mbrl_fast::cpu::simd {
 
 inline __m512 splat(float x) { return _mm512_set1_ps(x); }
 
-// exp(x); x clamped to [-104, 88.72] (exp underflows to 0 / overflows to ~inf there).
-// vmaxps/vminps return their second operand on NaN: x goes second so NaN propagates.
+// exp(x); x clamped to [-104, 88.3763]: the top is exp's largest finite result, so
+// 1 + exp(-x) in silu stays finite (an inf there made silu(x < -88.4) NaN: rcp14(inf)
+// = 0, and the Newton step's 0 * inf). vmaxps/vminps return their second operand on
+// NaN: x goes second so NaN propagates.
 inline __m512 exp_ps(__m512 x) {
-  x = _mm512_min_ps(splat(88.7228f), _mm512_max_ps(splat(-104.f), x));
+  x = _mm512_min_ps(splat(88.3762626647949f), _mm512_max_ps(splat(-104.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, splat(1.44269504089f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, splat(0.693359375f), x);
@@ -83,6 +85,16 @@ inline __m512 tanh_ps(__m512 x) {
   big = _mm512_or_ps(big, _mm512_and_ps(x, splat(-0.f)));  // copy the sign of x
   const __m512 y = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, splat(0.625f), _CMP_LT_OQ), big, small);
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);  // NaN stays NaN
+}
+
+// x rounded to bf16 and back (round to nearest even), as torch .to(bfloat16).float(),
+// without AVX512-BF16 (fp32 weights standing in for bf16 ones).
+inline __m512 round_bf16_ps(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd),
+                                     _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_castsi512_ps(r), x);
 }
 
 // act(x) for an Activation id (switch outside the hot loops: one call per 16 values).

@@ -13,12 +13,6 @@ from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp
 pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
 
 
-@pytest.fixture(params=["auto", "portable"])
-def kernels(request, monkeypatch):
-    """Run each test on the default kernels and on the forced portable fallback."""
-    monkeypatch.setenv(KERNELS_ENV_VAR, request.param)
-    return request.param
-
 
 def assert_close(got, ref, dtype):
     """|got - ref| <= rtol * max|ref| + atol, elementwise over the output."""

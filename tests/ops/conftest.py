@@ -1,0 +1,28 @@
+"""Fixtures shared by the op tests: the cpu backend's kernel paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from mbrl_fast import backends
+
+CPU_PATHS = ("avx512", "avx2", "portable")
+
+
+def cpu_path_missing(path: str) -> str:
+    """Why kernel path ``path`` cannot run here ('' when it can)."""
+    if not backends.is_available("cpu"):
+        return "mbrl_fast._C not built"
+    missing = backends._cpu_missing(path)
+    return f"this CPU lacks {missing}" if missing else ""
+
+
+@pytest.fixture(params=CPU_PATHS)
+def kernels(request, monkeypatch):
+    """Run a test on every kernel path of the cpu backend this CPU runs
+    (``MBRL_FAST_CPU_KERNELS``), skipping the others with the missing features."""
+    why = cpu_path_missing(request.param)
+    if why:
+        pytest.skip(f"{request.param} kernels: {why}")
+    monkeypatch.setenv(backends.CPU_KERNELS_ENV_VAR, request.param)
+    return request.param
