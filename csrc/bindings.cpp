@@ -8,6 +8,7 @@
 
 #include "cpu/elite_update.h"
 #include "cpu/ensemble_mlp.h"
+#include "cpu/mlp_tile.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
 #include "cpu_features.h"
@@ -31,6 +32,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_has_avx2", &mbrl_fast::cpu_has_avx2);
   m.def("cpu_has_avx512", &mbrl_fast::cpu_has_avx512);
   m.def("cpu_has_avx512_bf16", &mbrl_fast::cpu_has_avx512_bf16);
+  m.def("set_portable_baseline_only", [](bool on) { mbrl_fast::cpu::g_portable_baseline_only = on; },
+        "Test / measurement hook: the portable path runs its x86-64 baseline build even where "
+        "the CPU has AVX (the default uses the AVX build there).");
   m.def("cpu_isa_missing", [](int isa) {  // "" or e.g. "AVX512F, AVX512BW"
     if (isa < 0 || isa > static_cast<int>(CpuIsa::kAvx512))
       throw std::invalid_argument("unknown CPU kernel path id " + std::to_string(isa));

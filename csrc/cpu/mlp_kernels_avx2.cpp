@@ -6,8 +6,9 @@
 // Each layer is Y[rows, out] = act(A[rows, in] @ W[in, out] + b) with W read in place.
 // Microkernel (R rows x C vectors of 8 outputs): per k, load C weight vectors and
 // broadcast one activation per row, R * C FMAs. With 16 ymm registers the shape is
-// 6 x 2 (12 accumulators + 2 weight vectors + 1 broadcast, BLIS's Haswell shape) and
-// 12 x 1 for a lone last vector. The epilogue runs on the accumulators: bias is their
+// 4 x 3 (12 accumulators + 3 weight vectors + 1 broadcast: 7 loads per 12 FMAs; 6 x 2,
+// BLIS's Haswell shape, needs 8 and measured the same or slower), with 6 x 2 / 12 x 1
+// (or 4-row blocks in short tiles) for the last vectors. The epilogue runs on the accumulators: bias is their
 // start value, then the activation (and bf16 rounding) for hidden layers; the last
 // layer applies the Gaussian head to its log-variance lanes and stores straight into
 // the caller's output.
@@ -89,38 +90,52 @@ inline void microkernel(const float* A, int64_t lda, const float* W, int64_t ldw
 }
 
 // One column block over every row of the tile: its weight panel (K x 8C floats,
-// 12.8 KB at K = 200, C = 2) stays in L1 while 96 / R microkernels reuse it.
+// 19.2 KB at K = 200, C = 3) stays in L1 while rows_pad / R microkernels reuse it.
 template <int R, int C, bool Partial, class Store>
 void column_block(const float* A, int64_t lda, const float* W, int64_t ldw, int64_t K,
                   const float* bias, __m256i tail, int64_t rows_pad, int64_t col0, const Store& store) {
-  static_assert(kRowQuantum % R == 0, "microkernel height must divide the row quantum");
   for (int64_t r = 0; r < rows_pad; r += R)
     microkernel<R, C, Partial>(A + r * lda, lda, W, ldw, K, bias, tail, r, col0, store);
 }
 
-// One layer over rows [0, rows_pad): column blocks of 2 vectors (6 x 2), a lone last
-// vector 12 x 1 (out = 200 is 25 vectors = 12 blocks of 2 + 1).
+// Column blocks of C vectors, R x C microkernels: 4 x 3 for the bulk; the last 1 or 2
+// vectors as 12 x 1 / 6 x 2 when the rows allow (rows_pad % 12 == 0), else 4 x 1 / 4 x 2.
+template <int C, bool Partial, class Store>
+void column_block_for(bool tall, const float* A, int64_t lda, const float* W, int64_t ldw, int64_t K,
+                      const float* bias, __m256i tail, int64_t rows_pad, int64_t col0, const Store& store) {
+  constexpr int kTall = C == 1 ? 12 : (C == 2 ? 6 : 4);
+  if (tall) column_block<kTall, C, Partial>(A, lda, W, ldw, K, bias, tail, rows_pad, col0, store);
+  else column_block<4, C, Partial>(A, lda, W, ldw, K, bias, tail, rows_pad, col0, store);
+}
+
+// One layer over rows [0, rows_pad) (a multiple of 4): out = 200 is 25 vectors = 8
+// blocks of 3 + 1. panel: scratch for a packed weight panel (pack_panels).
 template <class Store>
 void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
-                 const float* bias, int64_t rows_pad, const Store& store) {
+                 const float* bias, int64_t rows_pad, const Store& store, float* panel) {
   const int64_t nv = (out + 7) / 8;
-  const bool partial = out % 8 != 0;
+  const bool partial = out % 8 != 0, tall = rows_pad % 12 == 0, pack = pack_panels(out);
   const __m256i tail = lane_mask(out - 8 * (nv - 1));
   for (int64_t v0 = 0; v0 < nv;) {
     const int C = nv - v0 >= 3 ? 3 : static_cast<int>(nv - v0);
     const bool p = partial && v0 + C == nv;
     const float* Wc = W + 8 * v0;
     const float* bc = bias + 8 * v0;
+    int64_t ldw = out;
+    if (pack) {  // out % 64 == 0: whole vectors only
+      for (int64_t k = 0; k < K; ++k) std::copy_n(Wc + k * out, 8 * C, panel + k * 8 * C);
+      Wc = panel, ldw = 8 * C;
+    }
     const int64_t col0 = 8 * v0;
     if (C == 3) {
-      if (p) column_block<4, 3, true>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
-      else column_block<4, 3, false>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
+      if (p) column_block_for<3, true>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
+      else column_block_for<3, false>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
     } else if (C == 2) {
-      if (p) column_block<6, 2, true>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
-      else column_block<6, 2, false>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
+      if (p) column_block_for<2, true>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
+      else column_block_for<2, false>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
     } else {
-      if (p) column_block<12, 1, true>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
-      else column_block<12, 1, false>(A, lda, Wc, out, K, bc, tail, rows_pad, col0, store);
+      if (p) column_block_for<1, true>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
+      else column_block_for<1, false>(tall, A, lda, Wc, ldw, K, bc, tail, rows_pad, col0, store);
     }
     v0 += C;
   }
@@ -128,16 +143,17 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
 
 // A hidden layer with its activation as a compile-time constant.
 void hidden_layer(int act, const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
-                  const float* bias, int64_t rows_pad, float* y, int64_t ld, float slope, bool round) {
+                  const float* bias, int64_t rows_pad, float* y, int64_t ld, float slope, bool round,
+                  float* panel) {
   switch (act) {
-    case kSilu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kSilu>{y, ld, slope, round});
-    case kRelu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kRelu>{y, ld, slope, round});
-    case kTanh: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kTanh>{y, ld, slope, round});
-    case kElu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kElu>{y, ld, slope, round});
+    case kSilu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kSilu>{y, ld, slope, round}, panel);
+    case kRelu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kRelu>{y, ld, slope, round}, panel);
+    case kTanh: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kTanh>{y, ld, slope, round}, panel);
+    case kElu: return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kElu>{y, ld, slope, round}, panel);
     case kLeakyRelu:
-      return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kLeakyRelu>{y, ld, slope, round});
+      return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kLeakyRelu>{y, ld, slope, round}, panel);
     default:
-      return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kIdentity>{y, ld, slope, round});
+      return dense_layer(A, lda, W, K, out, bias, rows_pad, StoreHidden<kIdentity>{y, ld, slope, round}, panel);
   }
 }
 
@@ -146,7 +162,7 @@ void hidden_layer(int act, const float* A, int64_t lda, const float* W, int64_t 
 void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* in,
                        int64_t ld_in, float* out, int head, TileWorkspace& ws) {
   const int L = v.num_layers;
-  const int64_t d0 = v.sizes[0], rows_pad = (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
+  const int64_t d0 = v.sizes[0], rows_pad = padded_rows(rows);
   const bool round = v.bf16_inputs;
   float* cur = ws.f0.data();
   float* nxt = ws.f1.data();
@@ -171,7 +187,7 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
     const int64_t d_in = v.sizes[l], d_out = v.sizes[l + 1];
     const float* W = static_cast<const float*>(v.weights[l]) + e * d_in * d_out;
     hidden_layer(v.activation, cur, lda, W, d_in, d_out, v.biases[l] + e * d_out, rows_pad, nxt,
-                 round8(d_out), v.leaky_slope, round);
+                 round8(d_out), v.leaky_slope, round, ws.panel.data());
     std::swap(cur, nxt);
     lda = round8(d_out);
   }
@@ -180,7 +196,7 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
   const bool gauss = head != kHeadRaw && v.gaussian();
   const StoreOutput store{out, rows, dl, dl / 2, gauss ? head : int{kHeadRaw},
                           ws.head_max.data(), ws.head_min.data(), ws.head_sel.data()};
-  dense_layer(cur, lda, W, d_in, dl, v.biases[L - 1] + e * dl, rows_pad, store);
+  dense_layer(cur, lda, W, d_in, dl, v.biases[L - 1] + e * dl, rows_pad, store, ws.panel.data());
 }
 
 }  // namespace mbrl_fast::cpu

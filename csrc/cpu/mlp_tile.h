@@ -5,6 +5,7 @@
 // (standard C++ the compiler vectorizes), chosen at run time by select_tile_forward.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -17,9 +18,19 @@ namespace mbrl_fast::cpu {
 // Rows per tile: a tile's activations (96 x 200 fp32 = 75 KB per buffer) stay in L2
 // next to one member's weights (528 KB fp32 for 24-200x4-36) on a 1 MB-L2 core.
 constexpr int64_t kTileRows = 96;
-// Tiles are computed in multiples of 24 rows (lcm of the microkernel heights 4, 6,
-// 8, 12); rows past `rows` are scratch and never read back.
-constexpr int64_t kRowQuantum = 24;
+// Tiles are computed in multiples of 4 rows (the shortest microkernel); rows past `rows`
+// are scratch and never read back. The taller microkernels (6, 8, 12 rows) run where
+// the padded row count is a multiple of their height: full tiles (96) and most tails.
+// Padding a 1-row call to 24 rows made a batch-1 forward 24x the work.
+constexpr int64_t kRowQuantum = 4;
+
+inline int64_t padded_rows(int64_t rows) { return (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum; }
+
+// Weight panels are copied contiguous before use when the weight rows are a multiple of
+// 256 bytes apart (out % 64 == 0, the common power-of-two widths): read in place, the K
+// rows of a panel then fall in a few L1 / L2 sets and evict each other (a 1024-wide
+// layer ran 6x slower than torch at batch 64, 2026-11-24).
+inline bool pack_panels(int64_t out) { return out % 64 == 0; }
 
 // What the tile writes for the last layer's output y = [y_a, y_b] (Gaussian head only).
 enum HeadMode : int {
@@ -38,6 +49,8 @@ struct TileWorkspace {
     f1.assign(kTileRows * width, 0.f);
     h0.assign(kTileRows * width, 0);
     h1.assign(kTileRows * width, 0);
+    for (int l = 0; l < v.num_layers; ++l)
+      if (pack_panels(v.sizes[l + 1])) panel.resize(width * 96);  // K x (up to 96 outputs)
     if (!v.gaussian()) return;
     // The Gaussian head's bounds at the output columns they apply to, for epilogues that
     // apply the head to whole vectors of outputs: column j >= d_L / 2 is a log-variance
@@ -55,6 +68,7 @@ struct TileWorkspace {
   int64_t width;               // max layer width, padded to 32
   std::vector<float> f0, f1;   // [kTileRows, width] fp32 activations
   std::vector<uint16_t> h0, h1;  // [kTileRows, width] bf16 layer inputs (bf16 weights)
+  std::vector<float> panel;      // a packed weight panel (pack_panels), or empty
   std::vector<float> head_max, head_min;  // [d_L padded to 16] (Gaussian head only)
   std::vector<int32_t> head_sel;          // [d_L padded to 16] -1: a log-variance column
 };
@@ -65,6 +79,9 @@ using TileForwardFn = void (*)(const MLPView& v, int64_t e, int64_t rows, const 
 
 void forward_tile_portable(const MLPView& v, int64_t e, int64_t rows, const float* in,
                            int64_t ld_in, float* out, int head, TileWorkspace& ws);
+// Test / measurement hook (_C.set_portable_baseline_only): the portable path runs its
+// x86-64 baseline build even where the CPU has AVX.
+extern std::atomic<bool> g_portable_baseline_only;
 #if defined(MBRL_FAST_X86)
 void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float* in,
                          int64_t ld_in, float* out, int head, TileWorkspace& ws);

@@ -6,14 +6,16 @@ import pytest
 
 from mbrl_fast import backends
 
-CPU_PATHS = ("avx512", "avx2", "portable")
+# The kernel paths of the cpu backend, plus "portable-baseline": the portable path's
+# x86-64 baseline (SSE2) build, which the portable path runs on x86 CPUs without AVX.
+CPU_PATHS = ("avx512", "avx2", "portable", "portable-baseline")
 
 
 def cpu_path_missing(path: str) -> str:
     """Why kernel path ``path`` cannot run here ('' when it can)."""
     if not backends.is_available("cpu"):
         return "mbrl_fast._C not built"
-    missing = backends._cpu_missing(path)
+    missing = backends._cpu_missing(path.removesuffix("-baseline"))
     return f"this CPU lacks {missing}" if missing else ""
 
 
@@ -24,5 +26,11 @@ def kernels(request, monkeypatch):
     why = cpu_path_missing(request.param)
     if why:
         pytest.skip(f"{request.param} kernels: {why}")
-    monkeypatch.setenv(backends.CPU_KERNELS_ENV_VAR, request.param)
-    return request.param
+    path = request.param.removesuffix("-baseline")
+    monkeypatch.setenv(backends.CPU_KERNELS_ENV_VAR, path)
+    baseline = request.param.endswith("-baseline")
+    if baseline:
+        backends.cpu_module().set_portable_baseline_only(True)
+    yield request.param
+    if baseline:
+        backends.cpu_module().set_portable_baseline_only(False)
