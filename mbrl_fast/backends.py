@@ -207,11 +207,53 @@ def is_available(name: str) -> bool:
     return status(name)[0]
 
 
-def select(backend: str, device: torch.device, supported: Sequence[str], op: str) -> str:
+# ---- auto on CPU tensors: the compiled kernels unless the reference is measured faster ----
+#
+# bench/cpu_auto_rule.py times every op at sizes from one row to a planning step, compiled
+# (each kernel path) against the reference. Measured 2026-12-02, AMD EPYC (Zen 5, AVX-512 +
+# AVX512-BF16), torch 2.13.0 (MKL sgemm), 1 thread, CPU time (results in
+# bench/results/cpu_auto_rule_1thread.json):
+#   propagate, elite_update ops, noise: compiled faster on every path at every size, 1.35x
+#     (colored noise, N16 P500 H30 A6, avx2) to 70x (noise, 160 values); the reference
+#     runs every member on every row and a Python loop over steps.
+#   ensemble_mlp: avx512 1.14-3.6x faster at every size; avx2 1.06-2.0x, except batch 1
+#     through 512-1024-1024-512 layers (0.52x: one row is padded to a 4-row block, and
+#     torch runs a matrix-vector product); portable (the generic C++, here its AVX build)
+#     0.66-0.85x from 6 MMAC on (MKL's sgemm beats auto-vectorized code), 1.05-1.8x below
+#     0.15 MMAC (the reference's per-layer launches dominate).
+# Threads are not in a 1-thread measurement: the kernels split work over (member, 96-row
+# tile) tasks, torch's matmul over every thread, so with fewer tasks than threads the
+# reference gets the threads the kernel leaves idle.
+_PORTABLE_MLP_MAX_MACS = 150_000  # portable ensemble_mlp: compiled only below this
+_BATCH1_MLP_MAX_MACS_PER_ROW = 500_000  # batch < 4 rows: compiled only below this per row
+_FEW_TASKS_MLP_MAX_MACS = 2_000_000  # fewer tasks than threads: compiled only below this
+
+
+def cpu_beats_reference(op: str, size: dict | None = None) -> bool:
+    """Whether auto runs the compiled cpu kernels for this call (else the reference): the
+    measured rule above. ``size`` for ensemble_mlp: ``{"members": E, "batch": B,
+    "sizes": (d_0, ..., d_L)}``; the other ops need none (compiled always wins)."""
+    if op != "ensemble_mlp" or size is None:
+        return True
+    e, b, sizes = size["members"], size["batch"], size["sizes"]
+    per_row = sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+    macs = e * b * per_row
+    if cpu_kernels().isa == "portable" and macs >= _PORTABLE_MLP_MAX_MACS:
+        return False
+    if b < 4 and per_row >= _BATCH1_MLP_MAX_MACS_PER_ROW:
+        return False
+    tasks = e * -(-b // 96)
+    return tasks >= torch.get_num_threads() or macs < _FEW_TASKS_MLP_MAX_MACS
+
+
+def select(backend: str, device: torch.device, supported: Sequence[str], op: str,
+           size: dict | None = None) -> str:
     """The backend an op call runs on.
 
     ``supported``: the backends that can run this particular call (the op knows,
     e.g. a feature the compiled kernel lacks). ``reference`` is always implied.
+    ``size``: what :func:`cpu_beats_reference` needs to choose for this op (auto on CPU
+    tensors runs the reference where it is measured faster).
     """
     if backend not in BACKENDS + ("auto",):
         raise ValueError(f"backend must be one of {BACKENDS + ('auto',)}, got {backend!r}")
@@ -233,6 +275,8 @@ def select(backend: str, device: torch.device, supported: Sequence[str], op: str
         if name in supported and _device_ok(name, device) and is_available(name):
             if name == "triton" and device.type == "cpu":
                 continue  # the interpreter is for tests, never an automatic choice
+            if name == "cpu" and not cpu_beats_reference(op, size):
+                continue
             return name
     return "reference"
 

@@ -42,3 +42,12 @@ def cpu_backends() -> list[str]:
     if backends.triton_interpret() and backends.is_available("triton"):
         names.append("triton")
     return names
+
+
+def cpu_path_missing(path: str) -> str:
+    """Why the cpu backend's kernel path ``path`` ("avx512", "avx2", "portable", or
+    "portable-baseline": its x86-64 baseline build) cannot run here ('' when it can)."""
+    if not backends.is_available("cpu"):
+        return "mbrl_fast._C not built"
+    missing = backends._cpu_missing(path.removesuffix("-baseline"))
+    return f"this CPU lacks {missing}" if missing else ""

@@ -77,7 +77,8 @@ void ensemble_mlp_forward(const MLPView& v, const float* x, int64_t batch, float
   const int64_t tasks = v.num_members * tiles;
   const bool split = v.gaussian();
   const int head = split ? kHeadLogvar : kHeadRaw;
-#pragma omp parallel
+  const int threads = team_size(tasks, v.macs_per_row() * static_cast<double>(v.num_members * batch));
+#pragma omp parallel num_threads(threads)
   {
     TileWorkspace ws(v);
     std::vector<float> y(kTileRows * dl);

@@ -31,6 +31,11 @@ struct MLPView {
 
   int64_t in_features() const { return sizes[0]; }
   int64_t out_features() const { return sizes[num_layers]; }
+  double macs_per_row() const {  // multiply-adds of one row through one member
+    double m = 0;
+    for (int l = 0; l < num_layers; ++l) m += static_cast<double>(sizes[l]) * static_cast<double>(sizes[l + 1]);
+    return m;
+  }
   bool gaussian() const { return max_logvar != nullptr; }
 };
 

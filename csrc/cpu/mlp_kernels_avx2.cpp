@@ -114,7 +114,7 @@ template <class Store>
 void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
                  const float* bias, int64_t rows_pad, const Store& store, float* panel) {
   const int64_t nv = (out + 7) / 8;
-  const bool partial = out % 8 != 0, tall = rows_pad % 12 == 0, pack = pack_panels(out);
+  const bool partial = out % 8 != 0, tall = rows_pad % 12 == 0, pack = pack_panels(out, rows_pad);
   const __m256i tail = lane_mask(out - 8 * (nv - 1));
   for (int64_t v0 = 0; v0 < nv;) {
     const int C = nv - v0 >= 3 ? 3 : static_cast<int>(nv - v0);

@@ -121,7 +121,7 @@ void dense_layer(const typename Ops::Unit* A, int64_t lda, const typename Ops::U
                  int64_t out, const float* bias, int64_t rows_pad, const Store& store, void* panel) {
   const int64_t nv = (out + 15) / 16;
   const __mmask16 tail = lanes(out - 16 * (nv - 1));
-  const bool tall = rows_pad % 24 == 0, pack = pack_panels(out);
+  const bool tall = rows_pad % 24 == 0, pack = pack_panels(out, rows_pad);
   for (int64_t v0 = 0; v0 < nv;) {
     const int64_t left = nv - v0;
     const int C = left == 5 ? 5 : (left >= 4 ? 4 : static_cast<int>(left));

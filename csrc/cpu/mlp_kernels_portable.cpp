@@ -65,7 +65,7 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
     float bpad[kV] = {};
     // A contiguous copy of the weight panel: for the last, partial block (zero-padded), and
     // where rows 256 B apart would evict each other (pack_panels).
-    if (nc < kV || pack_panels(out)) {
+    if (nc < kV || pack_panels(out, rows_pad)) {
       panel.assign(K * kV, 0.f);
       for (int64_t k = 0; k < K; ++k) std::copy_n(W + k * out + c0, nc, panel.data() + k * kV);
       std::copy_n(bias + c0, nc, bpad);

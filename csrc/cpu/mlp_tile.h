@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include <omp.h>
+
 #include "cpu/ensemble_mlp.h"
 
 namespace mbrl_fast::cpu {
@@ -27,10 +29,21 @@ constexpr int64_t kRowQuantum = 4;
 inline int64_t padded_rows(int64_t rows) { return (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum; }
 
 // Weight panels are copied contiguous before use when the weight rows are a multiple of
-// 256 bytes apart (out % 64 == 0, the common power-of-two widths): read in place, the K
-// rows of a panel then fall in a few L1 / L2 sets and evict each other (a 1024-wide
-// layer ran 6x slower than torch at batch 64, 2026-11-24).
-inline bool pack_panels(int64_t out) { return out % 64 == 0; }
+// 256 bytes apart (out % 64 == 0, the common power-of-two widths) and the tile has rows
+// enough to pay for the copy: read in place, the K rows of a panel then fall in a few
+// L1 / L2 sets and evict each other (a 1024-wide layer ran 6x slower than torch at
+// batch 64, 2026-11-24).
+inline bool pack_panels(int64_t out, int64_t rows_pad) { return out % 64 == 0 && rows_pad >= 32; }
+
+// Threads for `tasks` independent units of work of `macs` multiply-adds in all: one below
+// kParallelMinMacs (~20 us of work: forking a team costs more than it saves, and on a
+// loaded machine a descheduled team member stalls the join for a whole time slice),
+// else up to one per task.
+constexpr double kParallelMinMacs = 2e6;
+inline int team_size(int64_t tasks, double macs) {
+  if (macs < kParallelMinMacs || tasks < 2) return 1;
+  return static_cast<int>(std::min<int64_t>(tasks, omp_get_max_threads()));
+}
 
 // What the tile writes for the last layer's output y = [y_a, y_b] (Gaussian head only).
 enum HeadMode : int {
@@ -50,7 +63,7 @@ struct TileWorkspace {
     h0.assign(kTileRows * width, 0);
     h1.assign(kTileRows * width, 0);
     for (int l = 0; l < v.num_layers; ++l)
-      if (pack_panels(v.sizes[l + 1])) panel.resize(width * 96);  // K x (up to 96 outputs)
+      if (pack_panels(v.sizes[l + 1], kTileRows)) panel.resize(width * 96);  // K x (up to 96 outputs)
     if (!v.gaussian()) return;
     // The Gaussian head's bounds at the output columns they apply to, for epilogues that
     // apply the head to whole vectors of outputs: column j >= d_L / 2 is a log-variance

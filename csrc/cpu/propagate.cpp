@@ -61,6 +61,9 @@ class Rollout {
   }
 
  private:
+  // Multiply-adds of the rollout through one member per row and step.
+  double macs() const { return v_.macs_per_row() * static_cast<double>(rows_ * a_.h); }
+
   // Current state of row r at step t: [D].
   float* state(int64_t r, int64_t t) {
     return a_.states ? a_.states + (r * (a_.h + 1) + t) * a_.d : cur_.data() + r * a_.d;
@@ -102,7 +105,8 @@ class Rollout {
     } else {
       group_by_member(0, g);
     }
-#pragma omp parallel
+    const int64_t members = a_.mode == kExpectation ? a_.num_members : 1;
+#pragma omp parallel num_threads(team_size(static_cast<int64_t>(g.tasks.size()), macs() * members))
     {
       Scratch s(v_, a_, din_, dl_);
 #pragma omp for schedule(dynamic, 1)
@@ -117,7 +121,9 @@ class Rollout {
   // step, ts1 ran at 31 GFLOP per CPU-second on 2 threads vs 80 on 1; now 61
   // (P = 100, K = 20, H = 10, headline model, loaded 2-core machine, 2026-11-23).
   void run_ts1() {
-#pragma omp parallel
+    // Tasks per step: about one per member and tile.
+    const int64_t tasks = (rows_ + kTileRows - 1) / kTileRows + v_.num_members - 1;
+#pragma omp parallel num_threads(team_size(tasks, macs()))
     {
       Scratch s(v_, a_, din_, dl_);
       Grouping g;

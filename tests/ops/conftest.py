@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from helpers import cpu_path_missing
 
 from mbrl_fast import backends
 
 # The kernel paths of the cpu backend, plus "portable-baseline": the portable path's
 # x86-64 baseline (SSE2) build, which the portable path runs on x86 CPUs without AVX.
 CPU_PATHS = ("avx512", "avx2", "portable", "portable-baseline")
-
-
-def cpu_path_missing(path: str) -> str:
-    """Why kernel path ``path`` cannot run here ('' when it can)."""
-    if not backends.is_available("cpu"):
-        return "mbrl_fast._C not built"
-    missing = backends._cpu_missing(path.removesuffix("-baseline"))
-    return f"this CPU lacks {missing}" if missing else ""
 
 
 @pytest.fixture(params=CPU_PATHS)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import cpu_path_missing
-from helpers import TOL, random_mlp_params
+from helpers import TOL, cpu_path_missing, random_mlp_params
 
 from mbrl_fast import backends
 from mbrl_fast.ops import _cpu, noise
@@ -156,3 +155,39 @@ def test_bf16_math_is_the_same_on_every_path(monkeypatch):
         monkeypatch.setenv(ENV, path)
         for g, r in zip(ensemble_mlp(x, params, backend="cpu"), ref, strict=True):
             torch.testing.assert_close(g, r, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("path,members,batch,sizes,threads,compiled", [
+    ("avx2", 5, 1000, (24, 200, 200, 200, 200, 36), 2, True),  # a planning batch
+    ("avx2", 1, 1, (4, 8, 4), 2, True),  # tiny: the reference's launches cost more
+    ("avx2", 1, 2, (512, 1024, 1024, 512), 1, False),  # batch < 4 through wide layers
+    ("avx2", 1, 64, (512, 1024, 512), 2, False),  # one task: the kernel would use 1 thread
+    ("avx2", 1, 64, (512, 1024, 512), 1, True),
+    ("avx2", 2, 64, (512, 1024, 512), 2, True),
+    ("portable", 1, 1, (4, 8, 4), 2, True),
+    ("portable", 5, 1000, (24, 200, 200, 200, 200, 36), 2, False),  # MKL beats generic code
+])
+def test_auto_rule_for_ensemble_mlp(monkeypatch, path, members, batch, sizes, threads, compiled):
+    monkeypatch.setenv(ENV, path)
+    monkeypatch.setattr(backends, "_cpu_missing", lambda isa: "")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    size = {"members": members, "batch": batch, "sizes": sizes}
+    assert backends.cpu_beats_reference("ensemble_mlp", size) == compiled
+    expect = "cpu" if compiled else "reference"
+    assert backends.select("auto", torch.device("cpu"), ("cpu",), "ensemble_mlp", size) == expect
+    assert backends.select("cpu", torch.device("cpu"), ("cpu",), "ensemble_mlp", size) == "cpu"
+    assert backends.cpu_beats_reference("propagate")  # measured faster at every size
+
+
+def test_auto_rule_reaches_ensemble_mlp(monkeypatch):
+    """ensemble_mlp passes its sizes to the rule: a portable-path call past the threshold
+    runs the reference (same results either way)."""
+    monkeypatch.setenv(ENV, "portable")
+    seen = []
+    real = backends.cpu_beats_reference
+    monkeypatch.setattr(backends, "cpu_beats_reference",
+                        lambda op, size=None: seen.append((op, size)) or real(op, size))
+    params = random_mlp_params(E=2, sizes=(5, 300, 300, 6), gaussian=False)
+    ensemble_mlp(torch.randn(2, 300, 5), params)
+    assert seen == [("ensemble_mlp", {"members": 2, "batch": 300, "sizes": (5, 300, 300, 6)})]
+    assert not real(*seen[0])
