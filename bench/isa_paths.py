@@ -12,6 +12,11 @@ Reported per population: seconds per act (median), GFLOP/s of the useful matmul 
 (mbrl_fast.benchmarks.configs.matmul_gflop_per_act), its share of the sgemm rate measured in
 the same run, and mbrl-lib's time over ours.
 
+On a shared machine, ``--threads 1 --clock cpu`` (with OMP_NUM_THREADS=1) times process
+CPU seconds: other jobs then slow nothing but the caches. Wall time with several threads
+on an oversubscribed machine penalizes libraries that synchronize threads per op (each
+OpenMP join waits for a descheduled thread).
+
 To emulate an AVX2-only machine on an AVX-512 one, restrict torch too (before it loads):
 
     MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2 \\
@@ -67,7 +72,8 @@ def mbrl_lib_fn(cfg, params, population: int):
     return lambda: agent.act(obs)
 
 
-def round_robin(fns: dict, repeats: int, warmup: int, log) -> dict[str, list[float]]:
+def round_robin(fns: dict, repeats: int, warmup: int, log, clock=time.perf_counter
+                ) -> dict[str, list[float]]:
     for name, fn in fns.items():
         for _ in range(warmup):
             fn()
@@ -75,9 +81,9 @@ def round_robin(fns: dict, repeats: int, warmup: int, log) -> dict[str, list[flo
     times = {name: [] for name in fns}
     for rep in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
         log(f"    repeat {rep + 1}/{repeats}: " + ", ".join(
             f"{n} {t[-1]:.3f} s" for n, t in times.items()))
     return times
@@ -93,9 +99,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--sgemm-n", type=int, default=4096)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: seconds per act; cpu: process CPU seconds (with --threads 1, "
+                    "robust to other jobs on a shared machine)")
+    ap.add_argument("--threads", type=int, help="torch and OpenMP threads (default: torch's)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     log = print
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     cfg = configs.get_config("pets-halfcheetah")
     params = configs.make_params(cfg)
@@ -104,6 +117,7 @@ def main(argv=None) -> dict:
         "machine": harness.machine_info(),
         "torch_isa": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
+        "clock": args.clock,
         "env": {k: os.environ.get(k) for k in ("MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY",
                                               "OMP_NUM_THREADS")},
         "cpu_backend": backends.available()["cpu"][1],
@@ -124,7 +138,7 @@ def main(argv=None) -> dict:
                 fns[f"{path}_bf16"] = planner_fn(cfg, configs.to_bf16(params), pop, path)
         if not args.no_mbrl_lib and mbrl_lib_baseline.unavailable_reason() is None:
             fns["mbrl_lib"] = mbrl_lib_fn(cfg, params, pop)
-        times = round_robin(fns, args.repeats, args.warmup, log)
+        times = round_robin(fns, args.repeats, args.warmup, log, clock)
         med = {n: statistics.median(t) for n, t in times.items()}
         sgemm = sg_flop / med["sgemm"] / 1e9
         rows = {"sgemm": {"gflops": sgemm, "times_s": times["sgemm"]}}

@@ -62,8 +62,8 @@ struct TileWorkspace {
     f1.assign(kTileRows * width, 0.f);
     h0.assign(kTileRows * width, 0);
     h1.assign(kTileRows * width, 0);
-    for (int l = 0; l < v.num_layers; ++l)
-      if (pack_panels(v.sizes[l + 1], kTileRows)) panel.resize(width * 96);  // K x (up to 96 outputs)
+    // A packed weight panel: K x up to 96 outputs (pack_panels, or a partial last block).
+    panel.resize(width * 96);
     if (!v.gaussian()) return;
     // The Gaussian head's bounds at the output columns they apply to, for epilogues that
     // apply the head to whole vectors of outputs: column j >= d_L / 2 is a log-variance
