@@ -5,7 +5,8 @@ change of load on a shared machine slows every entry alike and the ratios stay f
 
   sgemm      torch.mm 4096^3 fp32 (the machine's matmul rate as torch runs it)
   <path>     mbrl_fast.planning.CEMPlanner, fp32 (and ``--bf16``: bf16-packed weights), with
-             MBRL_FAST_CPU_KERNELS=<path> set before every call (avx512, avx2, portable)
+             MBRL_FAST_CPU_KERNELS=<path> set before every call (avx512, avx2, portable;
+             portable-baseline: portable's SSE2 build, _C.set_portable_baseline_only)
   mbrl_lib   mbrl-lib 0.2.0's TrajectoryOptimizerAgent + CEMOptimizer on the same weights
 
 Reported per population: seconds per act (median), GFLOP/s of the useful matmul work
@@ -56,12 +57,16 @@ def planner_fn(cfg, params, population: int, path: str):
                          seed=cfg.seed, backend="cpu")
     obs = configs.start_states(cfg)[0]
 
+    baseline = path == "portable-baseline"
+
     def act():
-        os.environ[backends.CPU_KERNELS_ENV_VAR] = path
+        os.environ[backends.CPU_KERNELS_ENV_VAR] = path.removesuffix("-baseline")
+        backends.cpu_module().set_portable_baseline_only(baseline)
         try:
             return planner.plan(obs)
         finally:
             os.environ.pop(backends.CPU_KERNELS_ENV_VAR, None)
+            backends.cpu_module().set_portable_baseline_only(False)
 
     return act
 
@@ -93,7 +98,10 @@ def main(argv=None) -> dict:
     runnable = [p for p in ("avx512", "avx2", "portable") if not backends._cpu_missing(p)]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--populations", type=int, nargs="+", default=[500, 100])
-    ap.add_argument("--paths", nargs="*", default=runnable, choices=("avx512", "avx2", "portable"))
+    ap.add_argument("--paths", nargs="*", default=runnable,
+                    choices=("avx512", "avx2", "portable", "portable-baseline"),
+                    help="kernel paths (portable-baseline: the portable path's x86-64 baseline "
+                    "build, which x86 CPUs without AVX run)")
     ap.add_argument("--bf16", action="store_true", help="also time bf16-packed weights per path")
     ap.add_argument("--no-mbrl-lib", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)

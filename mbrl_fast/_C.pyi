@@ -21,8 +21,7 @@ def philox_uniform(out: int, n: int, seed: int, offset: int) -> None: ...
 def philox_normal(out: int, n: int, seed: int, offset: int, isa: int) -> None: ...
 
 # ---- ensemble_mlp: x [E, B, d_0] -> out [E, B, d_L] (or mean / logvar [E, B, d_L / 2])
-# precision: 0 fp32 weights, 1 bf16-packed (isa 2 on a CPU with AVX512-BF16 only), 2 fp32
-# weights unpacked from bf16 (each layer's input rounded to bf16: the bf16 math).
+# precision: 0 fp32 weights, 1 bf16-packed (isa 2 on a CPU with AVX512-BF16 only).
 def ensemble_mlp(
     sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
     activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,

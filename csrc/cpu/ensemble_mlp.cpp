@@ -42,10 +42,9 @@ MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintp
     v.weights[l] = reinterpret_cast<const void*>(weights[l]);
     v.biases[l] = reinterpret_cast<const float*>(biases[l]);
   }
-  if (precision < kPrecisionFp32 || precision > kPrecisionFp32BF16Inputs)
+  if (precision != kPrecisionFp32 && precision != kPrecisionBf16)
     throw std::invalid_argument("ensemble_mlp: unknown precision id " + std::to_string(precision));
   v.bf16 = precision == kPrecisionBf16;
-  v.bf16_inputs = precision == kPrecisionFp32BF16Inputs;
   v.activation = activation;
   v.leaky_slope = leaky_slope;
   v.in_mean = reinterpret_cast<const float*>(in_mean);

@@ -18,10 +18,7 @@ struct MLPView {
   int64_t sizes[kMaxLayers + 1] = {};  // d_0 .. d_L
   const void* weights[kMaxLayers] = {};   // fp32 [E, d_l, d_{l+1}] or bf16 [E, ceil(d_l/2), d_{l+1}, 2]
   const float* biases[kMaxLayers] = {};   // [E, d_{l+1}]
-  bool bf16 = false;
-  // fp32 weights standing in for bf16 ones (unpacked by the launcher on CPUs without
-  // AVX512-BF16): round each layer's input to bf16, as the bf16 math does.
-  bool bf16_inputs = false;
+  bool bf16 = false;  // bf16-packed weights (kAvx512 with AVX512-BF16 only)
   int activation = kSilu;
   float leaky_slope = 0.01f;
   const float* in_mean = nullptr;     // [d_0] or null
@@ -43,7 +40,7 @@ struct MLPView {
 void check_view(const MLPView& view);
 
 // Weight precision ids of the launcher (mbrl_fast/ops/_cpu.py).
-enum Precision : int { kPrecisionFp32 = 0, kPrecisionBf16 = 1, kPrecisionFp32BF16Inputs = 2 };
+enum Precision : int { kPrecisionFp32 = 0, kPrecisionBf16 = 1 };
 
 // A view from the launcher's arguments (mbrl_fast/ops/_cpu.py): addresses as
 // integers, 0 for an absent tensor; sizes = (d_0, ..., d_L).

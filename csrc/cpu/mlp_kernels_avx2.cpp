@@ -1,7 +1,6 @@
 // AVX2 + FMA tile forward (compiled with -mavx2 -mfma -mf16c; entered only after
-// checked_isa found those features). fp32 weights; bf16 weights reach this path
-// unpacked to fp32 by the launcher, with each layer's input rounded to bf16
-// (MLPView::bf16_inputs), so the math is the bf16 math.
+// checked_isa found those features). fp32 weights (bf16 weights reach this path
+// unpacked to fp32 by the launcher, mbrl_fast/ops/_cpu.py).
 //
 // Each layer is Y[rows, out] = act(A[rows, in] @ W[in, out] + b) with W read in place.
 // Microkernel (R rows x C vectors of 8 outputs): per k, load C weight vectors and
@@ -28,17 +27,15 @@ using namespace simd2;
 
 inline int64_t round8(int64_t n) { return (n + 7) / 8 * 8; }
 
-// Hidden layers: act(y) (rounded to bf16 for bf16 weights) into [rows, ld], ld a
-// multiple of 8: whole vectors are stored; the lanes past `out` hold act(0) = 0.
-template <int Act, bool Round>
+// Hidden layers: act(y) into [rows, ld], ld a multiple of 8: whole vectors are
+// stored; the lanes past `out` hold act(0) = 0.
+template <int Act>
 struct StoreHidden {
   float* y;
   int64_t ld;
   float slope;
   MBRL_SIMD_INLINE void operator()(int64_t r, int64_t col, __m256 v) const {
-    __m256 a = activate_ps(v, Act, slope);
-    if (Round) a = round_bf16_ps(a);
-    _mm256_storeu_ps(y + r * ld + col, a);
+    _mm256_storeu_ps(y + r * ld + col, activate_ps(v, Act, slope));
   }
 };
 
@@ -139,18 +136,17 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
   }
 }
 
-// A hidden layer with its activation (and bf16 rounding) as compile-time constants.
-template <bool Round>
+// A hidden layer with its activation as a compile-time constant.
 void hidden_layer(int act, const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
                   const float* bias, int64_t rows_pad, float* y, int64_t ld, float slope, float* panel) {
   auto run = [&](auto store) { dense_layer(A, lda, W, K, out, bias, rows_pad, store, panel); };
   switch (act) {
-    case kSilu: return run(StoreHidden<kSilu, Round>{y, ld, slope});
-    case kRelu: return run(StoreHidden<kRelu, Round>{y, ld, slope});
-    case kTanh: return run(StoreHidden<kTanh, Round>{y, ld, slope});
-    case kElu: return run(StoreHidden<kElu, Round>{y, ld, slope});
-    case kLeakyRelu: return run(StoreHidden<kLeakyRelu, Round>{y, ld, slope});
-    default: return run(StoreHidden<kIdentity, Round>{y, ld, slope});
+    case kSilu: return run(StoreHidden<kSilu>{y, ld, slope});
+    case kRelu: return run(StoreHidden<kRelu>{y, ld, slope});
+    case kTanh: return run(StoreHidden<kTanh>{y, ld, slope});
+    case kElu: return run(StoreHidden<kElu>{y, ld, slope});
+    case kLeakyRelu: return run(StoreHidden<kLeakyRelu>{y, ld, slope});
+    default: return run(StoreHidden<kIdentity>{y, ld, slope});
   }
 }
 
@@ -160,7 +156,6 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
                        int64_t ld_in, float* out, int head, TileWorkspace& ws) {
   const int L = v.num_layers;
   const int64_t d0 = v.sizes[0], rows_pad = padded_rows(rows);
-  const bool round = v.bf16_inputs;
   float* cur = ws.f0.data();
   float* nxt = ws.f1.data();
 
@@ -174,7 +169,6 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
         x = _mm256_div_ps(_mm256_sub_ps(x, _mm256_maskload_ps(v.in_mean + j, m)),
                           _mm256_blendv_ps(splat(1.f), _mm256_maskload_ps(v.in_std + j, m),
                                            _mm256_castsi256_ps(m)));
-      if (round) x = round_bf16_ps(x);
       _mm256_storeu_ps(cur + r * ld0 + j, x);
     }
   }
@@ -183,9 +177,8 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
   for (int l = 0; l + 1 < L; ++l) {
     const int64_t d_in = v.sizes[l], d_out = v.sizes[l + 1];
     const float* W = static_cast<const float*>(v.weights[l]) + e * d_in * d_out;
-    (round ? hidden_layer<true> : hidden_layer<false>)(v.activation, cur, lda, W, d_in, d_out,
-                                                       v.biases[l] + e * d_out, rows_pad, nxt,
-                                                       round8(d_out), v.leaky_slope, ws.panel.data());
+    hidden_layer(v.activation, cur, lda, W, d_in, d_out, v.biases[l] + e * d_out, rows_pad, nxt,
+                 round8(d_out), v.leaky_slope, ws.panel.data());
     std::swap(cur, nxt);
     lda = round8(d_out);
   }

@@ -47,16 +47,13 @@ struct BF16Ops {
 
 // Output policies: act(y) stored as fp32 [rows, ld] or as bf16 [rows, ld] (the next
 // layer's input; lanes past `out` up to ld, the pad of an odd width, are zeroed).
-// StoreF32 with round: fp32 weights standing in for bf16 ones (MLPView::bf16_inputs).
 template <int Act>
 struct StoreF32 {
   float* y;
   int64_t ld;
   float slope;
-  bool round = false;
   void operator()(int64_t r, int64_t col, __mmask16 m, __m512 v) const {
-    const __m512 a = simd::activate_ps(v, Act, slope);
-    _mm512_mask_storeu_ps(y + r * ld + col, m, round ? simd::round_bf16_ps(a) : a);
+    _mm512_mask_storeu_ps(y + r * ld + col, m, simd::activate_ps(v, Act, slope));
   }
 };
 template <int Act>
@@ -64,7 +61,6 @@ struct StoreBF16 {
   uint16_t* y;
   int64_t ld;
   float slope;
-  bool round = false;  // unused: bf16 stores round anyway
   void operator()(int64_t r, int64_t col, __mmask16 m, __m512 v) const {
     const __m512 a = _mm512_maskz_mov_ps(m, simd::activate_ps(v, Act, slope));
     _mm256_mask_storeu_epi16(y + r * ld + col, lanes(ld - col), (__m256i)_mm512_cvtneps_pbh(a));
@@ -150,11 +146,8 @@ void dense_layer(const typename Ops::Unit* A, int64_t lda, const typename Ops::U
 template <class Ops, template <int> class Store, class Out>
 void dense_layer_act(int act, const typename Ops::Unit* A, int64_t lda, const typename Ops::Unit* W,
                      int64_t K, int64_t out, const float* bias, int64_t rows_pad, Out* y, int64_t ld,
-                     float slope, void* panel, bool round = false) {
-  auto run = [&](auto store) {
-    store.round = round;
-    dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, store, panel);
-  };
+                     float slope, void* panel) {
+  auto run = [&](auto store) { dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, store, panel); };
   switch (act) {
     case kSilu: return run(Store<kSilu>{y, ld, slope});
     case kRelu: return run(Store<kRelu>{y, ld, slope});
@@ -197,7 +190,7 @@ void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float*
       if (bf16)
         _mm256_mask_storeu_epi16(h_cur + r * ld0 + j, lanes(ld0 - j), (__m256i)_mm512_cvtneps_pbh(x));
       else
-        _mm512_mask_storeu_ps(f_cur + r * ld0 + j, m, v.bf16_inputs ? simd::round_bf16_ps(x) : x);
+        _mm512_mask_storeu_ps(f_cur + r * ld0 + j, m, x);
     }
   }
 
@@ -209,7 +202,7 @@ void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float*
     if (!bf16) {
       const float* W = static_cast<const float*>(v.weights[l]) + e * d_in * d_out;
       dense_layer_act<F32Ops, StoreF32>(act, f_cur, d_in, W, d_in, d_out, bias, rows_pad, f_nxt, d_out,
-                                        v.leaky_slope, ws.panel.data(), v.bf16_inputs && l + 1 < L);
+                                        v.leaky_slope, ws.panel.data());
       std::swap(f_cur, f_nxt);
       continue;
     }

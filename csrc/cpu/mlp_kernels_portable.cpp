@@ -56,7 +56,7 @@ inline void block_product(const float* __restrict A, int64_t lda, const float* _
 template <int R, int Act>
 void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
                  const float* bias, int64_t rows_pad, float* Y, int64_t ldy, float slope,
-                 bool round, std::vector<float>& panel) {
+                 std::vector<float>& panel) {
   for (int64_t c0 = 0; c0 < out; c0 += kV) {
     const int64_t nc = std::min<int64_t>(kV, out - c0);
     const float* Wc = W + c0;
@@ -78,9 +78,6 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
         float* y = Y + (r0 + r) * ldy + c0;
 #pragma omp simd
         for (int j = 0; j < kV; ++j) y[j] = activate(acc[r][j], Act, slope);
-        if (round)
-#pragma omp simd
-          for (int j = 0; j < kV; ++j) y[j] = pmath::round_bf16(y[j]);
       }
     }
   }
@@ -89,15 +86,15 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
 template <int R>
 void dense_layer_act(int act, const float* A, int64_t lda, const float* W, int64_t K, int64_t out,
                      const float* bias, int64_t rows_pad, float* Y, int64_t ldy, float slope,
-                     bool round, std::vector<float>& panel) {
+                     std::vector<float>& panel) {
   switch (act) {
-    case kSilu: return dense_layer<R, kSilu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
-    case kRelu: return dense_layer<R, kRelu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
-    case kTanh: return dense_layer<R, kTanh>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
-    case kElu: return dense_layer<R, kElu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
+    case kSilu: return dense_layer<R, kSilu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
+    case kRelu: return dense_layer<R, kRelu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
+    case kTanh: return dense_layer<R, kTanh>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
+    case kElu: return dense_layer<R, kElu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
     case kLeakyRelu:
-      return dense_layer<R, kLeakyRelu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
-    default: return dense_layer<R, kIdentity>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, round, panel);
+      return dense_layer<R, kLeakyRelu>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
+    default: return dense_layer<R, kIdentity>(A, lda, W, K, out, bias, rows_pad, Y, ldy, slope, panel);
   }
 }
 
@@ -119,11 +116,10 @@ void forward_tile_generic(const MLPView& v, int64_t e, int64_t rows, const float
     float* a = cur + r * d0;
     for (int64_t j = 0; j < d0; ++j) {
       const float x = r < rows ? in[r * ld_in + j] : 0.f;
-      const float z = v.in_mean ? (x - v.in_mean[j]) / v.in_std[j] : x;
-      a[j] = v.bf16_inputs ? pmath::round_bf16(z) : z;
+      a[j] = v.in_mean ? (x - v.in_mean[j]) / v.in_std[j] : x;
     }
   }
-  // Hidden layers (activation, bf16 rounding) and the last layer (identity), each into
+  // Hidden layers (activation) and the last layer (identity), each into
   // a buffer of row stride round_up(d_out, kV) (the workspace width is a multiple of 32).
   int64_t lda = d0;
   for (int l = 0; l < L; ++l) {
@@ -131,7 +127,7 @@ void forward_tile_generic(const MLPView& v, int64_t e, int64_t rows, const float
     const float* W = static_cast<const float*>(v.weights[l]) + e * d_in * d_out;
     const bool last = l + 1 == L;
     dense_layer_act<R>(last ? kIdentity : v.activation, cur, lda, W, d_in, d_out, v.biases[l] + e * d_out,
-                    rows_pad, nxt, ldy, v.leaky_slope, v.bf16_inputs && !last, panel);
+                    rows_pad, nxt, ldy, v.leaky_slope, panel);
     std::swap(cur, nxt);
     lda = ldy;
   }

@@ -106,31 +106,4 @@ void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* i
 // kAvx512 on a CPU with AVX512-BF16 (throws std::invalid_argument otherwise).
 TileForwardFn select_tile_forward(const MLPView& v, CpuIsa isa);
 
-// ---- scalar math shared by the portable kernel and the propagate epilogue ------
-
-inline float softplus(float x) {  // torch.nn.functional.softplus (beta 1, threshold 20)
-  return x > 20.f ? x : std::log1p(std::exp(x));
-}
-
-inline float soft_bound_logvar(float raw, float max_lv, float min_lv) {
-  const float lv = max_lv - softplus(max_lv - raw);
-  return min_lv + softplus(lv - min_lv);
-}
-
-inline float round_bf16(float x) {  // torch .to(bfloat16).to(float32): round to nearest even
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN stays NaN
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
-inline float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
 }  // namespace mbrl_fast::cpu

@@ -93,14 +93,6 @@ inline float tanh(float x) {
   return ax < 0.625f || x != x ? small : (x < 0.f ? -big : big);
 }
 
-// x rounded to bf16 and back (round to nearest even), as torch .to(bfloat16).float().
-inline float round_bf16(float x) {
-  const int32_t u = to_bits(x);
-  const int32_t r = static_cast<int32_t>((static_cast<uint32_t>(u) + 0x7fffu + ((static_cast<uint32_t>(u) >> 16) & 1u)) &
-                                         0xffff0000u);
-  return x != x ? x : from_bits(r);
-}
-
 // PETS's soft-bounded log-variance.
 inline float soft_bound_logvar(float raw, float max_lv, float min_lv) {
   const float lv = max_lv - softplus(max_lv - raw);

@@ -118,15 +118,6 @@ MBRL_SIMD_INLINE __m256 tanh_ps(__m256 x) {
   return keep_nan(y, x);
 }
 
-// x rounded to bf16 and back (round to nearest even), as torch .to(bfloat16).float().
-MBRL_SIMD_INLINE __m256 round_bf16_ps(__m256 x) {
-  const __m256i u = _mm256_castps_si256(x);
-  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), splat_i(1));
-  const __m256i r = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, splat_i(0x7fff)), odd),
-                                     splat_i(static_cast<int32_t>(0xffff0000u)));
-  return keep_nan(_mm256_castsi256_ps(r), x);
-}
-
 // act(x) for an Activation id (switch outside the hot loops: the id is a template
 // argument of the store policies).
 MBRL_SIMD_INLINE __m256 activate_ps(__m256 x, int act, float slope) {

@@ -87,16 +87,6 @@ inline __m512 tanh_ps(__m512 x) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);  // NaN stays NaN
 }
 
-// x rounded to bf16 and back (round to nearest even), as torch .to(bfloat16).float(),
-// without AVX512-BF16 (fp32 weights standing in for bf16 ones).
-inline __m512 round_bf16_ps(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), odd),
-                                     _mm512_set1_epi32(static_cast<int>(0xffff0000u)));
-  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_castsi512_ps(r), x);
-}
-
 // act(x) for an Activation id (switch outside the hot loops: one call per 16 values).
 inline __m512 activate_ps(__m512 x, int act, float slope) {
   switch (act) {
