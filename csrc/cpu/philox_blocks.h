@@ -6,17 +6,14 @@
 #include <cstdint>
 
 #include "cpu_features.h"
-#include "philox.h"
 
 namespace mbrl_fast::cpu {
 
 using NormalBlocksFn = void (*)(uint64_t seed, uint64_t offset, const uint64_t* blocks, int64_t n,
                                 float* out);
 
-inline void philox_normal_blocks_portable(uint64_t seed, uint64_t offset, const uint64_t* blocks,
-                                          int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) philox_normal4(seed, offset, blocks[i], out + 4 * i);
-}
+void philox_normal_blocks_portable(uint64_t seed, uint64_t offset, const uint64_t* blocks, int64_t n,
+                                   float* out);
 
 #if defined(MBRL_FAST_X86)
 void philox_normal_blocks_avx512(uint64_t seed, uint64_t offset, const uint64_t* blocks, int64_t n,
@@ -30,6 +27,8 @@ inline NormalBlocksFn select_normal_blocks(CpuIsa isa) {
 #if defined(MBRL_FAST_X86)
   if (isa == CpuIsa::kAvx512) return philox_normal_blocks_avx512;
   if (isa == CpuIsa::kAvx2) return philox_normal_blocks_avx2;
+#else
+  (void)isa;
 #endif
   return philox_normal_blocks_portable;
 }
