@@ -105,8 +105,8 @@ class CpuKernels:
     isa: str
     """fp32 path: "avx512", "avx2" or "portable" (one of CPU_ISAS)."""
     native_bf16: bool
-    """bf16-packed weights run on AVX512-BF16 instructions (else unpacked to fp32 once,
-    cached, and run on ``isa`` with each layer's input rounded to bf16: the same math)."""
+    """bf16-packed weights run on AVX512-BF16 instructions (else they are unpacked to fp32
+    once, cached per weight tensor and version, and run on the fp32 kernels of ``isa``)."""
     why: str
     """Why this path: forced by the environment, or what the CPU has."""
 
@@ -211,16 +211,18 @@ def is_available(name: str) -> bool:
 #
 # bench/cpu_auto_rule.py times every op at sizes from one row to a planning step, compiled
 # (each kernel path) against the reference. Measured 2026-12-02, AMD EPYC (Zen 5, AVX-512 +
-# AVX512-BF16), torch 2.13.0 (MKL sgemm), 1 thread, CPU time (results in
-# bench/results/cpu_auto_rule_1thread.json):
-#   propagate, elite_update ops, noise: compiled faster on every path at every size, 1.35x
-#     (colored noise, N16 P500 H30 A6, avx2) to 70x (noise, 160 values); the reference
-#     runs every member on every row and a Python loop over steps.
-#   ensemble_mlp: avx512 1.14-3.6x faster at every size; avx2 1.06-2.0x, except batch 1
-#     through 512-1024-1024-512 layers (0.52x: one row is padded to a 4-row block, and
-#     torch runs a matrix-vector product); portable (the generic C++, here its AVX build)
-#     0.66-0.85x from 6 MMAC on (MKL's sgemm beats auto-vectorized code), 1.05-1.8x below
-#     0.15 MMAC (the reference's per-layer launches dominate).
+# AVX512-BF16), torch 2.13.0 (MKL sgemm), 1 thread, CPU time, minimum of 9 calls
+# (bench/results/cpu_auto_rule_1thread.json; ratio = reference time / compiled time):
+#   propagate, elite_update ops, noise: compiled faster on every path at every size, 1.5x
+#     (colored noise, N1 P500 H30 A6) to 67x (noise, 40 values); the reference runs every
+#     member on every row and a Python loop over steps.
+#   ensemble_mlp: avx512 1.09-3.6x at every size; avx2 1.03-2.0x, 0.96x (equal within run-
+#     to-run noise, 0.96-1.09x) at batch 1024 through 512-1024-1024-512, and 0.55x at batch
+#     1 through those layers (one row is padded to a 4-row block; torch runs a
+#     matrix-vector product); portable (the generic C++, here its AVX build) 0.56-0.78x
+#     from 6 MMAC on (MKL's sgemm beats auto-vectorized code; one point near equal runs
+#     0.83-1.33x: E5 B4096 at 200 wide), 1.05-1.8x at 0.1 MMAC and below (the reference's
+#     per-layer launches dominate), 0.74x at 0.26 MMAC.
 # Threads are not in a 1-thread measurement: the kernels split work over (member, 96-row
 # tile) tasks, torch's matmul over every thread, so with fewer tasks than threads the
 # reference gets the threads the kernel leaves idle.
