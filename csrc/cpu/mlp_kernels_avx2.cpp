@@ -7,10 +7,11 @@
 // broadcast one activation per row, R * C FMAs. With 16 ymm registers the shape is
 // 4 x 3 (12 accumulators + 3 weight vectors + 1 broadcast: 7 loads per 12 FMAs; 6 x 2,
 // BLIS's Haswell shape, needs 8 and measured the same or slower), with 6 x 2 / 12 x 1
-// (or 4-row blocks in short tiles) for the last vectors. The epilogue runs on the accumulators: bias is their
-// start value, then the activation (and bf16 rounding) for hidden layers; the last
-// layer applies the Gaussian head to its log-variance lanes and stores straight into
-// the caller's output.
+// (or 4-row blocks in short tiles) for the last vectors. The epilogue runs on the
+// accumulators: bias is their start value, then the activation for hidden layers; the
+// last layer applies the Gaussian head to its log-variance lanes and stores straight
+// into the caller's output. perf (1 thread, PETS planning step): 83% of the main
+// microkernel's time in its k loop, 17% in the SiLU epilogue.
 #include <immintrin.h>
 
 #include "cpu/mlp_tile.h"
