@@ -8,13 +8,14 @@
 
 #include "cpu/elite_update.h"
 #include "cpu/ensemble_mlp.h"
+#include "cpu/mlp_tile.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
 #include "cpu_features.h"
 
 namespace py = pybind11;
-using mbrl_fast::cpu_has_avx512;
-using mbrl_fast::cpu_has_avx512_bf16;
+using mbrl_fast::CpuIsa;
+using mbrl_fast::checked_isa;
 
 template <typename T>
 static T* ptr(uintptr_t p) {
@@ -26,8 +27,19 @@ PYBIND11_MODULE(_C, m) {
   using release = py::call_guard<py::gil_scoped_release>;
 
   // ---- runtime CPU features ------------------------------------------------
-  m.def("cpu_has_avx512", &cpu_has_avx512);
-  m.def("cpu_has_avx512_bf16", &cpu_has_avx512_bf16);
+  // The ISA paths take an id (CpuIsa: 0 portable, 1 avx2, 2 avx512), checked against
+  // the running CPU on every call (an unsupported one raises, never executes).
+  m.def("cpu_has_avx2", &mbrl_fast::cpu_has_avx2);
+  m.def("cpu_has_avx512", &mbrl_fast::cpu_has_avx512);
+  m.def("cpu_has_avx512_bf16", &mbrl_fast::cpu_has_avx512_bf16);
+  m.def("set_portable_baseline_only", [](bool on) { mbrl_fast::cpu::g_portable_baseline_only = on; },
+        "Test / measurement hook: the portable path runs its x86-64 baseline build even where "
+        "the CPU has AVX (the default uses the AVX build there).");
+  m.def("cpu_isa_missing", [](int isa) {  // "" or e.g. "AVX512F, AVX512BW"
+    if (isa < 0 || isa > static_cast<int>(CpuIsa::kAvx512))
+      throw std::invalid_argument("unknown CPU kernel path id " + std::to_string(isa));
+    return mbrl_fast::cpu_isa_missing(static_cast<CpuIsa>(isa));
+  });
 
   // ---- noise -----------------------------------------------------------------
   m.def("philox_uint32", [](uintptr_t out, int64_t n, uint64_t seed, uint64_t offset) {
@@ -36,30 +48,30 @@ PYBIND11_MODULE(_C, m) {
   m.def("philox_uniform", [](uintptr_t out, int64_t n, uint64_t seed, uint64_t offset) {
     mbrl_fast::cpu::philox_uniform_fill(ptr<float>(out), n, seed, offset);
   }, release());
-  m.def("philox_normal", [](uintptr_t out, int64_t n, uint64_t seed, uint64_t offset) {
-    mbrl_fast::cpu::philox_normal_fill(ptr<float>(out), n, seed, offset);
+  m.def("philox_normal", [](uintptr_t out, int64_t n, uint64_t seed, uint64_t offset, int isa) {
+    mbrl_fast::cpu::philox_normal_fill(ptr<float>(out), n, seed, offset, checked_isa(isa, "noise.normal"));
   }, release());
 
   // ---- ensemble_mlp ----------------------------------------------------------
   // MLP arguments, shared by ensemble_mlp and propagate (see make_mlp_view):
-  // sizes, weights, biases, num_members, bf16, activation, leaky_slope,
+  // sizes, weights, biases, num_members, precision, activation, leaky_slope,
   // in_mean, in_std, max_logvar, min_logvar (addresses; 0 = absent).
   m.def("ensemble_mlp", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                           const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                           const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                            int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                            uintptr_t max_logvar, uintptr_t min_logvar, uintptr_t x, int64_t batch,
-                           uintptr_t out, uintptr_t out_logvar, bool portable) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, bf16, activation,
+                           uintptr_t out, uintptr_t out_logvar, int isa) {
+    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
                                                      leaky_slope, in_mean, in_std, max_logvar, min_logvar);
     mbrl_fast::cpu::ensemble_mlp_forward(view, ptr<const float>(x), batch, ptr<float>(out),
-                                         ptr<float>(out_logvar), portable);
+                                         ptr<float>(out_logvar), checked_isa(isa, "ensemble_mlp"));
   }, release());
 
   // ---- propagate -------------------------------------------------------------
   // MLP arguments as for ensemble_mlp, then the PropagateArgs fields in order;
   // returns the first non-finite state (t, member, n, p, k), t = -1 when none.
   m.def("propagate", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                        const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                        const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                         int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                         uintptr_t max_logvar, uintptr_t min_logvar, int64_t n, int64_t p, int64_t k,
                         int64_t h, int64_t d, int64_t a, int64_t d_out, int mode, int64_t member,
@@ -67,8 +79,8 @@ PYBIND11_MODULE(_C, m) {
                         int reward_kind, int builtin_id, uintptr_t callback, uintptr_t feat_src,
                         uintptr_t feat_kind, int64_t f, uintptr_t obs,
                         uintptr_t actions, uintptr_t states, uintptr_t rewards, uintptr_t returns,
-                        bool portable) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, bf16, activation,
+                        int isa) {
+    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
                                                      leaky_slope, in_mean, in_std, max_logvar, min_logvar);
     mbrl_fast::cpu::PropagateArgs args;
     args.n = n; args.p = p; args.k = k; args.h = h; args.d = d; args.a = a; args.d_out = d_out;
@@ -81,7 +93,7 @@ PYBIND11_MODULE(_C, m) {
     args.f = f;
     args.obs = ptr<const float>(obs); args.actions = ptr<const float>(actions);
     args.states = ptr<float>(states); args.rewards = ptr<float>(rewards); args.returns = ptr<float>(returns);
-    const auto bad = mbrl_fast::cpu::propagate(view, args, portable);
+    const auto bad = mbrl_fast::cpu::propagate(view, args, checked_isa(isa, "propagate"));
     return std::make_tuple(bad.t, bad.member, bad.n, bad.p, bad.k);
   }, release());
 

@@ -6,29 +6,36 @@ Shapes are given in the launchers (mbrl_fast/ops/_cpu.py, ops/elite_update.py)
 and in the headers under csrc/cpu/. Long calls release the GIL.
 """
 
+# ---- runtime CPU features. `isa` arguments are kernel path ids, backends.CPU_ISAS:
+# 0 portable, 1 avx2, 2 avx512; every entry point checks the id against the CPU and
+# raises (RuntimeError naming the missing features) rather than run what the CPU lacks.
+def cpu_has_avx2() -> bool: ...
 def cpu_has_avx512() -> bool: ...
 def cpu_has_avx512_bf16() -> bool: ...
+def cpu_isa_missing(isa: int) -> str: ...
+def set_portable_baseline_only(on: bool) -> None: ...
 
 # ---- noise: element i of stream (seed, offset), see csrc/include/philox.h
 def philox_uint32(out: int, n: int, seed: int, offset: int) -> None: ...
 def philox_uniform(out: int, n: int, seed: int, offset: int) -> None: ...
-def philox_normal(out: int, n: int, seed: int, offset: int) -> None: ...
+def philox_normal(out: int, n: int, seed: int, offset: int, isa: int) -> None: ...
 
 # ---- ensemble_mlp: x [E, B, d_0] -> out [E, B, d_L] (or mean / logvar [E, B, d_L / 2])
+# precision: 0 fp32 weights, 1 bf16-packed (isa 2 on a CPU with AVX512-BF16 only).
 def ensemble_mlp(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
     activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
-    min_logvar: int, x: int, batch: int, out: int, out_logvar: int, portable: bool,
+    min_logvar: int, x: int, batch: int, out: int, out_logvar: int, isa: int,
 ) -> None: ...
 
 # ---- propagate: returns the first non-finite state (t, member, n, p, k); t = -1 if none
 def propagate(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
     activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
     min_logvar: int, n: int, p: int, k: int, h: int, d: int, a: int, d_out: int, mode: int,
     member: int, members: int, num_used: int, seed: int, offset: int, reward_kind: int,
     builtin_id: int, callback: int, feat_src: int, feat_kind: int, f: int, obs: int,
-    actions: int, states: int, rewards: int, returns: int, portable: bool,
+    actions: int, states: int, rewards: int, returns: int, isa: int,
 ) -> tuple[int, int, int, int, int]: ...
 
 # ---- elite_update

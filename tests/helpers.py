@@ -129,3 +129,12 @@ def check_sigkill_resume(run_dir, train_cmd: list[str], resume_cmd: list[str],
         assert not list(rd.journal_dir.iterdir())
     finally:
         agent.close()
+
+
+def cpu_path_missing(path: str) -> str:
+    """Why the cpu backend's kernel path ``path`` ("avx512", "avx2", "portable", or
+    "portable-baseline": its x86-64 baseline build) cannot run here ('' when it can)."""
+    if not backends.is_available("cpu"):
+        return "mbrl_fast._C not built"
+    missing = backends._cpu_missing(path.removesuffix("-baseline"))
+    return f"this CPU lacks {missing}" if missing else ""

@@ -27,7 +27,7 @@ void check_view(const MLPView& v) {
 }
 
 MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                      const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                      const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                       int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                       uintptr_t max_logvar, uintptr_t min_logvar) {
   const size_t L = weights.size();
@@ -42,7 +42,9 @@ MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintp
     v.weights[l] = reinterpret_cast<const void*>(weights[l]);
     v.biases[l] = reinterpret_cast<const float*>(biases[l]);
   }
-  v.bf16 = bf16;
+  if (precision != kPrecisionFp32 && precision != kPrecisionBf16)
+    throw std::invalid_argument("ensemble_mlp: unknown precision id " + std::to_string(precision));
+  v.bf16 = precision == kPrecisionBf16;
   v.activation = activation;
   v.leaky_slope = leaky_slope;
   v.in_mean = reinterpret_cast<const float*>(in_mean);
@@ -53,23 +55,29 @@ MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintp
   return v;
 }
 
-TileForwardFn select_tile_forward(const MLPView& v, bool portable) {
+TileForwardFn select_tile_forward(const MLPView& v, CpuIsa isa) {
+  if (v.bf16 && !(isa == CpuIsa::kAvx512 && cpu_has_avx512_bf16()))
+    throw std::invalid_argument(
+        "bf16-packed weights run on the avx512 kernels of a CPU with AVX512-BF16 only; elsewhere "
+        "the launcher (mbrl_fast/ops/_cpu.py) passes them unpacked to fp32");
 #if defined(MBRL_FAST_X86)
-  if (!portable && cpu_has_avx512() && (!v.bf16 || cpu_has_avx512_bf16())) return forward_tile_avx512;
+  if (isa == CpuIsa::kAvx512) return forward_tile_avx512;
+  if (isa == CpuIsa::kAvx2) return forward_tile_avx2;
 #endif
   return forward_tile_portable;
 }
 
 void ensemble_mlp_forward(const MLPView& v, const float* x, int64_t batch, float* out,
-                          float* out_logvar, bool portable) {
+                          float* out_logvar, CpuIsa isa) {
   check_view(v);
-  const TileForwardFn forward = select_tile_forward(v, portable);
+  const TileForwardFn forward = select_tile_forward(v, isa);
   const int64_t d0 = v.in_features(), dl = v.out_features();
   const int64_t tiles = (batch + kTileRows - 1) / kTileRows;
   const int64_t tasks = v.num_members * tiles;
   const bool split = v.gaussian();
   const int head = split ? kHeadLogvar : kHeadRaw;
-#pragma omp parallel
+  const int threads = team_size(tasks, v.macs_per_row() * static_cast<double>(v.num_members * batch));
+#pragma omp parallel num_threads(threads)
   {
     TileWorkspace ws(v);
     std::vector<float> y(kTileRows * dl);

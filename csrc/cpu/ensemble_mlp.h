@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "cpu_features.h"
+
 namespace mbrl_fast::cpu {
 
 // Activation ids: ACTIVATION_IDS in mbrl_fast/ops/ensemble_mlp.py.
@@ -16,7 +18,7 @@ struct MLPView {
   int64_t sizes[kMaxLayers + 1] = {};  // d_0 .. d_L
   const void* weights[kMaxLayers] = {};   // fp32 [E, d_l, d_{l+1}] or bf16 [E, ceil(d_l/2), d_{l+1}, 2]
   const float* biases[kMaxLayers] = {};   // [E, d_{l+1}]
-  bool bf16 = false;
+  bool bf16 = false;  // bf16-packed weights (kAvx512 with AVX512-BF16 only)
   int activation = kSilu;
   float leaky_slope = 0.01f;
   const float* in_mean = nullptr;     // [d_0] or null
@@ -26,27 +28,35 @@ struct MLPView {
 
   int64_t in_features() const { return sizes[0]; }
   int64_t out_features() const { return sizes[num_layers]; }
+  double macs_per_row() const {  // multiply-adds of one row through one member
+    double m = 0;
+    for (int l = 0; l < num_layers; ++l) m += static_cast<double>(sizes[l]) * static_cast<double>(sizes[l + 1]);
+    return m;
+  }
   bool gaussian() const { return max_logvar != nullptr; }
 };
 
 // Checks the view's sizes and ids (throws std::invalid_argument).
 void check_view(const MLPView& view);
 
+// Weight precision ids of the launcher (mbrl_fast/ops/_cpu.py).
+enum Precision : int { kPrecisionFp32 = 0, kPrecisionBf16 = 1 };
+
 // A view from the launcher's arguments (mbrl_fast/ops/_cpu.py): addresses as
 // integers, 0 for an absent tensor; sizes = (d_0, ..., d_L).
 MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                      const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                      const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                       int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                       uintptr_t max_logvar, uintptr_t min_logvar);
 
 // x [E, B, d_0] -> out [E, B, d_L]; with a Gaussian head out holds the mean and
 // out_logvar [E, B, d_L / 2] the soft-bounded log-variance (out is then [E, B, d_L / 2]).
-// portable: use the plain C++ kernels even when the CPU has AVX-512.
+// isa: the kernel path (checked_isa); bf16 weights need kAvx512 on a CPU with AVX512-BF16.
 void ensemble_mlp_forward(const MLPView& view,
                           const float* x,     // [E, B, d_0]
                           int64_t batch,      // B
                           float* out,         // [E, B, d_L] or [E, B, d_L / 2]
                           float* out_logvar,  // [E, B, d_L / 2] or null
-                          bool portable);
+                          CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

@@ -93,33 +93,50 @@ template <class Ops, int R, int C, class Store>
 void column_block(const typename Ops::Unit* A, int64_t lda, const typename Ops::Unit* W, int64_t ldw,
                   int64_t K, const float* bias, __mmask16 tail, int64_t rows_pad, int64_t col0,
                   const Store& store) {
-  static_assert(kRowQuantum % R == 0, "microkernel height must divide the row quantum");
   for (int64_t r = 0; r < rows_pad; r += R)
     microkernel<Ops, R, C>(A + r * lda, lda, W, ldw, K, bias, tail, r, col0, store);
+}
+
+// The block of C vectors with its tall height R when the rows allow (rows_pad % 24 == 0:
+// full tiles and most tails), else 4 rows (short tiles).
+template <class Ops, int R, int C, class Store>
+void column_block_for(bool tall, const typename Ops::Unit* A, int64_t lda, const typename Ops::Unit* W,
+                      int64_t ldw, int64_t K, const float* bias, __mmask16 tail, int64_t rows_pad,
+                      int64_t col0, const Store& store) {
+  if (tall) column_block<Ops, R, C>(A, lda, W, ldw, K, bias, tail, rows_pad, col0, store);
+  else column_block<Ops, 4, C>(A, lda, W, ldw, K, bias, tail, rows_pad, col0, store);
 }
 
 // One layer over rows [0, rows_pad): column blocks of 4 vectors (6 x 4 accumulators);
 // a remainder of 5 / 3 / 2 / 1 vectors uses 4x5 / 8x3 / 12x2 / 12x1 (out = 200 is
 // 13 vectors = 4 + 4 + 5, no lone 1-vector pass). Each column block runs over all
-// rows of the tile so its weight panel is reused 96 / R times while in cache.
+// rows of the tile so its weight panel is reused rows_pad / R times while in cache.
+// panel: scratch for a packed weight panel (pack_panels).
 template <class Ops, class Store>
 void dense_layer(const typename Ops::Unit* A, int64_t lda, const typename Ops::Unit* W, int64_t K,
-                 int64_t out, const float* bias, int64_t rows_pad, const Store& store) {
+                 int64_t out, const float* bias, int64_t rows_pad, const Store& store, void* panel) {
   const int64_t nv = (out + 15) / 16;
   const __mmask16 tail = lanes(out - 16 * (nv - 1));
+  const bool tall = rows_pad % 24 == 0, pack = pack_panels(out, rows_pad);
   for (int64_t v0 = 0; v0 < nv;) {
     const int64_t left = nv - v0;
     const int C = left == 5 ? 5 : (left >= 4 ? 4 : static_cast<int>(left));
     const __mmask16 m = v0 + C == nv ? tail : __mmask16(0xFFFF);
     const auto* Wc = W + 16 * v0;
+    int64_t ldw = out;
+    if (pack) {  // out % 64 == 0: whole vectors only
+      auto* dst = static_cast<typename Ops::Unit*>(panel);
+      for (int64_t k = 0; k < K; ++k) std::copy_n(Wc + k * out, 16 * C, dst + k * 16 * C);
+      Wc = dst, ldw = 16 * C;
+    }
     const float* bc = bias + 16 * v0;
     const int64_t col0 = 16 * v0;
     switch (C) {
-      case 5: column_block<Ops, 4, 5>(A, lda, Wc, out, K, bc, m, rows_pad, col0, store); break;
-      case 4: column_block<Ops, 6, 4>(A, lda, Wc, out, K, bc, m, rows_pad, col0, store); break;
-      case 3: column_block<Ops, 8, 3>(A, lda, Wc, out, K, bc, m, rows_pad, col0, store); break;
-      case 2: column_block<Ops, 12, 2>(A, lda, Wc, out, K, bc, m, rows_pad, col0, store); break;
-      default: column_block<Ops, 12, 1>(A, lda, Wc, out, K, bc, m, rows_pad, col0, store); break;
+      case 5: column_block_for<Ops, 4, 5>(tall, A, lda, Wc, ldw, K, bc, m, rows_pad, col0, store); break;
+      case 4: column_block_for<Ops, 6, 4>(tall, A, lda, Wc, ldw, K, bc, m, rows_pad, col0, store); break;
+      case 3: column_block_for<Ops, 8, 3>(tall, A, lda, Wc, ldw, K, bc, m, rows_pad, col0, store); break;
+      case 2: column_block_for<Ops, 12, 2>(tall, A, lda, Wc, ldw, K, bc, m, rows_pad, col0, store); break;
+      default: column_block_for<Ops, 12, 1>(tall, A, lda, Wc, ldw, K, bc, m, rows_pad, col0, store); break;
     }
     v0 += C;
   }
@@ -129,15 +146,15 @@ void dense_layer(const typename Ops::Unit* A, int64_t lda, const typename Ops::U
 template <class Ops, template <int> class Store, class Out>
 void dense_layer_act(int act, const typename Ops::Unit* A, int64_t lda, const typename Ops::Unit* W,
                      int64_t K, int64_t out, const float* bias, int64_t rows_pad, Out* y, int64_t ld,
-                     float slope) {
+                     float slope, void* panel) {
+  auto run = [&](auto store) { dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, store, panel); };
   switch (act) {
-    case kSilu: return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kSilu>{y, ld, slope});
-    case kRelu: return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kRelu>{y, ld, slope});
-    case kTanh: return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kTanh>{y, ld, slope});
-    case kElu: return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kElu>{y, ld, slope});
-    case kLeakyRelu:
-      return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kLeakyRelu>{y, ld, slope});
-    default: return dense_layer<Ops>(A, lda, W, K, out, bias, rows_pad, Store<kIdentity>{y, ld, slope});
+    case kSilu: return run(Store<kSilu>{y, ld, slope});
+    case kRelu: return run(Store<kRelu>{y, ld, slope});
+    case kTanh: return run(Store<kTanh>{y, ld, slope});
+    case kElu: return run(Store<kElu>{y, ld, slope});
+    case kLeakyRelu: return run(Store<kLeakyRelu>{y, ld, slope});
+    default: return run(Store<kIdentity>{y, ld, slope});
   }
 }
 
@@ -154,7 +171,7 @@ inline __m512 head_ps(__m512 raw, __m512 max_lv, __m512 min_lv, int head) {
 void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float* in,
                          int64_t ld_in, float* out, int head, TileWorkspace& ws) {
   const int L = v.num_layers;
-  const int64_t d0 = v.sizes[0], rows_pad = (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum;
+  const int64_t d0 = v.sizes[0], rows_pad = padded_rows(rows);
   const bool bf16 = v.bf16;
   float* f_cur = ws.f0.data();
   float* f_nxt = ws.f1.data();
@@ -185,7 +202,7 @@ void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float*
     if (!bf16) {
       const float* W = static_cast<const float*>(v.weights[l]) + e * d_in * d_out;
       dense_layer_act<F32Ops, StoreF32>(act, f_cur, d_in, W, d_in, d_out, bias, rows_pad, f_nxt, d_out,
-                                        v.leaky_slope);
+                                        v.leaky_slope, ws.panel.data());
       std::swap(f_cur, f_nxt);
       continue;
     }
@@ -194,10 +211,11 @@ void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float*
     const auto* A = reinterpret_cast<const uint32_t*>(h_cur);
     if (l + 1 < L) {
       dense_layer_act<BF16Ops, StoreBF16>(act, A, half, W, half, d_out, bias, rows_pad, h_nxt,
-                                          d_out + (d_out & 1), v.leaky_slope);
+                                          d_out + (d_out & 1), v.leaky_slope, ws.panel.data());
       std::swap(h_cur, h_nxt);
     } else {
-      dense_layer<BF16Ops>(A, half, W, half, d_out, bias, rows_pad, StoreF32<kIdentity>{f_cur, d_out, 0.f});
+      dense_layer<BF16Ops>(A, half, W, half, d_out, bias, rows_pad, StoreF32<kIdentity>{f_cur, d_out, 0.f},
+                           ws.panel.data());
     }
   }
 

@@ -1,13 +1,17 @@
 // One tile of rows through every layer of one ensemble member: the unit of work
-// shared by ensemble_mlp and propagate. Two implementations with one signature:
-// mlp_kernels_avx512.cpp (register-blocked AVX-512 / AVX512-BF16 microkernels) and
-// mlp_kernels_portable.cpp (plain loops), chosen at run time by select_tile_forward.
+// shared by ensemble_mlp and propagate. Three implementations with one signature:
+// mlp_kernels_avx512.cpp (register-blocked AVX-512 / AVX512-BF16 microkernels),
+// mlp_kernels_avx2.cpp (register-blocked AVX2 + FMA) and mlp_kernels_portable.cpp
+// (standard C++ the compiler vectorizes), chosen at run time by select_tile_forward.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#include <omp.h>
 
 #include "cpu/ensemble_mlp.h"
 
@@ -16,9 +20,30 @@ namespace mbrl_fast::cpu {
 // Rows per tile: a tile's activations (96 x 200 fp32 = 75 KB per buffer) stay in L2
 // next to one member's weights (528 KB fp32 for 24-200x4-36) on a 1 MB-L2 core.
 constexpr int64_t kTileRows = 96;
-// Tiles are computed in multiples of 24 rows (lcm of the microkernel heights 4, 6,
-// 8, 12); rows past `rows` are scratch and never read back.
-constexpr int64_t kRowQuantum = 24;
+// Tiles are computed in multiples of 4 rows (the shortest microkernel); rows past `rows`
+// are scratch and never read back. The taller microkernels (6, 8, 12 rows) run where
+// the padded row count is a multiple of their height: full tiles (96) and most tails.
+// Padding a 1-row call to 24 rows made a batch-1 forward 24x the work.
+constexpr int64_t kRowQuantum = 4;
+
+inline int64_t padded_rows(int64_t rows) { return (rows + kRowQuantum - 1) / kRowQuantum * kRowQuantum; }
+
+// Weight panels are copied contiguous before use when the weight rows are a multiple of
+// 256 bytes apart (out % 64 == 0, the common power-of-two widths) and the tile has rows
+// enough to pay for the copy: read in place, the K rows of a panel then fall in a few
+// L1 / L2 sets and evict each other (a 1024-wide layer ran 6x slower than torch at
+// batch 64, 2026-12-02).
+inline bool pack_panels(int64_t out, int64_t rows_pad) { return out % 64 == 0 && rows_pad >= 32; }
+
+// Threads for `tasks` independent units of work of `macs` multiply-adds in all: one below
+// kParallelMinMacs (~20 us of work: forking a team costs more than it saves, and on a
+// loaded machine a descheduled team member stalls the join for a whole time slice),
+// else up to one per task.
+constexpr double kParallelMinMacs = 2e6;
+inline int team_size(int64_t tasks, double macs) {
+  if (macs < kParallelMinMacs || tasks < 2) return 1;
+  return static_cast<int>(std::min<int64_t>(tasks, omp_get_max_threads()));
+}
 
 // What the tile writes for the last layer's output y = [y_a, y_b] (Gaussian head only).
 enum HeadMode : int {
@@ -37,10 +62,28 @@ struct TileWorkspace {
     f1.assign(kTileRows * width, 0.f);
     h0.assign(kTileRows * width, 0);
     h1.assign(kTileRows * width, 0);
+    // A packed weight panel: K x up to 96 outputs (pack_panels, or a partial last block).
+    panel.resize(width * 96);
+    if (!v.gaussian()) return;
+    // The Gaussian head's bounds at the output columns they apply to, for epilogues that
+    // apply the head to whole vectors of outputs: column j >= d_L / 2 is a log-variance
+    // (head_sel[j] = -1) bounded by max/min_logvar[j - d_L / 2].
+    const int64_t dl = v.out_features(), half = dl / 2, padded = (dl + 15) / 16 * 16;
+    head_max.assign(padded, 0.f);
+    head_min.assign(padded, 0.f);
+    head_sel.assign(padded, 0);
+    for (int64_t j = half; j < dl; ++j) {
+      head_max[j] = v.max_logvar[j - half];
+      head_min[j] = v.min_logvar[j - half];
+      head_sel[j] = -1;
+    }
   }
   int64_t width;               // max layer width, padded to 32
   std::vector<float> f0, f1;   // [kTileRows, width] fp32 activations
   std::vector<uint16_t> h0, h1;  // [kTileRows, width] bf16 layer inputs (bf16 weights)
+  std::vector<float> panel;      // a packed weight panel (pack_panels), or empty
+  std::vector<float> head_max, head_min;  // [d_L padded to 16] (Gaussian head only)
+  std::vector<int32_t> head_sel;          // [d_L padded to 16] -1: a log-variance column
 };
 
 // in [rows, d_0] (row stride ld_in) -> out [rows, d_L] dense, member e; rows <= kTileRows.
@@ -49,39 +92,18 @@ using TileForwardFn = void (*)(const MLPView& v, int64_t e, int64_t rows, const 
 
 void forward_tile_portable(const MLPView& v, int64_t e, int64_t rows, const float* in,
                            int64_t ld_in, float* out, int head, TileWorkspace& ws);
+// Test / measurement hook (_C.set_portable_baseline_only): the portable path runs its
+// x86-64 baseline build even where the CPU has AVX.
+extern std::atomic<bool> g_portable_baseline_only;
 #if defined(MBRL_FAST_X86)
 void forward_tile_avx512(const MLPView& v, int64_t e, int64_t rows, const float* in,
                          int64_t ld_in, float* out, int head, TileWorkspace& ws);
+void forward_tile_avx2(const MLPView& v, int64_t e, int64_t rows, const float* in,
+                       int64_t ld_in, float* out, int head, TileWorkspace& ws);
 #endif
 
-// The AVX-512 tile when the CPU has it (and AVX512-BF16 for bf16 weights), else portable.
-TileForwardFn select_tile_forward(const MLPView& v, bool portable);
-
-// ---- scalar math shared by the portable kernel and the propagate epilogue ------
-
-inline float softplus(float x) {  // torch.nn.functional.softplus (beta 1, threshold 20)
-  return x > 20.f ? x : std::log1p(std::exp(x));
-}
-
-inline float soft_bound_logvar(float raw, float max_lv, float min_lv) {
-  const float lv = max_lv - softplus(max_lv - raw);
-  return min_lv + softplus(lv - min_lv);
-}
-
-inline float round_bf16(float x) {  // torch .to(bfloat16).to(float32): round to nearest even
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return x;  // NaN stays NaN
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
-
-inline float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-}
+// The tile of ISA path `isa` (validated by checked_isa); bf16-packed weights need
+// kAvx512 on a CPU with AVX512-BF16 (throws std::invalid_argument otherwise).
+TileForwardFn select_tile_forward(const MLPView& v, CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "cpu_features.h"
+
 namespace mbrl_fast::cpu {
 
 void philox_uint32_fill(uint32_t* out,  // [n]
@@ -10,6 +12,6 @@ void philox_uint32_fill(uint32_t* out,  // [n]
 void philox_uniform_fill(float* out,  // [n]
                          int64_t n, uint64_t seed, uint64_t offset);
 void philox_normal_fill(float* out,  // [n]
-                        int64_t n, uint64_t seed, uint64_t offset);
+                        int64_t n, uint64_t seed, uint64_t offset, CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

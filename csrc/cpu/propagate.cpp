@@ -33,15 +33,14 @@ struct Task {
 
 class Rollout {
  public:
-  Rollout(const MLPView& v, const PropagateArgs& a, bool portable)
-      : v_(v), a_(a), forward_(select_tile_forward(v, portable)),
-        normal_blocks_(philox_normal_blocks_portable), rows_(a.n * a.p * a.k),
-        din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()), row_return_(rows_, 0.f) {
-    if (!a.states) cur_.resize(rows_ * a.d);
-#if defined(MBRL_FAST_X86)
-    if (!portable && cpu_has_avx512()) normal_blocks_ = philox_normal_blocks_avx512;
-#endif
-    for (int64_t r = 0; r < rows_; ++r) std::copy_n(a.obs + (r / (a.p * a.k)) * a.d, a.d, state(r, 0));
+  Rollout(const MLPView& v, const PropagateArgs& a, CpuIsa isa)
+      : v_(v), a_(a), forward_(select_tile_forward(v, isa)), normal_blocks_(select_normal_blocks(isa)),
+        rows_(a.n * a.p * a.k), din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()),
+        row_return_(rows_, 0.f) {
+    if (a.states)
+      for (int64_t r = 0; r < rows_; ++r) std::copy_n(start_state(r), a.d, a.states + r * (a.h + 1) * a.d);
+    else
+      cur_.resize(rows_ * a.d);
   }
 
   NonFinite run() {
@@ -64,9 +63,17 @@ class Rollout {
   }
 
  private:
-  // Current state of row r at step t: [D].
-  float* state(int64_t r, int64_t t) {
-    return a_.states ? a_.states + (r * (a_.h + 1) + t) * a_.d : cur_.data() + r * a_.d;
+  // Multiply-adds of the rollout through one member per row and step.
+  double macs() const { return v_.macs_per_row() * static_cast<double>(rows_ * a_.h); }
+
+  const float* start_state(int64_t r) const { return a_.obs + (r / (a_.p * a_.k)) * a_.d; }
+
+  // Where row r's state at step t lives: [D]. `slot` indexes cur_ and row_return_: the
+  // row's position in the task order for the tile modes (each task's rows contiguous, so
+  // two threads never write one cache line: with rows in row order they shared nearly
+  // every line of the state each step), the row itself for ts1.
+  float* state(int64_t r, int64_t slot, int64_t t) {
+    return a_.states ? a_.states + (r * (a_.h + 1) + t) * a_.d : cur_.data() + slot * a_.d;
   }
 
   // Member of row r at step t (ts1 / tsinf / fixed): the docstring's randint(seed, offset + 1).
@@ -105,14 +112,18 @@ class Rollout {
     } else {
       group_by_member(0, g);
     }
-#pragma omp parallel
+    const int64_t members = a_.mode == kExpectation ? a_.num_members : 1;
+#pragma omp parallel num_threads(team_size(static_cast<int64_t>(g.tasks.size()), macs() * members))
     {
       Scratch s(v_, a_, din_, dl_);
 #pragma omp for schedule(dynamic, 1)
       for (size_t i = 0; i < g.tasks.size(); ++i)
         for (int64_t t = 0; t < a_.h && t <= bad_t_seen_.load(std::memory_order_relaxed); ++t)
-          if (step_tile(g.tasks[i], g.order.data(), t, s)) break;
+          if (step_tile(g.tasks[i], g.order.data(), t, s, true)) break;
     }
+    std::vector<float> by_row(rows_);  // row_return_ from task order back to row order
+    for (int64_t pos = 0; pos < rows_; ++pos) by_row[g.order[pos]] = row_return_[pos];
+    row_return_.swap(by_row);
   }
 
   // One barrier per step: every thread regroups the rows itself (identical, ~1% of a
@@ -120,14 +131,16 @@ class Rollout {
   // step, ts1 ran at 31 GFLOP per CPU-second on 2 threads vs 80 on 1; now 61
   // (P = 100, K = 20, H = 10, headline model, loaded 2-core machine, 2026-11-23).
   void run_ts1() {
-#pragma omp parallel
+    // Tasks per step: about one per member and tile.
+    const int64_t tasks = (rows_ + kTileRows - 1) / kTileRows + v_.num_members - 1;
+#pragma omp parallel num_threads(team_size(tasks, macs()))
     {
       Scratch s(v_, a_, din_, dl_);
       Grouping g;
       for (int64_t t = 0; t < a_.h; ++t) {
         group_by_member(t, g);
 #pragma omp for schedule(dynamic, 1)
-        for (size_t i = 0; i < g.tasks.size(); ++i) step_tile(g.tasks[i], g.order.data(), t, s);
+        for (size_t i = 0; i < g.tasks.size(); ++i) step_tile(g.tasks[i], g.order.data(), t, s, false);
         // After the barrier every thread sees the writes of step t; a fast thread may
         // already store t + 1, so test "<= t" (not "any") to keep all threads in step.
         if (bad_t_seen_.load() <= t) break;
@@ -151,15 +164,17 @@ class Rollout {
     std::vector<int64_t> eps_at;    // [tile] where row i's eps starts in normals
   };
 
-  // One step of one tile; returns true when a state became non-finite.
-  bool step_tile(const Task& task, const int64_t* order, int64_t t, Scratch& s) {
+  // One step of one tile; returns true when a state became non-finite. by_position: the
+  // rows' slots are their positions in `order` (tile modes), else the rows (ts1).
+  bool step_tile(const Task& task, const int64_t* order, int64_t t, Scratch& s, bool by_position) {
     const PropagateArgs& a = a_;
     const int64_t* rows = order + task.begin;
     const int64_t cnt = task.count, D = a.d, A = a.a, Do = a.d_out;
     float* sa = a.f ? s.sa.data() : s.z.data();  // rows of (s_t, a_t), stride D + A
+    auto slot = [&](int64_t i) { return by_position ? task.begin + i : rows[i]; };
     for (int64_t i = 0; i < cnt; ++i) {
       const int64_t r = rows[i];
-      std::copy_n(state(r, t), D, sa + i * (D + A));
+      std::copy_n(t == 0 ? start_state(r) : state(r, slot(i), t), D, sa + i * (D + A));
       std::copy_n(a.actions + ((r / a.k) * a.h + t) * A, A, sa + i * (D + A) + D);
     }
     if (a.f) build_features(sa, cnt, s.z.data());
@@ -189,7 +204,7 @@ class Rollout {
         const float* y = s.y.data() + i * dl_;
         for (int64_t j = 0; j < Do; ++j) delta[j] = y[j] + y[Do + j] * eps[j];
       }
-      float* nxt = state(r, a.states ? t + 1 : t);
+      float* nxt = state(r, slot(i), a.states ? t + 1 : t);
       bool finite = true;
       for (int64_t j = 0; j < D; ++j) {
         nxt[j] = st[j] + delta[j];
@@ -208,7 +223,7 @@ class Rollout {
         rew = a.callback(st, st + D, nxt, D, A);
       }
       if (a.rewards) a.rewards[r * a.h + t] = rew;
-      row_return_[r] += rew;
+      row_return_[slot(i)] += rew;
     }
     if (bad_row == kNone) return false;
 #pragma omp critical(mbrl_fast_propagate_bad)
@@ -251,7 +266,7 @@ class Rollout {
   const MLPView& v_;
   const PropagateArgs& a_;
   const TileForwardFn forward_;
-  void (*normal_blocks_)(uint64_t, uint64_t, const uint64_t*, int64_t, float*);
+  const NormalBlocksFn normal_blocks_;
   const int64_t rows_, din_, dl_;
   std::vector<float> cur_;          // [rows, D] current states (when states is null)
   std::vector<float> row_return_;   // [rows] sum over steps of the reward
@@ -261,7 +276,7 @@ class Rollout {
 
 }  // namespace
 
-NonFinite propagate(const MLPView& v, const PropagateArgs& a, bool portable) {
+NonFinite propagate(const MLPView& v, const PropagateArgs& a, CpuIsa isa) {
   check_view(v);
   auto bad = [](const std::string& what) { throw std::invalid_argument("propagate: " + what); };
   if (!v.gaussian()) bad("params need a Gaussian head");
@@ -284,7 +299,7 @@ NonFinite propagate(const MLPView& v, const PropagateArgs& a, bool portable) {
   if (a.reward_kind == kRewardCallback && a.callback == nullptr) bad("null reward callback");
   if (a.reward_kind < kRewardNone || a.reward_kind > kRewardCallback) bad("unknown reward kind");
   if (a.returns && a.reward_kind == kRewardNone) bad("returns need a reward");
-  return Rollout(v, a, portable).run();
+  return Rollout(v, a, isa).run();
 }
 
 }  // namespace mbrl_fast::cpu

@@ -43,7 +43,8 @@ struct NonFinite {
   int64_t t = -1, member = -1, n = -1, p = -1, k = -1;
 };
 
-// Runs the rollout; throws std::invalid_argument on inconsistent arguments.
-NonFinite propagate(const MLPView& view, const PropagateArgs& args, bool portable);
+// Runs the rollout on ISA path `isa` (checked_isa); throws std::invalid_argument on
+// inconsistent arguments.
+NonFinite propagate(const MLPView& view, const PropagateArgs& args, CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

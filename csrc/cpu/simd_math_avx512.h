@@ -8,10 +8,12 @@ namespace mbrl_fast::cpu::simd {
 
 inline __m512 splat(float x) { return _mm512_set1_ps(x); }
 
-// exp(x); x clamped to [-104, 88.72] (exp underflows to 0 / overflows to ~inf there).
-// vmaxps/vminps return their second operand on NaN: x goes second so NaN propagates.
+// exp(x); x clamped to [-104, 88.3763]: the top is exp's largest finite result, so
+// 1 + exp(-x) in silu stays finite (an inf there made silu(x < -88.4) NaN: rcp14(inf)
+// = 0, and the Newton step's 0 * inf). vmaxps/vminps return their second operand on
+// NaN: x goes second so NaN propagates.
 inline __m512 exp_ps(__m512 x) {
-  x = _mm512_min_ps(splat(88.7228f), _mm512_max_ps(splat(-104.f), x));
+  x = _mm512_min_ps(splat(88.3762626647949f), _mm512_max_ps(splat(-104.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, splat(1.44269504089f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, splat(0.693359375f), x);

@@ -248,7 +248,8 @@ def ensemble_mlp(x: torch.Tensor, params: MLPParams, *, backend: str = "auto"):
     """
     sizes = check_params(params)
     x = _check_x(x, params, sizes)
-    name = backends.select(backend, x.device, ("cpu", "triton", "cuda"), "ensemble_mlp")
+    name = backends.select(backend, x.device, ("cpu", "triton", "cuda"), "ensemble_mlp",
+                           {"members": x.shape[0], "batch": x.shape[1], "sizes": sizes})
     if name == "reference" or x.shape[1] == 0:
         return ensemble_mlp_reference(x, params)
     if name == "cpu":

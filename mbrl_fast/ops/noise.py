@@ -125,7 +125,9 @@ def _dispatch(kind: str, shape, seed, offset, device, backend) -> torch.Tensor:
     if name == "cpu":
         dtype = torch.int32 if kind == "uint32" else torch.float32
         out = torch.empty(n, dtype=dtype)
-        getattr(backends.cpu_module(), f"philox_{kind}")(out.data_ptr(), n, seed, offset)
+        from mbrl_fast.ops._cpu import philox_fill_cpu
+
+        philox_fill_cpu(kind, out, seed, offset)
         if kind == "uint32":
             out = out.to(torch.int64) & _MASK32
         return out.reshape(tuple(shape))

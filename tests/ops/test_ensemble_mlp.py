@@ -1,4 +1,5 @@
-"""ensemble_mlp: the compiled CPU kernels (AVX-512 and portable) against the reference."""
+"""ensemble_mlp: the compiled CPU kernels (every kernel path this CPU runs, see conftest.py)
+against the reference."""
 
 from __future__ import annotations
 
@@ -12,12 +13,6 @@ from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp
 
 pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
 
-
-@pytest.fixture(params=["auto", "portable"])
-def kernels(request, monkeypatch):
-    """Run each test on the default kernels and on the forced portable fallback."""
-    monkeypatch.setenv(KERNELS_ENV_VAR, request.param)
-    return request.param
 
 
 def assert_close(got, ref, dtype):
@@ -42,7 +37,9 @@ def test_every_activation(kernels, activation, dtype):
 
 
 @pytest.mark.parametrize("E,B,sizes", [(1, 1, (5, 13, 3)), (2, 7, (5, 13, 3)), (1, 123, (3, 1, 4)),
-                                       (3, 123, (24, 200, 200, 36)), (2, 97, (9, 17, 31, 65, 2))])
+                                       (3, 123, (24, 200, 200, 36)), (2, 97, (9, 17, 31, 65, 2)),
+                                       # widths of whole 64s: the kernels copy weight panels
+                                       (2, 13, (7, 64, 128, 10)), (1, 5, (3, 256, 18))])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("normalize,gaussian", [(True, True), (False, False), (True, False)])
 def test_shapes_and_options(kernels, E, B, sizes, dtype, normalize, gaussian):
@@ -53,6 +50,28 @@ def test_shapes_and_options(kernels, E, B, sizes, dtype, normalize, gaussian):
     got = ensemble_mlp(x, params, backend="cpu")
     assert isinstance(got, tuple) == gaussian
     assert_close(got, ensemble_mlp(x, params, backend="reference"), dtype)
+
+
+@pytest.mark.parametrize("B", [1, 2, 3, 5, 11, 13, 25, 95, 96, 97, 191, 193])
+def test_batch_sizes_across_tile_and_block_boundaries(kernels, B):
+    """Short tiles run 4-row blocks, tiles of a multiple of 12 / 24 rows taller ones."""
+    params = random_mlp_params(E=2, sizes=(6, 40, 33, 8), seed=B)
+    x = torch.randn(2, B, 6, generator=torch.Generator().manual_seed(B))
+    ref = ensemble_mlp(x, params, backend="reference")
+    assert_close(ensemble_mlp(x, params, backend="cpu"), ref, "fp32")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_extreme_preactivations(kernels, activation):
+    """|pre-activations| up to ~300: the vectorized exp clamps its argument; silu of a large
+    negative value once came out NaN (1 + exp(-x) = inf, then 0 * inf in the reciprocal)."""
+    params = random_mlp_params(E=1, sizes=(4, 16, 6), activation=activation, scale=60.0,
+                               normalize=False)
+    x = torch.randn(1, 200, 4, generator=torch.Generator().manual_seed(3)) * 10
+    ref = ensemble_mlp(x, params, backend="reference")
+    got = ensemble_mlp(x, params, backend="cpu")
+    assert all(torch.isfinite(t).all() for t in got)
+    assert_close(got, ref, "fp32")
 
 
 def test_gaussian_head_bounds_are_applied():

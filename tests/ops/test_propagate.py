@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mbrl_fast import backends
-from mbrl_fast.ops._cpu import KERNELS_ENV_VAR
 from mbrl_fast.ops.ensemble_mlp import MLPParams
 from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import MODES, propagate
@@ -24,11 +23,6 @@ from mbrl_fast.ops.rewards import Reward, halfcheetah_reward
 
 pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
 
-
-@pytest.fixture(params=["auto", "portable"])
-def kernels(request, monkeypatch):
-    monkeypatch.setenv(KERNELS_ENV_VAR, request.param)
-    return request.param
 
 
 def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2, P=3, H=5, seed=0,
