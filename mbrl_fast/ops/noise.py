@@ -64,11 +64,12 @@ def philox4x32_10(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
     return torch.stack([c0, c1 & _MASK32, c2, c3 & _MASK32], dim=1)
 
 
-# Blocks per pass of the references: 16384 blocks (128 KiB per int64 column) keep the
-# ~100 elementwise ops of a pass in cache. The 1.08M normals of one propagate call at
-# PETS population 100 take 21-28 ms on one Zen 5 thread (26 ms with 12 ops a round and
-# 8192 blocks), against 78 ms in one pass with 16-bit halves (2026-12-02).
-_CHUNK_BLOCKS = 16384
+# Blocks per pass of the references: 65536 blocks (512 KiB per int64 column) keep the
+# ~100 elementwise ops of a pass in the two cores' L2 and are large enough for torch to
+# split each op over 2 threads (passes of 16384 blocks ran on one). The 1.08M normals of
+# one propagate call at PETS population 100: 11 ms on 2 Zen 5 threads (15 ms with 16384,
+# 20 ms on one thread; 78 ms for 16-bit-half products in one pass), 2026-12-02.
+_CHUNK_BLOCKS = 65536
 
 
 def _blocks(start: int, stop: int, seed: int, offset: int, device) -> torch.Tensor:

@@ -191,60 +191,106 @@ def _raise_non_finite(t: int, member: int, n: int, p: int, k: int) -> None:
         "normalizer, or the action bounds")
 
 
+def _select_members(params: MLPParams, idx: torch.Tensor) -> MLPParams:
+    """The ensemble of members ``idx`` [E'] (in that order; repeats allowed)."""
+    idx = idx.cpu()
+    if idx.numel() == params.num_members and bool((idx == torch.arange(idx.numel())).all()):
+        return params
+    idx = idx.to(params.device)
+    return replace(params, weights=tuple(w.index_select(0, idx) for w in params.weights),
+                   biases=tuple(b.index_select(0, idx) for b in params.biases))
+
+
+def _group_rows(member: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's slot in a layout [groups, M] padded to the largest group M, for one
+    batched matmul per layer in which every row meets only its own member.
+
+    member [S, rows] int64 in [0, groups) (S steps) -> src [S, groups * M] (the row each
+    slot reads; padding slots read row 0 and are never read back) and slot [S, rows]
+    (where each row's output lands). One host sync (M) for all S steps.
+    """
+    steps, rows = member.shape
+    order = torch.argsort(member, dim=1, stable=True)  # [S, rows] rows grouped by member
+    counts = torch.zeros(steps, groups, dtype=torch.int64, device=member.device)
+    counts.scatter_add_(1, member, torch.ones_like(member))
+    m = int(counts.max())
+    first = counts.cumsum(1) - counts  # [S, groups] sorted position of each group's first row
+    grouped = member.gather(1, order)
+    rank = torch.arange(rows, device=member.device) - first.gather(1, grouped)
+    slot = torch.empty_like(member).scatter_(1, order, grouped * m + rank)
+    src = torch.zeros(steps, groups * m, dtype=torch.int64, device=member.device)
+    src.scatter_(1, slot, torch.arange(rows, device=member.device).expand(steps, -1))
+    return src, slot
+
+
 def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, policy=None):
-    """The specification (see module docstring). Returns PropagateResult."""
+    """The specification (see module docstring). Returns PropagateResult.
+
+    Each particle row runs only through its own member: rows are grouped by member into a
+    padded layout [E', M, F + A] (E' distinct members in use, M the largest group) and
+    ``ensemble_mlp`` runs on all groups at once (one bmm per layer); expectation runs every
+    member of ``members`` on every row and averages. The groups are formed once per call
+    (per step for ts1, all steps at once).
+    """
     s = spec
     dev = obs.device
     rows = s.n * s.p * s.k
     eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset, device=dev,
                        backend="reference").reshape(rows, s.h, s.d_out)
-    if s.mode != "expectation":
+    if s.mode == "expectation":
+        ensemble = _select_members(params, s.members)  # repeats count twice in the mean
+    else:
         member_of = _member_indices(s, dev).reshape(rows, s.h)
+        used = torch.unique(member_of if s.mode == "ts1" else member_of[:, 0])  # [E'] sorted
+        ensemble = _select_members(params, used)
+        group = torch.searchsorted(used, member_of.T.contiguous())  # [H, rows] in [0, E')
+        src, slot = _group_rows(group if s.mode == "ts1" else group[:1], used.numel())
     if policy is not None:
         eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2, device=dev,
                               backend="reference").reshape(rows, s.h, s.a)
         taken = torch.empty(rows, s.h, s.a, device=dev)
     else:
-        act = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
-    state = obs.unsqueeze(1).unsqueeze(1).expand(-1, s.p, s.k, -1).reshape(rows, s.d)
-    states = [state]
-    step_rewards = []
-    e = params.num_members
+        taken = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
+    states = torch.empty(rows, s.h + 1, s.d, device=dev)
+    states[:, 0] = obs.unsqueeze(1).expand(-1, s.p * s.k, -1).reshape(rows, s.d)
+    model_rewards = []
     for t in range(s.h):
+        state = states[:, t]
         if policy is not None:
             mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
-            a_t = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
-            taken[:, t] = a_t
-        else:
-            a_t = act[:, t]
-        z = torch.cat([obs_features_reference(state, params.obs_features), a_t], dim=-1)
-        z = z.unsqueeze(0).expand(e, -1, -1)
-        mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
+            taken[:, t] = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
+        z = torch.cat([obs_features_reference(state, params.obs_features), taken[:, t]], dim=-1)
         if s.mode == "expectation":
-            delta = mu[s.members.to(dev)].mean(dim=0)
+            mu, _ = ensemble_mlp_reference(z.expand(ensemble.num_members, -1, -1), ensemble)
+            delta = mu.mean(dim=0)  # [rows, D_out]
         else:
-            idx = member_of[:, t]
-            rows_idx = torch.arange(rows, device=dev)
-            delta = mu[idx, rows_idx] + torch.exp(0.5 * logvar[idx, rows_idx]) * eps[:, t]
-        nxt = state + delta[:, : s.d]
-        bad = ~torch.isfinite(nxt).all(dim=-1)
-        if bad.any():
-            r = int(bad.nonzero()[0, 0])
-            mem = -1 if s.mode == "expectation" else int(member_of[r, t])
-            _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
+            g = t if s.mode == "ts1" else 0
+            x = z[src[g]].view(ensemble.num_members, -1, z.shape[-1])  # [E', M, F + A]
+            mu, logvar = ensemble_mlp_reference(x, ensemble)  # [E', M, D_out] each
+            mu = mu.reshape(-1, s.d_out)[slot[g]]  # [rows, D_out], back in row order
+            logvar = logvar.reshape(-1, s.d_out)[slot[g]]
+            delta = mu + torch.exp(0.5 * logvar) * eps[:, t]
+        states[:, t + 1] = state + delta[:, : s.d]
         if s.reward == "model":
-            step_rewards.append(delta[:, s.d])
-        elif s.reward is not None:
-            step_rewards.append(s.reward.torch_fn(state, a_t, nxt))
-        state = nxt
-        states.append(state)
-    out_states = torch.stack(states, dim=1).reshape(s.n, s.p, s.k, s.h + 1, s.d)
+            model_rewards.append(delta[:, s.d])
+    # A non-finite entry stays non-finite (s_{t+1} = s_t + delta), so checking once after the
+    # horizon finds the same first step, and the same first row at it, as checking every step.
+    finite = torch.isfinite(states[:, 1:]).all(dim=-1)  # [rows, H]
+    if not bool(finite.all()):
+        t = int((~finite).any(dim=0).nonzero()[0, 0])
+        r = int((~finite[:, t]).nonzero()[0, 0])
+        mem = -1 if s.mode == "expectation" else int(member_of[r, t])
+        _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
     out_rewards = returns = None
-    if s.reward is not None:
-        out_rewards = torch.stack(step_rewards, dim=1).reshape(s.n, s.p, s.k, s.h)
+    if s.reward == "model":
+        out_rewards = torch.stack(model_rewards, dim=1)  # [rows, H]
+    elif s.reward is not None:
+        out_rewards = s.reward.torch_fn(states[:, :-1], taken, states[:, 1:])
+    if out_rewards is not None:
+        out_rewards = out_rewards.reshape(s.n, s.p, s.k, s.h)
         returns = out_rewards.sum(dim=-1).mean(dim=-1)
     return PropagateResult(
-        states=out_states if s.return_states else None,
+        states=states.reshape(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None,
         rewards=out_rewards if s.return_states else None,
         returns=returns,
         actions=taken.reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
