@@ -201,58 +201,61 @@ def _select_members(params: MLPParams, idx: torch.Tensor) -> MLPParams:
                    biases=tuple(b.index_select(0, idx) for b in params.biases))
 
 
-def _group_rows(member: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each row's slot in a layout [groups, M] padded to the largest group M, for one
-    batched matmul per layer in which every row meets only its own member.
+def _one_member(params: MLPParams, e: int) -> MLPParams:
+    """Member e alone, as a one-member ensemble (views of its weights, no copy)."""
+    return replace(params, weights=tuple(w[e: e + 1] for w in params.weights),
+                   biases=tuple(b[e: e + 1] for b in params.biases))
 
-    member [S, rows] int64 in [0, groups) (S steps) -> src [S, groups * M] (the row each
-    slot reads; padding slots read row 0 and are never read back) and slot [S, rows]
-    (where each row's output lands). One host sync (M) for all S steps.
-    """
-    steps, rows = member.shape
-    order = torch.argsort(member, dim=1, stable=True)  # [S, rows] rows grouped by member
-    counts = torch.zeros(steps, groups, dtype=torch.int64, device=member.device)
-    counts.scatter_add_(1, member, torch.ones_like(member))
-    m = int(counts.max())
-    first = counts.cumsum(1) - counts  # [S, groups] sorted position of each group's first row
-    grouped = member.gather(1, order)
-    rank = torch.arange(rows, device=member.device) - first.gather(1, grouped)
-    slot = torch.empty_like(member).scatter_(1, order, grouped * m + rank)
-    src = torch.zeros(steps, groups * m, dtype=torch.int64, device=member.device)
-    src.scatter_(1, slot, torch.arange(rows, device=member.device).expand(steps, -1))
-    return src, slot
+
+def _own_members(z: torch.Tensor, sizes: list[int], members: list[MLPParams]):
+    """Rows through their own member: z [rows, F + A] sorted by member, the first sizes[0]
+    rows of member 0, the next sizes[1] of member 1, ... -> (mu, logvar) [rows, D_out] each.
+    One matmul per layer and member in use."""
+    out = [ensemble_mlp_reference(x.unsqueeze(0), members[e])
+           for e, x in enumerate(z.split(sizes)) if x.shape[0]]
+    return torch.cat([mu[0] for mu, _ in out]), torch.cat([lv[0] for _, lv in out])
 
 
 def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, policy=None):
     """The specification (see module docstring). Returns PropagateResult.
 
-    Each particle row runs only through its own member: rows are grouped by member into a
-    padded layout [E', M, F + A] (E' distinct members in use, M the largest group) and
-    ``ensemble_mlp`` runs on all groups at once (one bmm per layer); expectation runs every
-    member of ``members`` on every row and averages. The groups are formed once per call
-    (per step for ts1, all steps at once).
+    Each particle row runs only through its own member: rows are sorted by member (stable)
+    and each member's rows go through its MLP together (:func:`_own_members`). With tsinf
+    and fixed the members never change, so the rows are sorted once for the horizon and
+    restored at the end; ts1 sorts every step (all steps' orders computed in one call).
+    Expectation runs every member of ``members`` on every row (one bmm per layer).
     """
     s = spec
     dev = obs.device
-    rows = s.n * s.p * s.k
+    rows = s.n * s.p * s.k  # row = (n P + p) K + k
     eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset, device=dev,
                        backend="reference").reshape(rows, s.h, s.d_out)
-    if s.mode == "expectation":
-        ensemble = _select_members(params, s.members)  # repeats count twice in the mean
-    else:
-        member_of = _member_indices(s, dev).reshape(rows, s.h)
-        used = torch.unique(member_of if s.mode == "ts1" else member_of[:, 0])  # [E'] sorted
-        ensemble = _select_members(params, used)
-        group = torch.searchsorted(used, member_of.T.contiguous())  # [H, rows] in [0, E')
-        src, slot = _group_rows(group if s.mode == "ts1" else group[:1], used.numel())
+    start = torch.arange(rows, device=dev) // (s.p * s.k)  # [rows] start state of each row
     if policy is not None:
         eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2, device=dev,
                               backend="reference").reshape(rows, s.h, s.a)
         taken = torch.empty(rows, s.h, s.a, device=dev)
     else:
         taken = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
+    perm = None  # tsinf / fixed: row i of the loop is row perm[i] of the output
+    if s.mode == "expectation":
+        ensemble = _select_members(params, s.members)  # repeats count twice in the mean
+    else:
+        member_of = _member_indices(s, dev).reshape(rows, s.h)
+        step_members = member_of.T if s.mode == "ts1" else member_of[:, :1].T  # [S, rows]
+        order = torch.argsort(step_members, dim=1, stable=True)  # [S, rows]
+        sizes = torch.zeros(order.shape[0], params.num_members, dtype=torch.int64, device=dev)
+        sizes = sizes.scatter_add_(1, step_members, torch.ones_like(step_members)).tolist()
+        members = [_one_member(params, e) for e in range(params.num_members)]
+        if s.mode == "ts1":
+            restore = torch.argsort(order, dim=1)  # [H, rows] inverse of each step's order
+        else:
+            perm = order[0]
+            eps, taken, start = eps[perm], taken[perm], start[perm]
+            if policy is not None:
+                eps_pi = eps_pi[perm]
     states = torch.empty(rows, s.h + 1, s.d, device=dev)
-    states[:, 0] = obs.unsqueeze(1).expand(-1, s.p * s.k, -1).reshape(rows, s.d)
+    states[:, 0] = obs[start]
     model_rewards = []
     for t in range(s.h):
         state = states[:, t]
@@ -264,15 +267,19 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
             mu, _ = ensemble_mlp_reference(z.expand(ensemble.num_members, -1, -1), ensemble)
             delta = mu.mean(dim=0)  # [rows, D_out]
         else:
-            g = t if s.mode == "ts1" else 0
-            x = z[src[g]].view(ensemble.num_members, -1, z.shape[-1])  # [E', M, F + A]
-            mu, logvar = ensemble_mlp_reference(x, ensemble)  # [E', M, D_out] each
-            mu = mu.reshape(-1, s.d_out)[slot[g]]  # [rows, D_out], back in row order
-            logvar = logvar.reshape(-1, s.d_out)[slot[g]]
+            if perm is not None:  # already sorted by member
+                mu, logvar = _own_members(z, sizes[0], members)
+            else:
+                mu, logvar = _own_members(z[order[t]], sizes[t], members)
+                mu, logvar = mu[restore[t]], logvar[restore[t]]
             delta = mu + torch.exp(0.5 * logvar) * eps[:, t]
         states[:, t + 1] = state + delta[:, : s.d]
         if s.reward == "model":
             model_rewards.append(delta[:, s.d])
+    if perm is not None:  # back to row order
+        restore = torch.argsort(perm)
+        states, taken = states[restore], taken[restore]
+        model_rewards = [r[restore] for r in model_rewards]
     # A non-finite entry stays non-finite (s_{t+1} = s_t + delta), so checking once after the
     # horizon finds the same first step, and the same first row at it, as checking every step.
     finite = torch.isfinite(states[:, 1:]).all(dim=-1)  # [rows, H]
