@@ -146,9 +146,21 @@ def kernel_paths() -> dict:
     }
 
 
+def load() -> dict:
+    """How busy the machine is: load averages and CPU pressure (Linux PSI), where readable."""
+    out: dict = {}
+    for key, path in (("loadavg", "/proc/loadavg"), ("cpu_pressure", "/proc/pressure/cpu")):
+        try:
+            with open(path) as f:
+                out[key] = f.read().strip()
+        except OSError:
+            out[key] = None
+    return out
+
+
 def machine_info() -> dict:
     """What a reader needs to compare a result: CPU, kernel paths, threads, environment,
-    versions, date."""
+    load, versions, date."""
     import mbrl_fast
     from mbrl_fast import backends
 
@@ -165,6 +177,7 @@ def machine_info() -> dict:
         "torch_interop_threads": torch.get_num_interop_threads(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "env": {name: os.environ.get(name) for name in ENV_VARS},
+        "load": load(),  # when the info is taken: the end of a run
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "mbrl_fast_version": mbrl_fast.__version__,

@@ -271,27 +271,32 @@ def batched_planning(cfg, params, names, latency: dict, repeats, warmup,
     return out
 
 
+def _quick(cfg: PlannerBenchConfig, repeats: int, warmup: int):
+    """--quick's reductions -> (cfg, repeats, warmup, {what: [from, to] or a note})."""
+    want = dict(population=cfg.latency_population, quality_starts=QUICK["quality_starts"],
+                peak_n=QUICK["peak_n"])
+    reduced = {k: [getattr(cfg, k), v] for k, v in want.items() if getattr(cfg, k) > v}
+    cfg = replace(cfg, **{k: v for k, (_, v) in reduced.items()})
+    for key, value in (("repeats", repeats), ("warmup", warmup)):
+        if value > QUICK[key]:
+            reduced[key] = [value, QUICK[key]]
+    reduced["batched_planning"] = "not measured"
+    return cfg, min(repeats, QUICK["repeats"]), min(warmup, QUICK["warmup"]), reduced
+
+
 def run(cfg: PlannerBenchConfig, *, repeats: int = 5, warmup: int = 1, implementations=None,
         isas=(), quick: bool = False, log: Callable[[str], None] = print) -> dict:
     """Every measurement of the planner benchmark, as the JSON-ready dict."""
     rows, wanted = row_names(None, isas), row_names(implementations, isas)
     reduced = {}
     if quick:
-        want = dict(population=cfg.latency_population, quality_starts=QUICK["quality_starts"],
-                    peak_n=QUICK["peak_n"])
-        reduced = {k: [getattr(cfg, k), v] for k, v in want.items() if getattr(cfg, k) > v}
-        cfg = replace(cfg, **{k: v for k, (_, v) in reduced.items()})
-        for key, value, limit in (("repeats", repeats, QUICK["repeats"]),
-                                  ("warmup", warmup, QUICK["warmup"])):
-            if value > limit:
-                reduced[key] = [value, limit]
-        repeats, warmup = min(repeats, QUICK["repeats"]), min(warmup, QUICK["warmup"])
-        reduced["batched_planning"] = "not measured"
+        cfg, repeats, warmup, reduced = _quick(cfg, repeats, warmup)
     skipped = {name: "not requested" for name in rows if name not in wanted}
     skipped.update({name: why for name in wanted if (why := unavailable(name)) is not None})
     names = [name for name in rows if name not in skipped]
     separate_latency = cfg.latency_population != cfg.population
     progress = Progress(log)
+    load_at_start = harness.load()
     log(f"planner benchmark ({cfg.name}{', QUICK' if quick else ''}): population "
         f"{cfg.population}" + (f" and {cfg.latency_population}" if separate_latency else "")
         + f", {warmup} warm-up + {repeats} timed calls per row, rows interleaved")
@@ -377,7 +382,7 @@ def run(cfg: PlannerBenchConfig, *, repeats: int = 5, warmup: int = 1, implement
         "not_measured": skipped,
         "timing": {"repeats": timed, "warmup": warmup, "statistic": "median",
                    "wall_s": progress.elapsed()},
-        "machine": harness.machine_info(),
+        "machine": {**harness.machine_info(), "load_at_start": load_at_start},
         "config": cfg.to_dict(),
     }
 
