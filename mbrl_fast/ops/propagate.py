@@ -201,29 +201,39 @@ def _select_members(params: MLPParams, idx: torch.Tensor) -> MLPParams:
                    biases=tuple(b.index_select(0, idx) for b in params.biases))
 
 
-def _one_member(params: MLPParams, e: int) -> MLPParams:
-    """Member e alone, as a one-member ensemble (views of its weights, no copy)."""
-    return replace(params, weights=tuple(w[e: e + 1] for w in params.weights),
-                   biases=tuple(b[e: e + 1] for b in params.biases))
+def _padded_groups(member: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows grouped by member in a layout [groups, M] padded to the largest group M, so
+    that one bmm per layer runs every row through its own member only.
 
-
-def _own_members(z: torch.Tensor, sizes: list[int], members: list[MLPParams]):
-    """Rows through their own member: z [rows, F + A] sorted by member, the first sizes[0]
-    rows of member 0, the next sizes[1] of member 1, ... -> (mu, logvar) [rows, D_out] each.
-    One matmul per layer and member in use."""
-    out = [ensemble_mlp_reference(x.unsqueeze(0), members[e])
-           for e, x in enumerate(z.split(sizes)) if x.shape[0]]
-    return torch.cat([mu[0] for mu, _ in out]), torch.cat([lv[0] for _, lv in out])
+    member [S, rows] int64 in [0, groups) (S steps) -> src [S, groups * M], the row in each
+    slot (a padding slot repeats its group's first row; its output is never read), and
+    slot [S, rows], each row's slot. One host sync (M) for all S steps.
+    """
+    steps, rows = member.shape
+    order = torch.argsort(member, dim=1, stable=True)  # [S, rows] rows grouped by member
+    counts = torch.zeros(steps, groups, dtype=torch.int64, device=member.device)
+    counts.scatter_add_(1, member, torch.ones_like(member))
+    m = int(counts.max())
+    first = counts.cumsum(1) - counts  # [S, groups] sorted position of each group's first row
+    grouped = member.gather(1, order)  # [S, rows] the member of each sorted position
+    rank = torch.arange(rows, device=member.device) - first.gather(1, grouped)
+    slot = torch.empty_like(member).scatter_(1, order, grouped * m + rank)
+    pad = order.gather(1, first.clamp(max=rows - 1))  # [S, groups] a row of each group
+    src = pad.repeat_interleave(m, dim=1)  # [S, groups * M], then the real rows over it
+    src.scatter_(1, slot, torch.arange(rows, device=member.device).expand(steps, -1))
+    return src, slot
 
 
 def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, policy=None):
     """The specification (see module docstring). Returns PropagateResult.
 
-    Each particle row runs only through its own member: rows are sorted by member (stable)
-    and each member's rows go through its MLP together (:func:`_own_members`). With tsinf
-    and fixed the members never change, so the rows are sorted once for the horizon and
-    restored at the end; ts1 sorts every step (all steps' orders computed in one call).
-    Expectation runs every member of ``members`` on every row (one bmm per layer).
+    Each particle row runs only through its own member: the rows are grouped by member
+    in a layout [E', M] padded to the largest group (E' the members in use) and one bmm
+    per layer runs each group through its member (:func:`_padded_groups`). With tsinf
+    and fixed the members never change, so the rows stay in that layout for the whole
+    horizon and are put back in order at the end; ts1 regroups every step (all steps'
+    layouts computed in one call). Expectation runs every member of ``members`` on
+    every row.
     """
     s = spec
     dev = obs.device
@@ -237,24 +247,22 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
         taken = torch.empty(rows, s.h, s.a, device=dev)
     else:
         taken = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
-    perm = None  # tsinf / fixed: row i of the loop is row perm[i] of the output
+    fixed_layout = None  # tsinf / fixed: the loop runs on slots; slot[row] is a row's slot
     if s.mode == "expectation":
         ensemble = _select_members(params, s.members)  # repeats count twice in the mean
     else:
         member_of = _member_indices(s, dev).reshape(rows, s.h)
-        step_members = member_of.T if s.mode == "ts1" else member_of[:, :1].T  # [S, rows]
-        order = torch.argsort(step_members, dim=1, stable=True)  # [S, rows]
-        sizes = torch.zeros(order.shape[0], params.num_members, dtype=torch.int64, device=dev)
-        sizes = sizes.scatter_add_(1, step_members, torch.ones_like(step_members)).tolist()
-        members = [_one_member(params, e) for e in range(params.num_members)]
-        if s.mode == "ts1":
-            restore = torch.argsort(order, dim=1)  # [H, rows] inverse of each step's order
-        else:
-            perm = order[0]
-            eps, taken, start = eps[perm], taken[perm], start[perm]
+        used = torch.unique(member_of if s.mode == "ts1" else member_of[:, 0])  # [E'] sorted
+        ensemble = _select_members(params, used)
+        group = torch.searchsorted(used, member_of.T.contiguous())  # [H, rows] in [0, E')
+        src, slot = _padded_groups(group if s.mode == "ts1" else group[:1], used.numel())
+        if s.mode != "ts1":
+            fixed_layout = slot[0]
+            eps, taken, start = eps[src[0]], taken[src[0]], start[src[0]]
             if policy is not None:
-                eps_pi = eps_pi[perm]
-    states = torch.empty(rows, s.h + 1, s.d, device=dev)
+                eps_pi = eps_pi[src[0]]
+    e = ensemble.num_members
+    states = torch.empty(start.shape[0], s.h + 1, s.d, device=dev)
     states[:, 0] = obs[start]
     model_rewards = []
     for t in range(s.h):
@@ -264,22 +272,22 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
             taken[:, t] = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
         z = torch.cat([obs_features_reference(state, params.obs_features), taken[:, t]], dim=-1)
         if s.mode == "expectation":
-            mu, _ = ensemble_mlp_reference(z.expand(ensemble.num_members, -1, -1), ensemble)
+            mu, _ = ensemble_mlp_reference(z.expand(e, -1, -1), ensemble)
             delta = mu.mean(dim=0)  # [rows, D_out]
         else:
-            if perm is not None:  # already sorted by member
-                mu, logvar = _own_members(z, sizes[0], members)
-            else:
-                mu, logvar = _own_members(z[order[t]], sizes[t], members)
-                mu, logvar = mu[restore[t]], logvar[restore[t]]
+            if fixed_layout is not None:  # z already is [E' * M, F + A] in slot order
+                mu, logvar = ensemble_mlp_reference(z.view(e, -1, z.shape[-1]), ensemble)
+                mu, logvar = mu.reshape(-1, s.d_out), logvar.reshape(-1, s.d_out)
+            else:  # ts1: this step's layout, and back to row order
+                mu, logvar = ensemble_mlp_reference(z[src[t]].view(e, -1, z.shape[-1]), ensemble)
+                mu, logvar = mu.reshape(-1, s.d_out)[slot[t]], logvar.reshape(-1, s.d_out)[slot[t]]
             delta = mu + torch.exp(0.5 * logvar) * eps[:, t]
         states[:, t + 1] = state + delta[:, : s.d]
         if s.reward == "model":
             model_rewards.append(delta[:, s.d])
-    if perm is not None:  # back to row order
-        restore = torch.argsort(perm)
-        states, taken = states[restore], taken[restore]
-        model_rewards = [r[restore] for r in model_rewards]
+    if fixed_layout is not None:  # slots back to rows (padding slots dropped)
+        states, taken = states[fixed_layout], taken[fixed_layout]
+        model_rewards = [r[fixed_layout] for r in model_rewards]
     # A non-finite entry stays non-finite (s_{t+1} = s_t + delta), so checking once after the
     # horizon finds the same first step, and the same first row at it, as checking every step.
     finite = torch.isfinite(states[:, 1:]).all(dim=-1)  # [rows, H]
