@@ -49,7 +49,11 @@ def _numel(shape: Sequence[int]) -> int:
 
 def philox4x32_10(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
     """Philox-4x32-10 on int64 counters [n, 4] (values < 2**32) -> [n, 4] uint32 as int64."""
-    c0, c1, c2, c3 = counters.unbind(1)
+    return torch.stack(_philox_words(*counters.unbind(1), key), dim=1)
+
+
+def _philox_words(c0, c1, c2, c3, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """Philox-4x32-10 on the four counter words (int64 tensors [n], values < 2**32)."""
     k0, k1 = key
     for _ in range(10):
         # The 32 x 32 -> 64-bit products m c: int64 multiplication wraps modulo 2**64, so
@@ -61,7 +65,7 @@ def philox4x32_10(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
         c1, c3 = p1, p0
         k0 = (k0 + _W0) & _MASK32
         k1 = (k1 + _W1) & _MASK32
-    return torch.stack([c0, c1 & _MASK32, c2, c3 & _MASK32], dim=1)
+    return c0, c1 & _MASK32, c2, c3 & _MASK32
 
 
 # Blocks per pass of the references: 65536 blocks (512 KiB per int64 column) keep the
@@ -72,31 +76,27 @@ def philox4x32_10(counters: torch.Tensor, key: tuple[int, int]) -> torch.Tensor:
 _CHUNK_BLOCKS = 65536
 
 
-def _blocks(start: int, stop: int, seed: int, offset: int, device) -> torch.Tensor:
-    """[stop - start, 4] int64: the uint32 values of blocks start .. stop-1 of (seed, offset)."""
+def _words(start: int, stop: int, seed: int, offset: int, device) -> tuple[torch.Tensor, ...]:
+    """The four uint32 words (int64 [stop - start] each) of blocks start .. stop-1 of the
+    stream (seed, offset): element 4 i + j of the stream is word j of block i."""
     block = torch.arange(start, stop, dtype=torch.int64, device=device)
-    counters = torch.stack(
-        [
-            block & _MASK32,
-            block >> 32,
-            torch.full_like(block, offset & _MASK32),
-            torch.full_like(block, offset >> 32),
-        ],
-        dim=1,
-    )
-    return philox4x32_10(counters, (seed & _MASK32, seed >> 32))
+    return _philox_words(block & _MASK32, block >> 32, torch.full_like(block, offset & _MASK32),
+                         torch.full_like(block, offset >> 32), (seed & _MASK32, seed >> 32))
 
 
 def _uint32_to_uniform(x: torch.Tensor) -> torch.Tensor:
     return ((x >> 8).to(torch.float32) + 0.5) * 2.0**-24
 
 
-def _box_muller(x: torch.Tensor) -> torch.Tensor:
-    """[nb, 4] uint32 blocks -> [nb, 4] float32 normals (module docstring)."""
-    u = ((x >> 8).to(torch.float64) + 0.5).view(-1, 2, 2) * 2.0**-24  # pairs (0,1), (2,3)
-    r = torch.sqrt(-2.0 * torch.log(u[..., 0]))  # [nb, 2]
-    theta = 2.0 * math.pi * u[..., 1]
-    return torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=-1).view(-1, 4)
+def _box_muller(*words: torch.Tensor) -> torch.Tensor:
+    """The four words of blocks [nb] each -> [nb, 4] float64 normals (module docstring):
+    word pairs (0, 1) and (2, 3) each give (r cos theta, r sin theta)."""
+    out = []
+    for a, b in ((words[0], words[1]), (words[2], words[3])):
+        r = torch.sqrt(-2.0 * torch.log(((a >> 8).to(torch.float64) + 0.5) * 2.0**-24))
+        theta = 2.0 * math.pi * (((b >> 8).to(torch.float64) + 0.5) * 2.0**-24)
+        out += [r * torch.cos(theta), r * torch.sin(theta)]
+    return torch.stack(out, dim=1)
 
 
 # ---- references --------------------------------------------------------------
@@ -108,16 +108,18 @@ def _stream_reference(n: int, seed: int, offset: int, device, transform, dtype) 
     out = torch.empty(nblocks, 4, dtype=dtype, device=device)
     for start in range(0, nblocks, _CHUNK_BLOCKS):
         stop = min(start + _CHUNK_BLOCKS, nblocks)
-        out[start:stop] = transform(_blocks(start, stop, seed, offset, device))
+        out[start:stop] = transform(*_words(start, stop, seed, offset, device))
     return out.reshape(-1)[:n]
 
 
 def _uint32_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
-    return _stream_reference(n, seed, offset, device, lambda x: x, torch.int64)
+    return _stream_reference(n, seed, offset, device, lambda *w: torch.stack(w, dim=1),
+                             torch.int64)
 
 
 def _uniform_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:
-    return _stream_reference(n, seed, offset, device, _uint32_to_uniform, torch.float32)
+    return _stream_reference(n, seed, offset, device,
+                             lambda *w: _uint32_to_uniform(torch.stack(w, dim=1)), torch.float32)
 
 
 def _normal_reference(n: int, seed: int, offset: int, device: torch.device) -> torch.Tensor:

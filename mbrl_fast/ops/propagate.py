@@ -238,15 +238,17 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
     s = spec
     dev = obs.device
     rows = s.n * s.p * s.k  # row = (n P + p) K + k
+    # Time-major [H, rows, ...]: each step reads and writes contiguous rows.
     eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset, device=dev,
-                       backend="reference").reshape(rows, s.h, s.d_out)
+                       backend="reference").reshape(rows, s.h, s.d_out).transpose(0, 1)
     start = torch.arange(rows, device=dev) // (s.p * s.k)  # [rows] start state of each row
     if policy is not None:
         eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2, device=dev,
-                              backend="reference").reshape(rows, s.h, s.a)
-        taken = torch.empty(rows, s.h, s.a, device=dev)
+                              backend="reference").reshape(rows, s.h, s.a).transpose(0, 1)
+        taken = torch.empty(s.h, rows, s.a, device=dev)
     else:
         taken = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
+        taken = taken.transpose(0, 1)  # [H, rows, A]
     fixed_layout = None  # tsinf / fixed: the loop runs on slots; slot[row] is a row's slot
     if s.mode == "expectation":
         ensemble = _select_members(params, s.members)  # repeats count twice in the mean
@@ -258,19 +260,20 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
         src, slot = _padded_groups(group if s.mode == "ts1" else group[:1], used.numel())
         if s.mode != "ts1":
             fixed_layout = slot[0]
-            eps, taken, start = eps[src[0]], taken[src[0]], start[src[0]]
+            eps, taken = eps.index_select(1, src[0]), taken.index_select(1, src[0])
+            start = start[src[0]]
             if policy is not None:
-                eps_pi = eps_pi[src[0]]
+                eps_pi = eps_pi.index_select(1, src[0])
+    eps, taken = eps.contiguous(), taken.contiguous()
     e = ensemble.num_members
-    states = torch.empty(start.shape[0], s.h + 1, s.d, device=dev)
-    states[:, 0] = obs[start]
+    states = torch.empty(s.h + 1, start.shape[0], s.d, device=dev)  # [H + 1, rows or slots, D]
+    states[0] = obs[start]
     model_rewards = []
     for t in range(s.h):
-        state = states[:, t]
         if policy is not None:
-            mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
-            taken[:, t] = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
-        z = torch.cat([obs_features_reference(state, params.obs_features), taken[:, t]], dim=-1)
+            mu_pi, lv_pi = ensemble_mlp_reference(states[t].unsqueeze(0), policy)
+            taken[t] = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[t])
+        z = torch.cat([obs_features_reference(states[t], params.obs_features), taken[t]], dim=-1)
         if s.mode == "expectation":
             mu, _ = ensemble_mlp_reference(z.expand(e, -1, -1), ensemble)
             delta = mu.mean(dim=0)  # [rows, D_out]
@@ -281,34 +284,38 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
             else:  # ts1: this step's layout, and back to row order
                 mu, logvar = ensemble_mlp_reference(z[src[t]].view(e, -1, z.shape[-1]), ensemble)
                 mu, logvar = mu.reshape(-1, s.d_out)[slot[t]], logvar.reshape(-1, s.d_out)[slot[t]]
-            delta = mu + torch.exp(0.5 * logvar) * eps[:, t]
-        states[:, t + 1] = state + delta[:, : s.d]
+            delta = mu + torch.exp(0.5 * logvar) * eps[t]
+        torch.add(states[t], delta[:, : s.d], out=states[t + 1])
         if s.reward == "model":
             model_rewards.append(delta[:, s.d])
     if fixed_layout is not None:  # slots back to rows (padding slots dropped)
-        states, taken = states[fixed_layout], taken[fixed_layout]
+        states = states.index_select(1, fixed_layout)
+        taken = taken.index_select(1, fixed_layout)
         model_rewards = [r[fixed_layout] for r in model_rewards]
-    # A non-finite entry stays non-finite (s_{t+1} = s_t + delta), so checking once after the
-    # horizon finds the same first step, and the same first row at it, as checking every step.
-    finite = torch.isfinite(states[:, 1:]).all(dim=-1)  # [rows, H]
-    if not bool(finite.all()):
-        t = int((~finite).any(dim=0).nonzero()[0, 0])
-        r = int((~finite[:, t]).nonzero()[0, 0])
+    # A non-finite entry stays non-finite (s_{t+1} = s_t + delta): the last state tells
+    # whether there is one, and the first step with one, and its first row, are found as a
+    # check after every step would find them.
+    if not bool(torch.isfinite(states[-1]).all()):
+        bad = ~torch.isfinite(states[1:]).all(dim=-1)  # [H, rows]
+        t = int(bad.any(dim=1).nonzero()[0, 0])
+        r = int(bad[t].nonzero()[0, 0])
         mem = -1 if s.mode == "expectation" else int(member_of[r, t])
         _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
     out_rewards = returns = None
     if s.reward == "model":
         out_rewards = torch.stack(model_rewards, dim=1)  # [rows, H]
     elif s.reward is not None:
-        out_rewards = s.reward.torch_fn(states[:, :-1], taken, states[:, 1:])
+        out_rewards = s.reward.torch_fn(states[:-1], taken, states[1:]).T  # [rows, H]
     if out_rewards is not None:
         out_rewards = out_rewards.reshape(s.n, s.p, s.k, s.h)
         returns = out_rewards.sum(dim=-1).mean(dim=-1)
     return PropagateResult(
-        states=states.reshape(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None,
+        states=states.transpose(0, 1).reshape(s.n, s.p, s.k, s.h + 1, s.d)
+        if s.return_states else None,
         rewards=out_rewards if s.return_states else None,
         returns=returns,
-        actions=taken.reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
+        actions=taken.transpose(0, 1).reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None
+        else None,
     )
 
 
