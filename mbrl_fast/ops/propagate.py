@@ -305,7 +305,7 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
     if s.reward == "model":
         out_rewards = torch.stack(model_rewards, dim=1)  # [rows, H]
     elif s.reward is not None:
-        out_rewards = s.reward.torch_fn(states[:-1], taken, states[1:]).T  # [rows, H]
+        out_rewards = s.reward.torch_fn(states[:-1], taken, states[1:]).transpose(0, 1)
     if out_rewards is not None:
         out_rewards = out_rewards.reshape(s.n, s.p, s.k, s.h)
         returns = out_rewards.sum(dim=-1).mean(dim=-1)
