@@ -12,7 +12,7 @@ import math
 import sys
 from pathlib import Path
 
-from mbrl_fast.benchmarks import ops, planner
+from mbrl_fast.benchmarks import isa, ops, planner
 from mbrl_fast.benchmarks.configs import CONFIGS, get_config
 
 
@@ -35,6 +35,15 @@ def _add_arguments(bench: argparse.ArgumentParser) -> None:
     p.add_argument("--impl", nargs="+", choices=planner.IMPLEMENTATIONS,
                    help="implementations to run (default: all)")
     p.add_argument("--population", type=_positive, help="override the config's population")
+    p.add_argument("--isa", type=_isa_list, default=(), metavar="PATHS",
+                   help="also time the fp32 planner with MBRL_FAST_CPU_KERNELS forced to each "
+                   "of these comma-separated kernel paths (avx512,avx2,portable); a path this "
+                   "build or CPU cannot run is reported, not timed (default: the auto path "
+                   "only)")
+    p.add_argument("--quick", action="store_true",
+                   help="a first look in about a minute: population 100 only, 2 repeats, no "
+                   "batched planning, decision quality on 2 start states (the table and the "
+                   "JSON say what was reduced)")
     p.set_defaults(bench_func=_run_planner)
 
     o = kinds.add_parser("ops", help="op x backend x size table")
@@ -43,6 +52,9 @@ def _add_arguments(bench: argparse.ArgumentParser) -> None:
     o.add_argument("--repeats", type=_positive, default=3)
     o.add_argument("--warmup", type=_non_negative, default=1)
     o.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    o.add_argument("--isa", type=_isa_list, default=("auto",), metavar="PATHS",
+                   help="kernel paths to time the cpu backend on, comma-separated, among "
+                   "auto,avx512,avx2,portable (default: auto)")
     o.set_defaults(bench_func=_run_ops)
     bench.set_defaults(func=run)
 
@@ -56,7 +68,7 @@ def _run_planner(args) -> int:
     overrides = {} if args.population is None else {"population": args.population}
     cfg = get_config(args.config, **overrides)
     result = planner.run(cfg, repeats=args.repeats, warmup=args.warmup,
-                         implementations=args.impl, log=_log)
+                         implementations=args.impl, isas=args.isa, quick=args.quick, log=_log)
     print()
     print(planner.summary_table(result))
     q = result["decision_quality"]
@@ -76,7 +88,7 @@ def _run_planner(args) -> int:
 
 def _run_ops(args) -> int:
     result = ops.run(get_config(args.config), repeats=args.repeats, warmup=args.warmup,
-                     quick=args.quick, log=_log)
+                     quick=args.quick, isas=args.isa, log=_log)
     print()
     print(ops.table(result))
     _write(result, args.json)
@@ -104,6 +116,16 @@ def _finite(obj):
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _isa_list(text: str) -> tuple[str, ...]:
+    paths = tuple(p.strip() for p in text.split(",") if p.strip())
+    allowed = ("auto",) + isa.PATHS
+    bad = [p for p in paths if p not in allowed]
+    if bad or not paths:
+        raise argparse.ArgumentTypeError(f"must be comma-separated among {','.join(allowed)}, "
+                                         f"got {text!r}")
+    return paths
 
 
 def _positive(text: str) -> int:

@@ -1,13 +1,13 @@
 """Op-level benchmark: op x backend x dtype x size -> seconds, GFLOP/s, % of the matmul peak.
 
 Every op runs on every backend available here (``reference``, the pure-torch
-specification, and ``cpu``, the compiled kernels), on the sizes of the PETS
-HalfCheetah planner (:mod:`configs`). GFLOP counts the useful matmul work:
+specification, and ``cpu``, the compiled kernels, once per kernel path in ``isas``:
+``auto`` or a path forced with MBRL_FAST_CPU_KERNELS, see :mod:`isa`), on the sizes of
+the PETS HalfCheetah planner (:mod:`configs`). Each row names its kernel path (``isa``).
+GFLOP counts the useful matmul work:
 
   ensemble_mlp  x [E, B, d_0] through all E members: 2 E B sum_l d_l d_{l+1}
   propagate     P x K particles, one TS-inf member each, H steps: 2 P K H sum_l d_l d_{l+1}
-                (the reference evaluates all E members and keeps one: E times the work
-                done, the same work counted)
 
 noise and elite_update do no matmul: their rows report time and items/s only.
 A backend that is missing or cannot run an op is listed with its reason.
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.benchmarks import harness
+from mbrl_fast.benchmarks import harness, isa
 from mbrl_fast.benchmarks.configs import PlannerBenchConfig, get_config, make_params, to_bf16
+from mbrl_fast.benchmarks.progress import Progress
 
 BACKENDS = ("reference", "cpu")
 
@@ -37,7 +38,6 @@ class Case:
     gflop: float | None  # useful matmul work per call
     items: int  # elements produced per call (samples, rows, ...)
     make: Callable[[str], Callable[[], object]]
-    reference: bool = True  # also time the pure-torch reference (False: too slow to time)
 
 
 def _mlp_flop_per_row(cfg: PlannerBenchConfig) -> int:
@@ -63,8 +63,6 @@ def cases(cfg: PlannerBenchConfig, quick: bool = False) -> list[Case]:
             out.append(Case("ensemble_mlp", dtype, f"E={e} B={b}", e * b * per_row / 1e9, e * b,
                             lambda be, x=x, p=params: lambda: ensemble_mlp(x, p, backend=be)))
 
-    # The reference evaluates all E members per particle: at P >= 100 one call takes
-    # >= 8 s (396 GFLOP done), so it is timed at the smallest population only.
     pops = (cfg.latency_population,) if quick else (25, cfg.latency_population, cfg.population)
     obs = 0.1 * torch.randn(1, d, generator=g)
     for dtype, params in weights.items():
@@ -76,8 +74,7 @@ def cases(cfg: PlannerBenchConfig, quick: bool = False) -> list[Case]:
                 rows * h,
                 lambda be, act=act, p=params: lambda: propagate(
                     p, obs, act, particles=cfg.particles, mode="tsinf", seed=1,
-                    reward=cfg.reward, return_states=False, backend=be),
-                reference=p == pops[0]))
+                    reward=cfg.reward, return_states=False, backend=be)))
 
     n_noise = 2**16 if quick else cfg.population * cfg.particles * h * d  # one act's eps
     for kind in ("normal", "uniform"):
@@ -103,45 +100,78 @@ def cases(cfg: PlannerBenchConfig, quick: bool = False) -> list[Case]:
 
 
 def run(cfg: PlannerBenchConfig | None = None, *, repeats: int = 3, warmup: int = 1,
-        quick: bool = False, peak_n: int | None = None, log=print) -> dict:
-    """Time every case on every backend; returns the JSON-ready dict."""
+        quick: bool = False, peak_n: int | None = None, isas=("auto",), log=print) -> dict:
+    """Time every case on the reference and on the cpu backend per kernel path in ``isas``;
+    returns the JSON-ready dict."""
     cfg = cfg or get_config("pets-halfcheetah")
+    paths = tuple(dict.fromkeys(isas))
+    for path in paths:
+        if path not in ("auto",) + isa.PATHS:
+            raise ValueError(f"kernel path must be one of {('auto',) + isa.PATHS}, got {path!r}")
     n = peak_n or (512 if quick else cfg.peak_n)
-    log(f"matmul peak: torch sgemm {n}^3 ...")
+    progress = Progress(log, phase_width=40)
+    progress.note(f"matmul peak: torch sgemm {n}^3 ...")
     peak = harness.matmul_peak_gflops(n)
-    log(f"  {peak:.1f} GFLOP/s")
+    progress.note(f"  {peak:.1f} GFLOP/s")
+    skipped = {p: why for p in paths if p != "auto" and (why := isa.unavailable(p))}
+    for path, why in skipped.items():
+        progress.note(f"cpu[{path}]: not timed: {why}")
+    runs = [("reference", None)] + [("cpu", p) for p in paths]
+    all_cases = cases(cfg, quick)
+    for case in all_cases:
+        for be, path in runs:
+            if path not in skipped:
+                progress.expect(_label(be, path), _work(case), warmup + repeats)
     rows: list[dict] = []
-    for case in cases(cfg, quick):
-        for be in BACKENDS:
-            row = _measure(case, be, repeats, warmup, peak)
-            ref = rows[-1] if rows and be != "reference" else None  # same case, reference
-            if ref is not None and ref["seconds"] and row["seconds"]:
+    for i, case in enumerate(all_cases):
+        ref = None
+        for be, path in runs:
+            on_call = progress.on_call(f"{i + 1}/{len(all_cases)} {case.op} {case.dtype} "
+                                       f"{case.size}", _work(case))
+            row = _measure(case, be, path, repeats, warmup, peak, on_call, skipped.get(path))
+            if be == "reference":
+                ref = row
+            elif ref["seconds"] and row["seconds"]:
                 row["speedup_vs_reference"] = ref["seconds"] / row["seconds"]
             rows.append(row)
-            log(f"  {case.op:<16} {be:<9} {case.dtype:<4} {case.size:<22} "
-                + (f"{row['seconds'] * 1e3:10.3f} ms" if row["seconds"] is not None
-                   else row["note"][:60]))
+            if row["seconds"] is None and path not in skipped:
+                progress.note(f"  {case.op} {_label(be, path)} {case.dtype} {case.size}: "
+                              f"{row['note']}")
     return {"benchmark": "ops", "matmul_peak_gflops": peak, "matmul_peak_n": n,
             "rows": rows, "timing": {"repeats": repeats, "warmup": warmup,
-                                     "statistic": "median"},
-            "machine": harness.machine_info(), "config": cfg.to_dict(), "quick": quick}
+                                     "statistic": "median", "wall_s": progress.elapsed()},
+            "isas": list(paths), "machine": harness.machine_info(), "config": cfg.to_dict(),
+            "quick": quick}
 
 
-def _measure(case: Case, backend: str, repeats: int, warmup: int, peak: float) -> dict:
-    row = {"op": case.op, "backend": backend, "dtype": case.dtype, "size": case.size,
-           "seconds": None, "gflops": None, "pct_of_peak": None, "items_per_s": None,
-           "speedup_vs_reference": None, "note": None}
-    if backend == "reference" and not case.reference:
-        row["note"] = "not timed: the reference does E x the work; see the smallest size"
-        return row
+def _work(case: Case) -> float:
+    """The progress estimate's weight of one call: its GFLOP, or for the ops without a
+    matmul 20 FLOP per item produced (only the estimate of the time left uses it)."""
+    return case.gflop if case.gflop is not None else 20e-9 * case.items
+
+
+def _label(backend: str, path: str | None) -> str:
+    return backend if path is None else f"{backend}[{path}]"
+
+
+def _measure(case: Case, backend: str, path: str | None, repeats: int, warmup: int,
+             peak: float, on_call, skip: str | None = None) -> dict:
+    row = {"op": case.op, "backend": backend, "isa": path, "dtype": case.dtype,
+           "size": case.size, "seconds": None, "gflops": None, "pct_of_peak": None,
+           "items_per_s": None, "speedup_vs_reference": None, "note": None}
     try:
         ok, why = backends.status(backend)
         if not ok:
             raise backends.BackendUnavailable(why)
-        call = case.make(backend)
-        call()  # fails fast if this backend cannot run the case
-        t = harness.time_fn(call, repeats=repeats, warmup=warmup).median
-    except (backends.BackendUnavailable, ImportError, NotImplementedError) as exc:
+        if skip is not None:
+            raise backends.BackendUnavailable(skip)
+        with isa.forced(path):
+            row["isa"] = isa.cpu_isa() if backend == "cpu" else None  # what auto resolves to
+            call = case.make(backend)
+            call()  # fails fast if this backend cannot run the case
+            t = harness.time_fn(call, repeats=repeats, warmup=warmup, on_call=on_call,
+                                name=_label(backend, path)).median
+    except (backends.BackendUnavailable, ImportError, NotImplementedError, ValueError) as exc:
         row["note"] = f"unavailable: {exc}"
         return row
     row.update(seconds=t, items_per_s=case.items / t)
@@ -152,10 +182,10 @@ def _measure(case: Case, backend: str, repeats: int, warmup: int, peak: float) -
 
 
 def table(result: dict) -> str:
-    rows = [[r["op"], r["backend"], r["dtype"], r["size"],
+    rows = [[r["op"], r["backend"], r.get("isa"), r["dtype"], r["size"],
              None if r["seconds"] is None else r["seconds"] * 1e3, r["gflops"],
              r["pct_of_peak"], r["items_per_s"], r["speedup_vs_reference"],
-             "" if r["note"] is None else r["note"][:40]]
+             "" if r["note"] is None else r["note"][:72]]
             for r in result["rows"]]
-    return harness.format_table(["op", "backend", "dtype", "size", "ms", "GFLOP/s", "% peak",
-                                 "items/s", "x ref", "note"], rows)
+    return harness.format_table(["op", "backend", "kernels", "dtype", "size", "ms", "GFLOP/s",
+                                 "% peak", "items/s", "x ref", "note"], rows)

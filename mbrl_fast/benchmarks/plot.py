@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 COLORS = {"mbrl_fast_fp32": "#1f77b4", "mbrl_fast_bf16": "#2ca02c", "torch_eager": "#ff7f0e",
-          "mbrl_lib": "#7f7f7f"}
+          "mbrl_lib": "#7f7f7f", "mbrl_fast_reference": "#bcbd22",
+          "mbrl_fast_fp32_avx512": "#17becf", "mbrl_fast_fp32_avx2": "#9edae5",
+          "mbrl_fast_fp32_portable": "#aec7e8"}
 
 
 def plot_planner(result: dict, path: str | Path) -> Path:
@@ -22,7 +24,7 @@ def plot_planner(result: dict, path: str | Path) -> Path:
         raise ValueError("result has no measured implementation to plot")
     names = list(seconds)
     colors = [COLORS.get(n, "#9467bd") for n in names]
-    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_t, ax_p) = plt.subplots(1, 2, figsize=(max(11, 1.6 * len(names) + 3), 4.2))
 
     bars = ax_t.bar(names, [seconds[n] for n in names], color=colors)
     mins = result.get("seconds_per_act_min", {})
@@ -33,8 +35,9 @@ def plot_planner(result: dict, path: str | Path) -> Path:
     ax_t.set_ylim(top=max(seconds.values()) * 4)  # room for the labels above the bars
     ax_t.set_ylabel("seconds per planning step (log)")
     cfg = result["config"]
-    ax_t.set_title(f"PETS CEM step: pop {cfg['population']}, {cfg['particles']} particles, "
-                   f"H {cfg['horizon']}, {cfg['iterations']} it.", fontsize=10)
+    quick = "QUICK run, " if result.get("quick") else ""
+    ax_t.set_title(f"{quick}PETS CEM step: pop {cfg['population']}, {cfg['particles']} "
+                   f"particles, H {cfg['horizon']}, {cfg['iterations']} it.", fontsize=10)
     speedup = result.get("speedup_vs_mbrl_lib", {})
     for bar, n in zip(bars, names, strict=True):
         s = speedup.get(n)
@@ -50,7 +53,9 @@ def plot_planner(result: dict, path: str | Path) -> Path:
     for ax in (ax_t, ax_p):
         ax.tick_params(axis="x", labelrotation=15, labelsize=8)
     machine = result["machine"]
-    fig.suptitle(f"{machine['cpu_model']}, {machine['torch_threads']} threads, "
+    fig.suptitle(f"{machine['cpu_model']} (family {machine.get('cpu_family')} model "
+                 f"{machine.get('cpu_model_number')}), mbrl-fast kernels "
+                 f"{machine.get('mbrl_fast_isa')}, {machine['torch_threads']} threads, "
                  f"torch {machine['torch_version']}, {machine['date'][:10]}", fontsize=9)
     fig.tight_layout()
     path = Path(path)

@@ -191,63 +191,131 @@ def _raise_non_finite(t: int, member: int, n: int, p: int, k: int) -> None:
         "normalizer, or the action bounds")
 
 
+def _select_members(params: MLPParams, idx: torch.Tensor) -> MLPParams:
+    """The ensemble of members ``idx`` [E'] (in that order; repeats allowed)."""
+    idx = idx.cpu()
+    if idx.numel() == params.num_members and bool((idx == torch.arange(idx.numel())).all()):
+        return params
+    idx = idx.to(params.device)
+    return replace(params, weights=tuple(w.index_select(0, idx) for w in params.weights),
+                   biases=tuple(b.index_select(0, idx) for b in params.biases))
+
+
+def _padded_groups(member: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows grouped by member in a layout [groups, M] padded to the largest group M, so
+    that one bmm per layer runs every row through its own member only.
+
+    member [S, rows] int64 in [0, groups) (S steps) -> src [S, groups * M], the row in each
+    slot (a padding slot repeats its group's first row; its output is never read), and
+    slot [S, rows], each row's slot. One host sync (M) for all S steps.
+    """
+    steps, rows = member.shape
+    order = torch.argsort(member, dim=1, stable=True)  # [S, rows] rows grouped by member
+    counts = torch.zeros(steps, groups, dtype=torch.int64, device=member.device)
+    counts.scatter_add_(1, member, torch.ones_like(member))
+    m = int(counts.max())
+    first = counts.cumsum(1) - counts  # [S, groups] sorted position of each group's first row
+    grouped = member.gather(1, order)  # [S, rows] the member of each sorted position
+    rank = torch.arange(rows, device=member.device) - first.gather(1, grouped)
+    slot = torch.empty_like(member).scatter_(1, order, grouped * m + rank)
+    pad = order.gather(1, first.clamp(max=rows - 1))  # [S, groups] a row of each group
+    src = pad.repeat_interleave(m, dim=1)  # [S, groups * M], then the real rows over it
+    src.scatter_(1, slot, torch.arange(rows, device=member.device).expand(steps, -1))
+    return src, slot
+
+
 def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, policy=None):
-    """The specification (see module docstring). Returns PropagateResult."""
+    """The specification (see module docstring). Returns PropagateResult.
+
+    Each particle row runs only through its own member: the rows are grouped by member
+    in a layout [E', M] padded to the largest group (E' the members in use) and one bmm
+    per layer runs each group through its member (:func:`_padded_groups`). With tsinf
+    and fixed the members never change, so the rows stay in that layout for the whole
+    horizon and are put back in order at the end; ts1 regroups every step (all steps'
+    layouts computed in one call). Expectation runs every member of ``members`` on
+    every row.
+    """
     s = spec
     dev = obs.device
-    rows = s.n * s.p * s.k
+    rows = s.n * s.p * s.k  # row = (n P + p) K + k
+    # Time-major [H, rows, ...]: each step reads and writes contiguous rows.
     eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset, device=dev,
-                       backend="reference").reshape(rows, s.h, s.d_out)
-    if s.mode != "expectation":
-        member_of = _member_indices(s, dev).reshape(rows, s.h)
+                       backend="reference").reshape(rows, s.h, s.d_out).transpose(0, 1)
+    start = torch.arange(rows, device=dev) // (s.p * s.k)  # [rows] start state of each row
     if policy is not None:
         eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2, device=dev,
-                              backend="reference").reshape(rows, s.h, s.a)
-        taken = torch.empty(rows, s.h, s.a, device=dev)
+                              backend="reference").reshape(rows, s.h, s.a).transpose(0, 1)
+        taken = torch.empty(s.h, rows, s.a, device=dev)
     else:
-        act = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
-    state = obs.unsqueeze(1).unsqueeze(1).expand(-1, s.p, s.k, -1).reshape(rows, s.d)
-    states = [state]
-    step_rewards = []
-    e = params.num_members
+        taken = actions.unsqueeze(2).expand(-1, -1, s.k, -1, -1).reshape(rows, s.h, s.a)
+        taken = taken.transpose(0, 1)  # [H, rows, A]
+    fixed_layout = None  # tsinf / fixed: the loop runs on slots; slot[row] is a row's slot
+    if s.mode == "expectation":
+        ensemble = _select_members(params, s.members)  # repeats count twice in the mean
+    else:
+        member_of = _member_indices(s, dev).reshape(rows, s.h)
+        used = torch.unique(member_of if s.mode == "ts1" else member_of[:, 0])  # [E'] sorted
+        ensemble = _select_members(params, used)
+        group = torch.searchsorted(used, member_of.T.contiguous())  # [H, rows] in [0, E')
+        src, slot = _padded_groups(group if s.mode == "ts1" else group[:1], used.numel())
+        if s.mode != "ts1":
+            fixed_layout = slot[0]
+            eps, taken = eps.index_select(1, src[0]), taken.index_select(1, src[0])
+            start = start[src[0]]
+            if policy is not None:
+                eps_pi = eps_pi.index_select(1, src[0])
+    eps, taken = eps.contiguous(), taken.contiguous()
+    e = ensemble.num_members
+    states = torch.empty(s.h + 1, start.shape[0], s.d, device=dev)  # [H + 1, rows or slots, D]
+    states[0] = obs[start]
+    model_rewards = []
     for t in range(s.h):
         if policy is not None:
-            mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
-            a_t = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
-            taken[:, t] = a_t
-        else:
-            a_t = act[:, t]
-        z = torch.cat([obs_features_reference(state, params.obs_features), a_t], dim=-1)
-        z = z.unsqueeze(0).expand(e, -1, -1)
-        mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
+            mu_pi, lv_pi = ensemble_mlp_reference(states[t].unsqueeze(0), policy)
+            taken[t] = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[t])
+        z = torch.cat([obs_features_reference(states[t], params.obs_features), taken[t]], dim=-1)
         if s.mode == "expectation":
-            delta = mu[s.members.to(dev)].mean(dim=0)
+            mu, _ = ensemble_mlp_reference(z.expand(e, -1, -1), ensemble)
+            delta = mu.mean(dim=0)  # [rows, D_out]
         else:
-            idx = member_of[:, t]
-            rows_idx = torch.arange(rows, device=dev)
-            delta = mu[idx, rows_idx] + torch.exp(0.5 * logvar[idx, rows_idx]) * eps[:, t]
-        nxt = state + delta[:, : s.d]
-        bad = ~torch.isfinite(nxt).all(dim=-1)
-        if bad.any():
-            r = int(bad.nonzero()[0, 0])
-            mem = -1 if s.mode == "expectation" else int(member_of[r, t])
-            _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
+            if fixed_layout is not None:  # z already is [E' * M, F + A] in slot order
+                mu, logvar = ensemble_mlp_reference(z.view(e, -1, z.shape[-1]), ensemble)
+                mu, logvar = mu.reshape(-1, s.d_out), logvar.reshape(-1, s.d_out)
+            else:  # ts1: this step's layout, and back to row order
+                mu, logvar = ensemble_mlp_reference(z[src[t]].view(e, -1, z.shape[-1]), ensemble)
+                mu, logvar = mu.reshape(-1, s.d_out)[slot[t]], logvar.reshape(-1, s.d_out)[slot[t]]
+            delta = mu + torch.exp(0.5 * logvar) * eps[t]
+        torch.add(states[t], delta[:, : s.d], out=states[t + 1])
         if s.reward == "model":
-            step_rewards.append(delta[:, s.d])
-        elif s.reward is not None:
-            step_rewards.append(s.reward.torch_fn(state, a_t, nxt))
-        state = nxt
-        states.append(state)
-    out_states = torch.stack(states, dim=1).reshape(s.n, s.p, s.k, s.h + 1, s.d)
+            model_rewards.append(delta[:, s.d])
+    if fixed_layout is not None:  # slots back to rows (padding slots dropped)
+        states = states.index_select(1, fixed_layout)
+        taken = taken.index_select(1, fixed_layout)
+        model_rewards = [r[fixed_layout] for r in model_rewards]
+    # A non-finite entry stays non-finite (s_{t+1} = s_t + delta): the last state tells
+    # whether there is one, and the first step with one, and its first row, are found as a
+    # check after every step would find them.
+    if not bool(torch.isfinite(states[-1]).all()):
+        bad = ~torch.isfinite(states[1:]).all(dim=-1)  # [H, rows]
+        t = int(bad.any(dim=1).nonzero()[0, 0])
+        r = int(bad[t].nonzero()[0, 0])
+        mem = -1 if s.mode == "expectation" else int(member_of[r, t])
+        _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
     out_rewards = returns = None
-    if s.reward is not None:
-        out_rewards = torch.stack(step_rewards, dim=1).reshape(s.n, s.p, s.k, s.h)
+    if s.reward == "model":
+        out_rewards = torch.stack(model_rewards, dim=1)  # [rows, H]
+    elif s.reward is not None:
+        out_rewards = s.reward.torch_fn(states[:-1], taken, states[1:]).transpose(0, 1)
+    if out_rewards is not None:
+        out_rewards = out_rewards.reshape(s.n, s.p, s.k, s.h)
         returns = out_rewards.sum(dim=-1).mean(dim=-1)
     return PropagateResult(
-        states=out_states if s.return_states else None,
+        states=states.transpose(0, 1).reshape(s.n, s.p, s.k, s.h + 1, s.d)
+        if s.return_states else None,
         rewards=out_rewards if s.return_states else None,
         returns=returns,
-        actions=taken.reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
+        actions=taken.transpose(0, 1).reshape(s.n, s.p, s.k, s.h, s.a) if policy is not None
+        else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""``mbrl-fast bench`` end to end on the tiny config: JSON schema, PNG, tables, argument errors."""
+"""``mbrl-fast bench`` end to end on the tiny config: JSON schema, PNG, tables, progress on
+stderr, --quick, forced kernel paths (--isa), argument errors. Never timings."""
 
 from __future__ import annotations
 
@@ -8,28 +9,39 @@ import math
 
 import pytest
 
-from mbrl_fast.benchmarks import cli, planner
+from mbrl_fast.benchmarks import cli, isa, planner
 
 PLANNER_KEYS = {"seconds_per_act", "speedup_vs_mbrl_lib", "speedup_vs_torch_eager",
                 "seconds_per_act_min", "speedup_vs_mbrl_lib_min", "times_s", "gflops_at_min",
                 "matmul_peak_gflops", "gflops", "pct_of_peak", "matmul_gflop_per_act",
-                "decision_quality", "latency_pop100", "batched16", "machine", "config"}
+                "decision_quality", "latency_pop100", "batched16", "machine", "config",
+                "implementations", "not_measured", "quick", "timing"}
 FAST = ["--repeats", "1", "--warmup", "0"]
+FORCED = ["portable", "avx2"]  # portable runs wherever _C is built; avx2 maybe not (yet)
 
 
 @pytest.fixture(scope="module")
-def planner_result(tmp_path_factory):
+def planner_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    code = cli.main(["planner", "--config", "tiny", *FAST, "--json", str(out / "r.json"),
-                     "--png", str(out / "r.png")])
+    with pytest.MonkeyPatch.context() as mp:
+        lines = []
+        mp.setattr(cli, "_log", lines.append)  # the progress lines (stderr in the CLI)
+        code = cli.main(["planner", "--config", "tiny", *FAST, "--json", str(out / "r.json"),
+                         "--png", str(out / "r.png"), "--isa", ",".join(FORCED)])
     assert code == 0
-    return json.loads((out / "r.json").read_text()), out
+    return json.loads((out / "r.json").read_text()), out, lines
+
+
+@pytest.fixture(scope="module")
+def planner_result(planner_run):
+    return planner_run[:2]
 
 
 def test_planner_json_schema(planner_result):
     result, _ = planner_result
     assert PLANNER_KEYS <= set(result)
-    names = set(planner.IMPLEMENTATIONS)
+    names = set(planner.row_names(isas=FORCED))
+    assert names == set(planner.IMPLEMENTATIONS) | {f"mbrl_fast_fp32_{p}" for p in FORCED}
     for key in ("seconds_per_act", "speedup_vs_mbrl_lib", "gflops", "pct_of_peak"):
         assert set(result[key]) == names
     measured = {n: t for n, t in result["seconds_per_act"].items() if t is not None}
@@ -40,8 +52,9 @@ def test_planner_json_schema(planner_result):
             assert result["seconds_per_act_min"][n] == min(result["times_s"][n]) <= t
             assert len(result["times_s"][n]) == 1  # --repeats 1
     assert result["matmul_peak_gflops"] > 0
-    assert result["config"]["name"] == "tiny"
+    assert result["config"]["name"] == "tiny" and result["quick"] is None
     assert result["machine"]["cores"] >= 1
+    assert set(result["implementations"]) == set(measured)
     gflop = result["matmul_gflop_per_act"]
     for n, t in measured.items():
         assert math.isclose(result["gflops"][n], gflop / t, rel_tol=1e-9)
@@ -79,6 +92,64 @@ def test_planner_png_and_table(planner_result, capsys):
     assert "torch_eager" in table and "x mbrl-lib" in table
 
 
+def test_planner_forced_kernel_rows(planner_result):
+    result, _ = planner_result
+    for path in FORCED:
+        name = f"mbrl_fast_fp32_{path}"
+        why = isa.unavailable(path)
+        if why is None:  # timed with the variable forced: the row says which path ran
+            assert result["implementations"][name]["isa"] == path
+            assert result["implementations"][name]["MBRL_FAST_CPU_KERNELS"] == path
+            assert result["seconds_per_act"][name] > 0
+        else:
+            assert result["not_measured"][name] == why and result["seconds_per_act"][name] is None
+    assert result["implementations"]["mbrl_fast_reference"]["backend"] == "reference"
+    assert result["implementations"]["mbrl_fast_fp32"]["isa"] == result["machine"]["mbrl_fast_isa"]
+    table = planner.summary_table(result)
+    assert "mbrl_fast_fp32_portable" in table and "mbrl_fast_reference" in table
+    assert "MBRL_FAST_CPU_KERNELS" not in __import__("os").environ  # restored after the run
+
+
+def test_planner_reports_progress(planner_run):
+    _, _, lines = planner_run
+    text = "\n".join(lines)
+    rows = planner.row_names(isas=FORCED)
+    for name in rows:  # every row announced, and every measured call reported with times
+        assert name in text
+    calls = [line for line in lines if "elapsed" in line and " s  [" in line]
+    assert any("pop 20" in line and "mbrl_fast_reference" in line and "repeat 1/1" in line
+               for line in calls)
+    assert any("quality" in line and "plan 1/1" in line for line in calls)
+    assert all("left ~" in line for line in calls)
+    assert any("running (its first call" in line for line in lines)
+
+
+def test_planner_quick(tmp_path):
+    path = tmp_path / "quick.json"
+    assert cli.main(["planner", "--config", "tiny", "--quick", "--json", str(path),
+                     "--impl", "torch_eager", "mbrl_fast_reference"]) == 0
+    result = json.loads(path.read_text())
+    reduced = result["quick"]["reduced"]
+    assert reduced["population"] == [20, 10] and reduced["batched_planning"] == "not measured"
+    assert reduced["repeats"][0] == 5 and reduced["repeats"][1] in (1, 2)
+    assert "quality_starts" not in reduced  # tiny already plans 2 start states
+    assert result["config"]["population"] == 10 and result["batched16"] is None
+    lat = result["latency_pop100"]
+    assert lat["population"] == 10 and lat["seconds_per_act"] == result["seconds_per_act"]
+    assert len(result["times_s"]["torch_eager"]) == result["timing"]["repeats"]
+    assert planner.summary_table(result).startswith("QUICK RUN (reduced: population 20 -> 10")
+
+
+def test_quick_stops_repeating_at_its_deadline(monkeypatch, tmp_path):
+    monkeypatch.setitem(planner.QUICK, "deadline_s", 0.0)  # no time for a second round
+    path = tmp_path / "q.json"
+    assert cli.main(["planner", "--config", "tiny", "--quick", "--json", str(path),
+                     "--impl", "torch_eager"]) == 0
+    result = json.loads(path.read_text())
+    assert result["quick"]["reduced"]["repeats"] == [5, 1]
+    assert len(result["times_s"]["torch_eager"]) == 1 == result["timing"]["repeats"]
+
+
 def test_planner_subset_reports_the_rest_as_null(tmp_path):
     path = tmp_path / "eager.json"
     assert cli.main(["planner", "--config", "tiny", *FAST, "--impl", "torch_eager",
@@ -92,7 +163,8 @@ def test_planner_subset_reports_the_rest_as_null(tmp_path):
 
 def test_ops_quick(tmp_path, capsys):
     path = tmp_path / "ops.json"
-    assert cli.main(["ops", "--config", "tiny", "--quick", *FAST, "--json", str(path)]) == 0
+    assert cli.main(["ops", "--config", "tiny", "--quick", *FAST, "--json", str(path),
+                     "--isa", "auto,portable,avx2"]) == 0
     result = json.loads(path.read_text())
     ops = {r["op"] for r in result["rows"]}
     assert {"ensemble_mlp", "propagate", "noise.normal", "cem_update", "mppi_update",
@@ -109,6 +181,14 @@ def test_ops_quick(tmp_path, capsys):
             ref = next(r for r in result["rows"] if r["backend"] == "reference" and all(
                 r[k] == row[k] for k in ("op", "dtype", "size")))
             assert math.isclose(row["speedup_vs_reference"], ref["seconds"] / row["seconds"])
+            assert row["isa"] in isa.PATHS
+    assert result["isas"] == ["auto", "portable", "avx2"]
+    cpu = [r for r in result["rows"] if r["backend"] == "cpu" and r["op"] == "propagate"]
+    assert len(cpu) == 3 * len([r for r in result["rows"] if r["backend"] == "reference"
+                                and r["op"] == "propagate"])
+    for row in cpu:
+        if row["seconds"] is not None and row["isa"] != result["machine"]["mbrl_fast_isa"]:
+            assert row["isa"] in ("portable", "avx2")  # a forced path, named in the row
     assert {r["dtype"] for r in result["rows"] if r["op"] == "ensemble_mlp"} == {"fp32", "bf16"}
     assert "ensemble_mlp" in capsys.readouterr().out
 
@@ -123,7 +203,8 @@ def test_add_parser_attaches_bench_to_a_parent_cli():
 
 
 @pytest.mark.parametrize("argv", [["planner", "--repeats", "0"], ["planner", "--config", "x"],
-                                  ["planner", "--warmup", "-1"], ["nope"]])
+                                  ["planner", "--warmup", "-1"], ["nope"],
+                                  ["planner", "--isa", "sse2"], ["ops", "--isa", ""]])
 def test_bad_arguments_exit_with_usage(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)

@@ -1,11 +1,14 @@
-"""The benchmark harness: timing, configs, the shared ensemble, FLOP counts, tables."""
+"""The benchmark harness: timing, progress, kernel paths, machine info, configs, the shared
+ensemble, FLOP counts, tables."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mbrl_fast.benchmarks import configs, harness
+from mbrl_fast import backends
+from mbrl_fast.benchmarks import configs, harness, isa
+from mbrl_fast.benchmarks.progress import Progress, format_seconds
 from mbrl_fast.ops.ensemble_mlp import check_params, ensemble_mlp_reference, unpack_bf16
 
 
@@ -28,6 +31,104 @@ def test_time_round_robin_interleaves_the_repeats():
         harness.time_round_robin({"a": lambda: None}, repeats=0)
 
 
+def test_on_call_brackets_every_call_outside_the_timing():
+    events = []
+    harness.time_round_robin({"a": lambda: None, "b": lambda: None}, repeats=2, warmup=1,
+                             on_call=lambda *e: events.append(e))
+    labels = [(name, label) for name, label, seconds in events if seconds is not None]
+    assert labels == [("a", "warm-up 1/1"), ("b", "warm-up 1/1"), ("a", "repeat 1/2"),
+                      ("b", "repeat 1/2"), ("a", "repeat 2/2"), ("b", "repeat 2/2")]
+    assert [e[2] is None for e in events] == [True, False] * 6  # before, after
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_estimates_what_is_left_from_measured_rates():
+    lines, clock = [], FakeClock()
+    p = Progress(lines.append, clock)
+    p.expect("fast", 10.0, 3)
+    p.expect("slow", 10.0, 3)
+    p.expect("slow", 50.0, 1)  # a bigger call of a measured implementation
+    assert p.left() is None  # nothing measured yet
+    p.call("pop 5", "fast", "warm-up 1/1", 10.0, None)
+    assert "its first call" in lines[-1]
+    clock.now += 2.0
+    p.call("pop 5", "fast", "warm-up 1/1", 10.0, 2.0)  # 0.2 s per GFLOP
+    # slow is unmeasured: the slowest measured rate stands in for it.
+    assert p.left() == pytest.approx(2 * 2.0 + 3 * 2.0 + 10.0)
+    assert "elapsed 0:02" in lines[-1] and "left ~0:20" in lines[-1]
+    p.call("pop 5", "slow", "warm-up 1/1", 10.0, 6.0)  # 0.6 s per GFLOP
+    assert p.left() == pytest.approx(2 * 2.0 + 2 * 6.0 + 30.0)
+    p.drop("slow", 50.0)
+    p.drop("slow", 50.0)  # dropping what is not expected is a no-op
+    assert p.left() == pytest.approx(2 * 2.0 + 2 * 6.0)
+    p.call("pop 5", "slow", "repeat 1/2", 10.0, None)
+    assert "running" not in lines[-1]  # 6 s: not announced
+
+
+def test_progress_announces_slow_calls():
+    lines = []
+    p = Progress(lines.append, FakeClock())
+    p.call("x", "a", "warm-up 1/1", 1.0, 30.0)
+    p.call("x", "a", "repeat 1/1", 1.0, None)
+    assert "running (~0:30)" in lines[-1]
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "?"), (7.4, "0:07"), (161, "2:41"),
+                                          (3723, "1:02:03")])
+def test_format_seconds(seconds, text):
+    assert format_seconds(seconds) == text
+
+
+def test_forced_kernel_path_is_set_then_restored(monkeypatch):
+    monkeypatch.setenv(isa.ENV_VAR, "portable")
+    with isa.forced("avx2"):
+        assert __import__("os").environ[isa.ENV_VAR] == "avx2"
+    with isa.forced(None):
+        assert isa.ENV_VAR not in __import__("os").environ
+    assert __import__("os").environ[isa.ENV_VAR] == "portable"
+    monkeypatch.delenv(isa.ENV_VAR)
+    with pytest.raises(KeyError), isa.forced("portable"):
+        raise KeyError
+    assert isa.ENV_VAR not in __import__("os").environ
+
+
+def test_cpu_isa_names_a_path_and_forcing_reports_why_not():
+    assert isa.cpu_isa() in isa.PATHS + ("reference",)
+    for path in isa.PATHS:
+        why = isa.unavailable(path)
+        assert why is None or (isinstance(why, str) and why)
+    with pytest.raises(ValueError, match="kernel path"):
+        isa.unavailable("sse2")
+
+
+@pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
+def test_cpu_isa_without_the_dispatch_api(monkeypatch):
+    """Before backends.cpu_isa exists: derived from _C's AVX-512 check and the variable."""
+    monkeypatch.delattr(backends, "cpu_isa", raising=False)
+    has512 = backends.cpu_module().cpu_has_avx512()
+    assert isa.cpu_isa() == ("avx512" if has512 else "portable")
+    monkeypatch.setenv(isa.ENV_VAR, "portable")
+    assert isa.cpu_isa() == "portable"
+    monkeypatch.setenv(isa.ENV_VAR, "avx2")
+    with pytest.raises(ValueError, match="no ISA dispatch"):
+        isa.cpu_isa()
+    assert "no ISA dispatch" in isa.unavailable("avx2")
+
+
+def test_cpu_isa_uses_the_dispatch_api_when_there(monkeypatch):
+    monkeypatch.setattr(backends, "cpu_isa", lambda: "avx2", raising=False)
+    assert isa.cpu_isa() == "avx2"
+    assert isa.unavailable("avx2") is None or not backends.is_available("cpu")
+    assert "runs the avx2 kernels" in (isa.unavailable("portable") or "runs the avx2 kernels")
+
+
 def test_timing_median_of_known_times():
     t = harness.Timing((3.0, 1.0, 2.0, 10.0, 4.0))
     assert t.median == 3.0 and t.min == 1.0
@@ -44,12 +145,28 @@ def test_matmul_peak_is_positive():
     assert harness.matmul_peak_gflops(64, repeats=1, dtype=torch.bfloat16) > 0
 
 
-def test_machine_info_names_the_machine():
+def test_machine_info_names_the_machine(monkeypatch):
+    monkeypatch.setenv("MKL_ENABLE_INSTRUCTIONS", "AVX2")
     info = harness.machine_info()
-    for key in ("cpu_model", "cores", "torch_threads", "torch_version", "date", "backends"):
+    for key in ("cpu_model", "cpu_vendor", "cpu_family", "cpu_model_number", "cpu_flags",
+                "mbrl_fast_isa", "mbrl_fast_bf16_native", "torch_cpu_capability", "cores",
+                "torch_threads", "torch_interop_threads", "torch_version", "date", "backends"):
         assert key in info
     assert info["torch_version"] == torch.__version__
     assert info["backends"]["reference"] is True
+    assert set(info["cpu_flags"]) <= set(harness.RELEVANT_FLAGS)
+    assert info["mbrl_fast_isa"] == isa.cpu_isa()
+    assert info["env"]["MKL_ENABLE_INSTRUCTIONS"] == "AVX2"
+    for name in ("MBRL_FAST_CPU_KERNELS", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS"):
+        assert name in info["env"]
+
+
+def test_machine_info_survives_a_bad_kernel_variable(monkeypatch):
+    monkeypatch.setenv(isa.ENV_VAR, "sse2")
+    info = harness.machine_info()
+    if backends.is_available("cpu"):
+        assert info["mbrl_fast_isa"].startswith("error: ")
+    assert info["env"]["MBRL_FAST_CPU_KERNELS"] == "sse2"
 
 
 def test_format_table_aligns_columns():

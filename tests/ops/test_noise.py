@@ -81,3 +81,35 @@ def test_bad_keys():
         noise.uniform((3,), 1.5)
     with pytest.raises(ValueError, match="shape"):
         noise.uniform((-1,), 0)
+
+
+def _philox_python(counter: list[int], key: list[int]) -> list[int]:
+    """Philox4x32-10 on Python ints (no overflow anywhere): the reference's check."""
+    c, (k0, k1) = list(counter), key
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & 0xFFFFFFFF, (p0 >> 32) ^ c[3] ^ k1, p0 & 0xFFFFFFFF]
+        k0, k1 = (k0 + 0x9E3779B9) & 0xFFFFFFFF, (k1 + 0xBB67AE85) & 0xFFFFFFFF
+    return c
+
+
+def test_reference_philox_matches_python_integers():
+    # Products above 2**63 wrap in int64: the reference must still give the exact bits.
+    g = torch.Generator().manual_seed(0)
+    counters = torch.randint(0, 2**32, (64, 4), generator=g, dtype=torch.int64)
+    counters[0] = torch.tensor([2**32 - 1] * 4)
+    key = (0xFFFFFFFF, 0x12345678)
+    got = noise.philox4x32_10(counters, key)
+    for row, out in zip(counters.tolist(), got.tolist(), strict=True):
+        assert out == _philox_python(row, list(key))
+
+
+def test_reference_streams_span_passes():
+    # The references run in passes of _CHUNK_BLOCKS blocks: every block keeps its counter.
+    n = 4 * noise._CHUNK_BLOCKS + 6
+    x = noise.philox_uint32((n,), 5, 6, backend="reference")
+    for block in (0, noise._CHUNK_BLOCKS - 1, noise._CHUNK_BLOCKS, n // 4):
+        want = _philox_python([block, 0, 6, 0], [5, 0])[: n - 4 * block]
+        assert x[4 * block: 4 * block + 4].tolist() == want
+    normal = noise.normal((n,), 5, 6, backend="reference")
+    assert torch.equal(noise.normal((n - 7,), 5, 6, backend="reference"), normal[: n - 7])
