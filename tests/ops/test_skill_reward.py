@@ -3,15 +3,17 @@ the paper's formula checked by hand, and the bad-input errors."""
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
 import torch
 from helpers import TOL, cpu_backends, random_mlp_params
 
-from mbrl_fast.ops import skill_reward as sr
 from mbrl_fast.ops.ensemble_mlp import ensemble_mlp_reference
 
+# the module (mbrl_fast.ops.skill_reward is the function of the same name)
+sr = importlib.import_module("mbrl_fast.ops.skill_reward")
 BACKENDS = cpu_backends()
 
 
