@@ -30,7 +30,9 @@ transition); float32. Returns :class:`SkillReward` with reward [M], log_q [M] (l
 and log_q_prior [M, L]. A call is M (L + 1) forward passes of q: the compiled kernel
 keeps each tile of rows in cache from the input to the log-density and never stores a
 row's activations; the reference below (eager torch, in chunks of rows) is the
-specification and the benchmark baseline.
+specification and the benchmark baseline. When q reads the skill only (F = 0, the x-y
+prior) and the prior is shared ([L, Z]), q's output depends on the skill alone and the
+kernel runs M + L passes instead of M (L + 1) (the same numbers).
 """
 
 from __future__ import annotations

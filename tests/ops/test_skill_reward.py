@@ -45,6 +45,8 @@ def compare(out, ref, tol):
     dict(l=2),                               # the smallest L
     dict(m=40, l=500, f=4, z=2, p=4),        # the paper's L, rows spanning many tiles
     dict(f=0, z=2, p=2),                     # q reads the skill only (the x-y prior)
+    dict(f=0, z=2, p=2, shared=True),        # ... with shared samples: M + L passes
+    dict(m=30, l=200, f=0, z=3, p=2, shared=True, gaussian=False),
     dict(shared=True),                       # one set of prior samples for every transition
     dict(gaussian=False),                    # DADS's fixed unit variance
     dict(activation="silu", hidden=33),
