@@ -48,6 +48,23 @@ NETS = {  # name: (obs_dim, SkillDynamics kwargs)
 }
 
 
+def cpu_family() -> str:
+    """x86 family / model from /proc/cpuinfo (family 26 = AMD Zen 5)."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("cpu family", "model") and key.strip() not in info:
+                    info[key.strip()] = value.strip()
+                if len(info) == 2:
+                    break
+    except OSError:
+        return "unknown"
+    zen = {"25": " (AMD Zen 3 / Zen 4)", "26": " (AMD Zen 5)"}.get(info.get("cpu family"), "")
+    return f"family {info.get('cpu family')} model {info.get('model')}{zen}"
+
+
 def make_q(name: str, seed: int = 0) -> SkillDynamics:
     d, kw = NETS[name]
     q = SkillDynamics(d, 2, seed=seed, **kw)
@@ -152,7 +169,8 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     result = {"command": shlex.join(["python", "bench/dads_throughput.py",
                                      *(argv if argv is not None else sys.argv[1:])]),
-              "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
+              "cpu": cpu_name(), "cpu_family": cpu_family(),
+              "torch_threads": torch.get_num_threads(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
               "torch": torch.__version__, "commit": git_commit(),
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_start": load0,
