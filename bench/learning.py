@@ -268,7 +268,7 @@ def _replay_args(agent: str, run: dict, env: str) -> list[str]:
     for key, value in config.items():
         if isinstance(value, dict):
             for k, v in value.items():
-                if base[key][k] != v:
+                if base[key].get(k, object()) != v:
                     out += ["--set", f"{key}.{k}={v}"]
         elif key not in ("env_id", "seed") and base[key] != value:
             out += ["--set", f"{key}={value}"]

@@ -4,9 +4,9 @@ Algorithm 1 of the paper, on-policy, with the settings of the authors' code
 (google-research/dads, configs/*_onpolicy.txt) as defaults::
 
     every iteration:
-        collect M on-policy transitions: each episode draws one skill z ~ U[-1, 1]^Z and
-            runs pi(a | s, z) (the observation without x-y, then z) for up to
-            episode_steps steps
+        collect M on-policy transitions (num_envs envs in lockstep): each episode draws one
+            skill z ~ U[-1, 1]^Z and runs pi(a | s, z) (the observation without x-y, then z)
+            for up to episode_steps steps
         fold them into q's normalizers; K1 Adam steps of maximum likelihood on them
             (models/skill_dynamics.py)
         relabel: r = reward_scale * r_z(s, a, s'), DADS's intrinsic reward against L
@@ -65,10 +65,16 @@ class DADSConfig:
     steps: int = 20_000_000
     """Environment steps of the run (the budget: ``--steps``; the authors' 10,000 epochs
     of 2,000)."""
+    env_kwargs: dict = field(default_factory=dict)
+    """Extra ``gymnasium.make`` keyword arguments of the training and evaluation envs
+    (those the task's reward needs cannot be changed)."""
     skill_dim: int = 2
     """Z: dimension of the continuous skill z in [-1, 1]^Z (``num_skills``)."""
     samples_per_iteration: int = 2000
     """M: on-policy transitions collected per iteration (``collect_steps``)."""
+    num_envs: int = 10
+    """Envs stepped in lockstep while collecting (one batched policy call per round; each
+    runs its own episodes and skills)."""
     episode_steps: int = 200
     """Steps per episode, one skill each (``max_env_steps``; capped by the env's limit)."""
     prior_samples: int = 500
@@ -118,7 +124,9 @@ PRESETS: dict[str, dict] = {
     # The authors' Ant x-y config, with one set of prior samples per iteration: q reads the
     # skill only, so the reward is then M + L passes of q (0.03 s) instead of M (L + 1)
     # (~5 s per iteration of 2,000 on the project machine's 2 cores).
-    "Ant-v5": dict(prior_shared=True),
+    # The authors' Ant ends an episode only on a non-finite state (envs/gym_mujoco/ant.py):
+    # no unhealthy termination, which would also let SAC escape negative intrinsic rewards.
+    "Ant-v5": dict(prior_shared=True, env_kwargs={"terminate_when_unhealthy": False}),
     # Sized to learn within minutes on 2 CPU cores (bench/results/learning_dads_pointmass.json).
     # Goals at 5-10: the learned skills move at their top speed (~0.85 per 10 steps), so a
     # navigation ends going back and forth within ~0.7 of its goal (10% of 7).
@@ -208,14 +216,14 @@ class DADS(Agent):
 
         super().__init__(config)
         c = config
-        for name in ("skill_dim", "samples_per_iteration", "episode_steps", "policy_steps",
-                     "goal_steps"):
+        for name in ("skill_dim", "samples_per_iteration", "num_envs", "episode_steps",
+                     "policy_steps", "goal_steps"):
             if not isinstance(getattr(c, name), int) or getattr(c, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(c, name)!r}")
         if not isinstance(c.prior_samples, int) or c.prior_samples < 2:
             raise ValueError(f"prior_samples (L) must be an int >= 2, got {c.prior_samples!r}")
         self.task = task if task is not None else get_task(c.env_id)
-        self.env = self.task.make_env()
+        self.envs = [self.task.make_env(**c.env_kwargs) for _ in range(c.num_envs)]
         self.view = self.task.obs_view()  # the policy's observation: no x-y
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
@@ -275,31 +283,49 @@ class DADS(Agent):
 
     def collect(self, index: int, attempt: int, steps: int,
                 record: Callable[..., None] | None) -> int:
-        """``steps`` env steps, one skill per episode; returns the episodes started."""
+        """``steps`` env steps on ``num_envs`` envs in lockstep (one batched policy call per
+        round), one skill per episode; returns the episodes started. Env i takes
+        ``steps // num_envs`` steps (one more for the first ``steps % num_envs``); its last
+        one is marked truncated. Records go env by env within a round."""
         c = self.config
-        to_env = self.sac.policy.to_env
-        dtype = self.env.action_space.dtype
-        done, episode = 0, 0
-        while done < steps:
+        envs = self.envs[:min(len(self.envs), steps)]
+        n = len(envs)
+        budget = [steps // n + (i < steps % n) for i in range(n)]
+        dtype = envs[0].action_space.dtype
+        obs = np.zeros((n, self.task.obs_dim))
+        skill = np.zeros((n, c.skill_dim))
+        t = np.zeros(n, int)
+        episode = 0
+
+        def start(i: int) -> None:
+            nonlocal episode
             seed = episode_seed(c.seed, index, attempt, episode)
-            skill = np.random.default_rng(seed).uniform(-1.0, 1.0, c.skill_dim)
-            obs, _ = self.env.reset(seed=seed)
+            skill[i] = np.random.default_rng(seed).uniform(-1.0, 1.0, c.skill_dim)
+            obs[i] = envs[i].reset(seed=seed)[0]
+            t[i] = 0
             episode += 1
-            for t in range(self.episode_steps):
-                act = self.sac.act(self.policy_obs(obs, skill))[0]
-                next_obs, reward, terminated, truncated, _ = self.env.step(
-                    to_env(act).numpy().astype(dtype))
-                done += 1
-                truncated = bool(truncated) or t == self.episode_steps - 1 or done == steps
-                fields = dict(obs=obs, act=act.numpy(), next_obs=next_obs, reward=float(reward),
-                              terminated=bool(terminated), truncated=truncated and not terminated,
-                              skill=skill)
+
+        for i in range(n):
+            start(i)
+        while any(budget):
+            live = [i for i in range(n) if budget[i]]
+            act = self.sac.act(self.policy_obs(obs[live], skill[live]))  # [len(live), A]
+            env_act = self.sac.policy.to_env(act).numpy().astype(dtype)
+            for j, i in enumerate(live):
+                next_obs, reward, terminated, truncated, _ = envs[i].step(env_act[j])
+                budget[i] -= 1
+                t[i] += 1
+                truncated = bool(truncated) or t[i] == self.episode_steps or not budget[i]
+                fields = dict(obs=obs[i].copy(), act=act[j].numpy(), next_obs=next_obs,
+                              reward=float(reward), terminated=bool(terminated),
+                              truncated=truncated and not terminated, skill=skill[i].copy())
                 self.buffer.add(**fields)
                 if record is not None:
                     record(**fields)
-                if terminated or truncated:
-                    break
-                obs = next_obs
+                if (terminated or truncated) and budget[i]:
+                    start(i)
+                else:
+                    obs[i] = next_obs
         return episode
 
     def train(self, data: np.ndarray) -> dict:
@@ -398,4 +424,5 @@ class DADS(Agent):
         self.load_progress_state(state)
 
     def close(self) -> None:
-        self.env.close()
+        for env in self.envs:
+            env.close()

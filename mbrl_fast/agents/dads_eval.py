@@ -54,7 +54,8 @@ def random_goals(agent, count: int, seed: int) -> np.ndarray:
 
 
 def _envs(agent, count: int, steps: int):
-    return [agent.task.make_env(max_episode_steps=steps) for _ in range(count)]
+    kwargs = {**agent.config.env_kwargs, "max_episode_steps": steps}
+    return [agent.task.make_env(**kwargs) for _ in range(count)]
 
 
 def run_skills(agent, skills: np.ndarray, steps: int, seed: int, envs=None,
@@ -90,7 +91,7 @@ def skill_coverage(agent, seed: int = 0, steps: int | None = None, grid: int = 8
     steps = max(hz, steps if steps is not None else agent.episode_steps)
     paths = run_skills(agent, skills, steps, seed)
     disp = paths[:, hz] - paths[:, 0]  # [K, 2] the real 10-step displacements
-    env = agent.task.make_env()
+    env = agent.task.make_env(**agent.config.env_kwargs)
     start = env.reset(seed=seed)[0]
     env.close()
     _, rxy = xy_coords(agent)

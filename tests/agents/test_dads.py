@@ -19,7 +19,7 @@ from mbrl_fast.cli import main
 pytest.importorskip("gymnasium")
 
 ENV = "MBRLFast/PointMass-v0"
-TINY = dict(steps=600, samples_per_iteration=200, episode_steps=50, prior_samples=16,
+TINY = dict(steps=600, samples_per_iteration=200, num_envs=2, episode_steps=50, prior_samples=16,
             policy_steps=4, eval_every=0, goal_steps=30,
             skill_dynamics=dict(hidden=32, steps=4), sac=dict(hidden=32, batch_size=32),
             planner=dict(candidates=8, refine_steps=2))
@@ -57,10 +57,14 @@ def test_iterations_journal_every_transition_with_its_skill():
         np.testing.assert_array_equal(records["skill"], np.array([j["skill"] for j in journal]))
         np.testing.assert_array_equal(records["obs"], np.array([j["obs"] for j in journal]))
         assert np.abs(records["skill"]).max() <= 1 and np.abs(records["act"]).max() <= 1
-        starts = np.flatnonzero(np.r_[True, records["truncated"][:-1] | records["terminated"][:-1]])
-        assert len(starts) == 8  # 4 episodes of 50 steps per iteration
-        for a, b in zip(starts, [*starts[1:], len(records)], strict=True):  # one skill each
-            assert (records["skill"][a:b] == records["skill"][a]).all()
+        for it in range(2):  # 2 envs in lockstep, each 2 episodes of 50 steps per iteration
+            for env in range(2):
+                rec = records[200 * it + env:200 * (it + 1):2]  # env by env within a round
+                assert (np.flatnonzero(rec["truncated"]) == [49, 99]).all()
+                np.testing.assert_array_equal(rec["next_obs"][:49], rec["obs"][1:50])
+                for ep in (rec[:50], rec[50:]):  # one skill per episode
+                    assert (ep["skill"] == ep["skill"][0]).all()
+                assert (rec["skill"][0] != rec["skill"][50]).any()
     finally:
         agent.close()
 
