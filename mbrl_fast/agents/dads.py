@@ -126,7 +126,8 @@ PRESETS: dict[str, dict] = {
     # (~5 s per iteration of 2,000 on the project machine's 2 cores).
     # The authors' Ant ends an episode only on a non-finite state (envs/gym_mujoco/ant.py):
     # no unhealthy termination, which would also let SAC escape negative intrinsic rewards.
-    "Ant-v5": dict(prior_shared=True, env_kwargs={"terminate_when_unhealthy": False}),
+    "Ant-v5": dict(prior_shared=True, env_kwargs={"terminate_when_unhealthy": False},
+                   eval_every=100),
     # Sized to learn within minutes on 2 CPU cores (bench/results/learning_dads_pointmass.json).
     # Goals at 5-10: the learned skills move at their top speed (~0.85 per 10 steps), so a
     # navigation ends going back and forth within ~0.7 of its goal (10% of 7).
