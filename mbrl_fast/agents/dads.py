@@ -382,11 +382,17 @@ class DADS(Agent):
         """Zero-shot navigation episodes to random goals (one each, drawn from ``seed``):
         the return of an episode is DADS's goal reward, the sum over its steps of
         -||xy - goal||."""
-        from mbrl_fast.agents.dads_eval import navigate, random_goals
+        from mbrl_fast.agents.dads_eval import make_envs, navigate, random_goals
 
         goals = random_goals(self, episodes, seed)
-        envs = [env] if env is not None and episodes == 1 else None
-        out = navigate(self, goals, seed=seed, envs=envs, on_frame=on_frame)
+        envs = None  # the given env (e.g. one that renders) navigates to the first goal
+        if env is not None:
+            envs = [env, *make_envs(self, episodes - 1, self.config.goal_steps)]
+        try:
+            out = navigate(self, goals, seed=seed, envs=envs, on_frame=on_frame)
+        finally:
+            for e in (envs or [])[1:]:
+                e.close()
         return [float(r) for r in out["returns"]]
 
     def evaluate_goals(self, goals: int, seed: int = 10_000, out=None) -> dict:

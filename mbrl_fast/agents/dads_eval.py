@@ -18,6 +18,7 @@ direction; it is reached when the final distance <= success_ratio x the initial 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -53,17 +54,36 @@ def random_goals(agent, count: int, seed: int) -> np.ndarray:
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
 
 
-def _envs(agent, count: int, steps: int):
+def make_envs(agent, count: int, steps: int):
+    """``count`` envs of the agent's task whose episodes last ``steps`` steps."""
     kwargs = {**agent.config.env_kwargs, "max_episode_steps": steps}
     return [agent.task.make_env(**kwargs) for _ in range(count)]
+
+
+@contextlib.contextmanager
+def env_batch(agent, envs, count: int, steps: int):
+    """``envs`` as given, or ``count`` new ones (closed on exit)."""
+    if envs is not None:
+        yield envs
+        return
+    made = make_envs(agent, count, steps)
+    try:
+        yield made
+    finally:
+        for env in made:
+            env.close()
 
 
 def run_skills(agent, skills: np.ndarray, steps: int, seed: int, envs=None,
                on_frame=None) -> np.ndarray:
     """Each skill [K, Z] run by the deterministic policy from reset(seed): x-y [K, steps + 1, 2]
     (a terminated episode holds its last position)."""
+    with env_batch(agent, envs, len(skills), steps) as envs:
+        return _run_skills(agent, skills, steps, seed, envs, on_frame)
+
+
+def _run_skills(agent, skills, steps, seed, envs, on_frame) -> np.ndarray:
     xy, _ = xy_coords(agent)
-    envs = envs if envs is not None else _envs(agent, len(skills), steps)
     dtype = envs[0].action_space.dtype
     obs = np.stack([e.reset(seed=seed)[0] for e in envs])
     active = np.ones(len(envs), bool)
@@ -122,11 +142,15 @@ def skill_coverage(agent, seed: int = 0, steps: int | None = None, grid: int = 8
 def navigate(agent, offsets: np.ndarray, *, seed: int, envs=None, on_frame=None,
              steps: int | None = None) -> dict:
     """Zero-shot navigation to goals start + offsets [N, 2], N envs in one batch."""
+    steps = steps if steps is not None else agent.config.goal_steps
+    with env_batch(agent, envs, len(offsets), steps) as envs:
+        return _navigate(agent, offsets, seed, envs, on_frame, steps)
+
+
+def _navigate(agent, offsets, seed, envs, on_frame, steps) -> dict:
     c = agent.config
-    steps = steps if steps is not None else c.goal_steps
     xy, rxy = xy_coords(agent)
     n = len(offsets)
-    envs = envs if envs is not None else _envs(agent, n, steps)
     dtype = envs[0].action_space.dtype
     obs = np.stack([e.reset(seed=seed + i)[0] for i, e in enumerate(envs)])
     goals = obs[:, xy] + offsets

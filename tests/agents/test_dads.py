@@ -108,6 +108,10 @@ def test_evaluate_and_goal_evaluation(tmp_path):
         agent.run_iteration(0)
         returns = agent.evaluate(2, seed=3)
         assert len(returns) == 2 and all(r < 0 for r in returns)
+        frames, env = [], agent.task.make_env()  # the CLI's render env: the first goal's
+        assert agent.evaluate(2, seed=3, env=env, on_frame=lambda e: frames.append(e)) == returns
+        assert len(frames) == 30 and all(f is env for f in frames)
+        env.close()
         out = agent.evaluate_goals(3, seed=5, out=tmp_path / "goals")
         assert 0.0 <= out["success"] <= 1.0 and len(out["final_over_initial"]) == 3
         assert (tmp_path / "goals.png").stat().st_size > 10_000
