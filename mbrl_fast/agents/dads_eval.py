@@ -232,8 +232,8 @@ def plot(agent, cov: dict, nav: dict, summary: dict) -> bytes:
         a1.plot(path[:, 0], path[:, 1], color=colours[k], lw=1)
         a1.plot(*path[-1], "o", color=colours[k], ms=2.5)
     a1.set_title(f"{len(cov['skills'])} skills (8x8 grid of z), {cov['paths'].shape[1] - 1} "
-                 f"steps each; {summary['skills_sectors_covered']} sectors, max gap "
-                 f"{summary['skills_max_angular_gap_deg']} deg", fontsize=9)
+                 f"steps each\n10-step directions: {summary['skills_sectors_covered']} sectors, "
+                 f"max gap {summary['skills_max_angular_gap_deg']} deg", fontsize=9)
     a1.set_aspect("equal")
     colours = plt.cm.tab20(np.linspace(0, 1, len(nav["goals"])))
     for i, path in enumerate(nav["paths"]):
@@ -242,8 +242,9 @@ def plot(agent, cov: dict, nav: dict, summary: dict) -> bytes:
         a2.plot(*nav["goals"][i], "*", color=colours[i], ms=11, mec="k", mew=0.5)
         a2.plot(*path[0], "k.", ms=4)
     a2.set_title(f"zero-shot navigation: {summary['success']:.0%} of {len(nav['goals'])} goals "
-                 f"within {summary['success_ratio']:.0%} of the initial distance "
-                 f"(mean final/initial {summary['mean_final_over_initial']:.3f})", fontsize=9)
+                 f"within {summary['success_ratio']:.0%} of the initial distance\n(dashed: "
+                 f"missed; mean final / initial {summary['mean_final_over_initial']:.3f})",
+                 fontsize=9)
     a2.set_aspect("equal")
     for ax in (a1, a2):
         ax.grid(alpha=0.3)
