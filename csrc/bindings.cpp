@@ -11,6 +11,7 @@
 #include "cpu/mlp_tile.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
+#include "cpu/skill_reward.h"
 #include "cpu_features.h"
 
 namespace py = pybind11;
@@ -128,5 +129,25 @@ PYBIND11_MODULE(_C, m) {
     mbrl_fast::cpu::colored_noise(ptr<const float>(mean), ptr<const float>(var),
                                   ptr<const float>(lower), ptr<const float>(upper), n, p, h, a,
                                   ptr<const double>(scales), sigma, seed, offset, ptr<float>(out));
+  }, release());
+
+  // ---- skill_reward (DADS) ---------------------------------------------------
+  // MLP arguments as for ensemble_mlp, then the SkillRewardArgs fields in order.
+  m.def("skill_reward", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
+                           const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                           int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
+                           uintptr_t max_logvar, uintptr_t min_logvar, int64_t m_, int64_t l, int64_t f,
+                           int64_t z, int64_t p, bool prior_shared, bool include_skill, uintptr_t x,
+                           uintptr_t target, uintptr_t skill, uintptr_t prior, uintptr_t log_q,
+                           uintptr_t reward, bool portable) {
+    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, bf16, activation,
+                                                     leaky_slope, in_mean, in_std, max_logvar, min_logvar);
+    mbrl_fast::cpu::SkillRewardArgs args;
+    args.m = m_; args.l = l; args.f = f; args.z = z; args.p = p;
+    args.prior_shared = prior_shared; args.include_skill = include_skill;
+    args.x = ptr<const float>(x); args.target = ptr<const float>(target);
+    args.skill = ptr<const float>(skill); args.prior = ptr<const float>(prior);
+    args.log_q = ptr<float>(log_q); args.reward = ptr<float>(reward);
+    mbrl_fast::cpu::skill_reward(view, args, portable);
   }, release());
 }

@@ -56,3 +56,12 @@ def colored_noise(
     mean: int, var: int, lower: int, upper: int, n: int, p: int, h: int, a: int, scales: int,
     sigma: float, seed: int, offset: int, out: int,
 ) -> None: ...
+
+# ---- skill_reward (DADS): log_q [M, L + 1] (column 0: the transition's skill), reward [M]
+def skill_reward(
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
+    min_logvar: int, m: int, l: int, f: int, z: int, p: int, prior_shared: bool,
+    include_skill: bool, x: int, target: int, skill: int, prior: int, log_q: int, reward: int,
+    portable: bool,
+) -> None: ...

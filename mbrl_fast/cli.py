@@ -5,6 +5,7 @@
         [--plan-budget-ms MS]
     mbrl-fast train AGENT --resume RUN_DIR [--trials N | --steps N]   continue a (killed) run
     mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the agent
+    mbrl-fast eval RUN_DIR --goals 20        goal reaching, for agents that have it (DADS)
     mbrl-fast bench {planner,ops} ...                      throughput (mbrl_fast.benchmarks)
     mbrl-fast sweep AGENT --env ENV --seeds 0 1 2 3 [--set k=v ...] [--grid k=v1,v2 ...]
         [--address ADDR] [--out DIR]      seeds x configs on Ray (mbrl_fast.integrations)
@@ -68,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=5)
     ev.add_argument("--seed", type=int, default=10_000, help="first episode's reset seed")
     ev.add_argument("--no-video", action="store_true", help="do not try to record a video")
+    ev.add_argument("--goals", type=int, default=None, metavar="N",
+                    help="zero-shot navigation to N random goals (agents with an "
+                         "evaluate_goals hook, e.g. dads); writes RUN_DIR/eval_goals.{json,png}")
     ev.set_defaults(func=cmd_eval)
 
     sweep = sub.add_parser("sweep", help="seeds x config overrides of an agent on Ray, each "
@@ -217,6 +221,8 @@ def cmd_eval(args) -> int:
     from mbrl_fast import runs
 
     episodes = _positive("--episodes", args.episodes)
+    if args.goals is not None:
+        return _eval_goals(args)
     if not args.no_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
     algo, agent, run = runs.load_run(args.run_dir)
@@ -246,6 +252,31 @@ def cmd_eval(args) -> int:
             print(f"video: {_write_video(frames, run.path / 'eval')}")
         except Exception as exc:  # imageio missing or no writer for the format
             print(f"video skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return 0
+
+
+def _eval_goals(args) -> int:
+    """``eval --goals N``: the agent's own goal evaluation (an optional protocol hook,
+    ``evaluate_goals(goals, seed, out) -> dict``), its summary printed as JSON."""
+    import json
+
+    from mbrl_fast import runs
+
+    goals = _positive("--goals", args.goals)
+    algo, agent, run = runs.load_run(args.run_dir)
+    try:
+        hook = getattr(agent, "evaluate_goals", None)
+        if hook is None:
+            raise UsageError(f"--goals: agent {algo!r} has no goal evaluation "
+                             "(evaluate_goals); use --episodes")
+        t0 = time.perf_counter()
+        summary = hook(goals, seed=args.seed, out=run.path / "eval_goals")
+        seconds = time.perf_counter() - t0
+    finally:
+        agent.close()
+    print(json.dumps(summary, indent=1))
+    print(f"{agent.config.env_id}: {goals} goals evaluated in {seconds:.1f} s ({algo}, "
+          f"{agent.iterations_done} {agent.unit}s trained)", file=sys.stderr)
     return 0
 
 

@@ -4,8 +4,9 @@
     task = get_task("HalfCheetah-v5")
     env = task.make_env()
 
-Importing this package registers ``MBRLFast/CartpoleSwingup-v0`` with gymnasium
-(``gymnasium.make("mbrl_fast.envs:MBRLFast/CartpoleSwingup-v0")`` imports it for you).
+Importing this package registers ``MBRLFast/CartpoleSwingup-v0`` and
+``MBRLFast/PointMass-v0`` with gymnasium (``gymnasium.make("mbrl_fast.envs:MBRLFast/...")``
+imports it for you).
 Needs the ``[envs]`` extra (gymnasium + mujoco).
 """
 
@@ -13,6 +14,7 @@ from mbrl_fast.envs import (  # noqa: F401  (register the tasks)
     cartpole_swingup,
     classic_control,
     mujoco_tasks,
+    point_mass,
 )
 from mbrl_fast.envs.registry import Task, get_task, list_tasks, never_terminates, register_task
 

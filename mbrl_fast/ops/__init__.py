@@ -12,6 +12,7 @@ from mbrl_fast.ops.elite_update import (
 from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp, pack_bf16, unpack_bf16
 from mbrl_fast.ops.propagate import MODES, OFFSETS_PER_CALL, PropagateResult, propagate
 from mbrl_fast.ops.rewards import Reward
+from mbrl_fast.ops.skill_reward import SkillReward, skill_reward
 
 __all__ = [
     "MLPParams",
@@ -30,4 +31,6 @@ __all__ = [
     "colored_noise",
     "Reward",
     "compile_reward",
+    "SkillReward",
+    "skill_reward",
 ]

@@ -30,6 +30,10 @@ RUNS = {
               "--set", "rollout_batch=500", "--set", "updates_per_step=2",
               "--set", "eval_episodes=1", "--set", "model.hidden=32",
               "--set", "train.epochs=2"], 4),
+    "dads": (["--env", "MBRLFast/PointMass-v0", "--steps", "800",
+              "--set", "samples_per_iteration=200", "--set", "episode_steps=50",
+              "--set", "prior_samples=50", "--set", "policy_steps=16", "--set", "eval_every=0",
+              "--set", "skill_dynamics.hidden=32", "--set", "sac.hidden=64"], 4),
 }
 
 
