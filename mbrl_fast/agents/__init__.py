@@ -15,6 +15,7 @@ from mbrl_fast.agents.base import Agent, Episode, check_units, episode_seed, run
 # name -> "module:Class"; the modules import their heavy dependencies lazily.
 _BUILTIN = {
     "pets": "mbrl_fast.agents.pets:PETS",
+    "dreamer": "mbrl_fast.agents.dreamer:Dreamer",
 }
 _LOADED: dict[str, type[Agent]] = {}
 

@@ -9,7 +9,11 @@ Importing this package registers ``MBRLFast/CartpoleSwingup-v0`` with gymnasium
 Needs the ``[envs]`` extra (gymnasium + mujoco).
 """
 
-from mbrl_fast.envs import cartpole_swingup, mujoco_tasks  # noqa: F401  (register the tasks)
+from mbrl_fast.envs import (  # noqa: F401  (register the tasks)
+    cartpole_swingup,
+    classic_control,
+    mujoco_tasks,
+)
 from mbrl_fast.envs.registry import Task, get_task, list_tasks, never_terminates, register_task
 
 __all__ = ["Task", "get_task", "list_tasks", "never_terminates", "register_task"]
