@@ -8,6 +8,7 @@
 
 #include "cpu/elite_update.h"
 #include "cpu/ensemble_mlp.h"
+#include "cpu/imagine.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
 #include "cpu_features.h"
@@ -117,4 +118,9 @@ PYBIND11_MODULE(_C, m) {
                                   ptr<const float>(lower), ptr<const float>(upper), n, p, h, a,
                                   ptr<const double>(scales), sigma, seed, offset, ptr<float>(out));
   }, release());
+
+  // ---- imagine (Dreamer's imagination rollout; flat arguments: csrc/cpu/imagine.h) -----
+  m.def("imagine", &mbrl_fast::cpu::imagine_call, release());
+  m.def("imagine_saved_floats", &mbrl_fast::cpu::imagine_saved_floats);
+  m.def("imagine_resolve_isa", &mbrl_fast::cpu::imagine_resolve_isa);
 }

@@ -358,11 +358,12 @@ def imagine(start_h: torch.Tensor, start_z: torch.Tensor, params: ImagineParams,
     offsets ``offset`` and ``offset + 1``.
     """
     _check_inputs(start_h, start_z, params, horizon, seed, offset, precision)
-    name = backends.select(backend, start_h.device, ("cpu",), "imagine")
+    from mbrl_fast.ops import _cpu_imagine
+
+    supported = ("cpu",) if _cpu_imagine.supports(params) else ()
+    name = backends.select(backend, start_h.device, supported, "imagine")
     eps, noise_z = draw_noise(params, start_h.shape[0], horizon, seed, offset, start_h.device,
                               backend)
     if name == "reference":
         return imagine_reference(start_h, start_z, params, horizon, eps, noise_z, precision)
-    from mbrl_fast.ops import _cpu_imagine
-
     return _cpu_imagine.imagine_cpu(start_h, start_z, params, horizon, eps, noise_z, precision)
