@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cpu_features.h"
@@ -112,9 +114,11 @@ int imagine_resolve_isa(int isa, bool bf16) {
 
 namespace {
 
-// Rows per tile: a tile's activations (~40 floats x width per row) stay in L2 next to the
-// weights they stream. 32 measured faster than 16 and 64 (bench/dreamer_imagine.py --tile-rows).
-constexpr int64_t kDefaultTileRows = 32;
+// Rows per tile: each weight panel is streamed once per tile and step and reused by every
+// row of the tile, so larger tiles read the weights less often. B = 2500, H = 15, V1 nets,
+// bf16, 1 thread: 16 / 32 / 64 / 128 rows took 2.4 / 2.6 / 2.3 / 2.1 s (min of 3, loaded
+// machine; bench/dreamer_imagine.py --tile-rows).
+constexpr int64_t kDefaultTileRows = 128;
 
 inline uint32_t bf16_bits(float x) {
   uint32_t u;
@@ -225,8 +229,16 @@ void imagine_call(bool backward, const std::vector<int64_t>& dims, int stoch_kin
                   const std::vector<uintptr_t>& layer_dw, const std::vector<uintptr_t>& layer_db,
                   const std::vector<int>& counts, const std::vector<uintptr_t>& io,
                   const std::vector<uintptr_t>& heads, const std::vector<uintptr_t>& dheads,
-                  uintptr_t saved, int isa, int64_t tile_rows) {
+                  uintptr_t saved, int64_t saved_floats, int isa, int64_t tile_rows) {
   auto f = [](uintptr_t p) { return reinterpret_cast<float*>(p); };
+  if (saved) {
+    const int64_t need = imagine_saved_floats(dims, stoch_kind, activation, layer_in, layer_out,
+                                              counts, tile_rows);
+    if (saved_floats < need)
+      throw std::invalid_argument("imagine: the saved-activations buffer holds " +
+                                  std::to_string(saved_floats) + " floats, the call needs " +
+                                  std::to_string(need));
+  }
   ImagineArgs a;
   a.batch = dims[0]; a.horizon = dims[1]; a.deter = dims[2]; a.stoch = dims[3];
   a.act = dims[4]; a.hidden = dims[5]; a.classes = dims[6];
@@ -245,7 +257,8 @@ void imagine_call(bool backward, const std::vector<int64_t>& dims, int stoch_kin
   a.num_layers = static_cast<int>(layers.size());
   a.prior_first = 2; a.prior_count = counts[0];
   a.actor_first = 2 + counts[0]; a.actor_count = counts[1];
-  a.num_heads = static_cast<int>(counts.size()) - 2;
+  a.num_heads = static_cast<int>(counts.size()) - 3;
+  a.detached_heads = counts.back();
   std::vector<int> first(a.num_heads), count(a.num_heads);
   int next = a.actor_first + a.actor_count;
   for (int k = 0; k < a.num_heads; ++k) {
@@ -266,7 +279,7 @@ void imagine_call(bool backward, const std::vector<int64_t>& dims, int stoch_kin
   run(a, isa, tile_rows, backward);
 }
 
-int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind,
+int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind, int activation,
                              const std::vector<int64_t>& layer_in,
                              const std::vector<int64_t>& layer_out, const std::vector<int>& counts,
                              int64_t tile_rows) {
@@ -274,6 +287,7 @@ int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind,
   ImagineArgs a;
   a.batch = dims[0]; a.horizon = dims[1]; a.deter = dims[2]; a.stoch = dims[3];
   a.act = dims[4]; a.hidden = dims[5]; a.classes = dims[6]; a.stoch_kind = stoch_kind;
+  a.activation = activation;
   std::vector<ImagineLayer> layers(layer_in.size());
   for (size_t i = 0; i < layers.size(); ++i) {
     layers[i].in = layer_in[i];
@@ -284,7 +298,7 @@ int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind,
   a.prior_count = counts[0];
   a.actor_first = 2 + counts[0];
   a.actor_count = counts[1];
-  a.num_heads = static_cast<int>(counts.size()) - 2;
+  a.num_heads = static_cast<int>(counts.size()) - 3;
   std::vector<int> first(a.num_heads), count(a.num_heads);
   int next = a.actor_first + a.actor_count;
   for (int k = 0; k < a.num_heads; ++k) {

@@ -51,6 +51,7 @@ struct ImagineArgs {
   int num_layers = 0;
   int prior_first = 2, prior_count = 0, actor_first = 0, actor_count = 0;
   int num_heads = 0;
+  int detached_heads = 0;  // the last k heads: weight gradients only (stop-gradient input)
   const int* head_first = nullptr;  // [num_heads]
   const int* head_count = nullptr;  // [num_heads]
 
@@ -92,10 +93,12 @@ void imagine_backward(ImagineArgs& args, int isa, int64_t tile_rows);
 //   dims    B, H, D, S, A, Hi, C
 //   consts  unimix, z_min_std, act_min_std, act_max_std, act_mean_scale
 //   layers  in, out, w, b, dw, db per layer (addresses, 0 = none), in the order of
-//           ImagineArgs::layers; counts: prior, actor, then one per head
+//           ImagineArgs::layers; counts: prior, actor, then one per head, then the
+//           number of detached heads
 //   io      start_h, start_z, eps, noise_z, h, z, action, mean, std, dh, dz, daction,
 //           dmean, dstd, d_start_h, d_start_z (0 = none)
-//   heads, dheads: per head; saved: ImagineArgs::saved (0: not kept)
+//   heads, dheads: per head; saved: ImagineArgs::saved (0: not kept) and its size in floats
+//   (std::invalid_argument when smaller than imagine_saved_floats)
 void imagine_call(bool backward, const std::vector<int64_t>& dims, int stoch_kind, int activation,
                   const std::vector<double>& consts, bool bf16,
                   const std::vector<int64_t>& layer_in, const std::vector<int64_t>& layer_out,
@@ -103,10 +106,10 @@ void imagine_call(bool backward, const std::vector<int64_t>& dims, int stoch_kin
                   const std::vector<uintptr_t>& layer_dw, const std::vector<uintptr_t>& layer_db,
                   const std::vector<int>& counts, const std::vector<uintptr_t>& io,
                   const std::vector<uintptr_t>& heads, const std::vector<uintptr_t>& dheads,
-                  uintptr_t saved, int isa, int64_t tile_rows);
+                  uintptr_t saved, int64_t saved_floats, int isa, int64_t tile_rows);
 
 // Floats of ImagineArgs::saved for these sizes (same flat arguments as imagine_call).
-int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind,
+int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind, int activation,
                              const std::vector<int64_t>& layer_in,
                              const std::vector<int64_t>& layer_out, const std::vector<int>& counts,
                              int64_t tile_rows);

@@ -89,22 +89,23 @@ inline void act_rows(int act, int64_t n, int64_t cols, const float* x, int64_t l
   }
 }
 
-// g *= act'(x) given pre-activation x (ld cols) and post-activation y (ld ldy), g [n, cols].
+// g *= act'(x) given pre-activation x (ld cols; read by SiLU only) and post-activation y (ld
+// ldy), g [n, cols]. ELU, ReLU and tanh read their derivative from y (ELU(x) > 0 iff x > 0).
 template <int Act>
 void act_grad_rows(int64_t n, int64_t cols, const float* x, const float* y, int64_t ldy,
                    float* g) {
   for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * cols;
+    const float* xr = Act == kImSilu ? x + r * cols : nullptr;
     const float* yr = y + r * ldy;
     float* gr = g + r * cols;
 #pragma omp simd
     for (int64_t j = 0; j < cols; ++j) {
       float d;
-      if constexpr (Act == kImElu) d = xr[j] > 0.f ? 1.f : yr[j] + 1.f;
+      if constexpr (Act == kImElu) d = yr[j] > 0.f ? 1.f : yr[j] + 1.f;
       else if constexpr (Act == kImSilu) {
         const float s = sigmoid_(xr[j]);
         d = s * (1.f + xr[j] * (1.f - s));
-      } else if constexpr (Act == kImRelu) d = xr[j] > 0.f ? 1.f : 0.f;
+      } else if constexpr (Act == kImRelu) d = yr[j] > 0.f ? 1.f : 0.f;
       else d = 1.f - yr[j] * yr[j];
       gr[j] *= d;
     }
@@ -203,10 +204,12 @@ struct Tile {
     return max_(w, a.stoch + a.act);
   }
 
+  // Hidden layers keep their pre-activation only for SiLU (the others differentiate from the
+  // post-activation, computed in place): half the saved floats.
   void alloc_mlp(Arena& ar, MlpBufs& m, int first, int count) {
     for (int l = 0; l + 1 < count; ++l) {
-      m.pre[l] = ar.floats(R * L(first + l).out);
       m.post[l] = ar.floats(R * L(first + l).out);
+      m.pre[l] = a.activation == kImSilu ? ar.floats(R * L(first + l).out) : m.post[l];
     }
     m.out = ar.floats(R * L(first + count - 1).out);
   }
@@ -219,7 +222,7 @@ struct Tile {
     stdv = ar.floats(R * A);
     u = ar.floats(R * A);
     zin = ar.floats(R * (a.stoch + A));
-    xpre = ar.floats(R * a.hidden);
+    xpre = a.activation == kImSilu ? ar.floats(R * a.hidden) : nullptr;  // else: x in xh
     xh = ar.floats(R * (a.hidden + a.deter));
     gates = ar.floats(R * 3 * a.deter);
     alloc_mlp(ar, actor, a.actor_first, a.actor_count);
@@ -250,12 +253,14 @@ struct Tile {
   }
 
   // ---- dense layers ----------------------------------------------------------------------
-  void dense_fwd(const ImagineLayer& l, int64_t n, const float* x, int64_t ldx, float* y) {
+  void dense_fwd(const ImagineLayer& l, int64_t n, const float* x, int64_t ldx, float* y,
+                 int64_t ldy = 0) {
+    ldy = ldy ? ldy : l.out;
     if (a.bf16) {
       pack_rows(n, l.in, x, ldx, pa);
-      Gemm::bf16(n, l.out, half_up(l.in), pa, half_up(l.in), l.wp, 0, y, l.out, l.b, false, true);
+      Gemm::bf16(n, l.out, half_up(l.in), pa, half_up(l.in), l.wp, 0, y, ldy, l.b, false, true);
     } else {
-      Gemm::f32(n, l.out, l.in, x, ldx, l.wpan, 0, y, l.out, l.b, false, true);
+      Gemm::f32(n, l.out, l.in, x, ldx, l.wpan, 0, y, ldy, l.b, false, true);
     }
   }
   // dx (= | +=) dy [n, out] @ w^T, dx with leading dim ldx
@@ -342,8 +347,14 @@ struct Tile {
   void dynamics_fwd(int64_t n, const float* feat, const float* nz, float* next) {
     const int64_t D = a.deter, S = a.stoch, A = a.act, Hi = a.hidden, F_ = F();
     for (int64_t r = 0; r < n; ++r) std::memcpy(zin + r * (S + A), feat + r * F_ + D, S * 4);
-    dense_fwd(L(0), n, zin, S + A, xpre);
-    act_rows(a.activation, n, Hi, xpre, Hi, xh, Hi + D);  // xh rows: [x | h_t]
+    // xh rows: [x | h_t]; x's pre-activation kept apart only for SiLU
+    if (xpre) {
+      dense_fwd(L(0), n, zin, S + A, xpre);
+      act_rows(a.activation, n, Hi, xpre, Hi, xh, Hi + D);
+    } else {
+      dense_fwd(L(0), n, zin, S + A, xh, Hi + D);
+      act_rows(a.activation, n, Hi, xh, Hi + D, xh, Hi + D);
+    }
     for (int64_t r = 0; r < n; ++r) std::memcpy(xh + r * (Hi + D) + Hi, feat + r * F_, D * 4);
     dense_fwd(L(1), n, xh, Hi + D, gates);
     for (int64_t r = 0; r < n; ++r) {
@@ -436,8 +447,13 @@ struct Tile {
     for (int k = 0; k < a.num_heads; ++k) {
       if (!a.dheads[k]) continue;
       const int64_t o = L(a.head_first[k] + a.head_count[k] - 1).out;
+      const bool detached = k >= a.num_heads - a.detached_heads;
+      bool trains = false;  // a detached head whose weights need no gradient: nothing to do
+      for (int l = 0; l < a.head_count[k]; ++l) trains |= L(a.head_first[k] + l).grad_offset >= 0;
+      if (detached && !trains) continue;
       std::memcpy(dout, a.dheads[k] + (t * B + r0) * o, n * o * 4);
-      mlp_bwd(a.head_first[k], a.head_count[k], heads[k], n, feat, F(), dout, dfeat, true);
+      mlp_bwd(a.head_first[k], a.head_count[k], heads[k], n, feat, F(), dout,
+              detached ? nullptr : dfeat, true);
     }
   }
 
@@ -536,7 +552,7 @@ struct Tile {
       // img_in: dx -> d pre-activation [n, Hi] in dx0 (x itself is in xh)
       for (int64_t r = 0; r < n; ++r)
         std::memcpy(dx0 + r * Hi, dxh + r * (Hi + D), Hi * 4);
-      act_grad_rows(a.activation, n, Hi, xpre, xh, Hi + D, dx0);
+      act_grad_rows(a.activation, n, Hi, xpre, xh, Hi + D, dx0);  // xpre: SiLU only
       dense_dw(L(0), n, zin, S + A, dx0);
       dense_dx(L(0), n, dx0, dzin, S + A, false);
       // actor: d action from the dynamics and the output, through tanh and the transforms

@@ -297,10 +297,11 @@ class Dreamer(Agent):
                     f"{self.updates}; nothing was applied, the last checkpoint is intact")
         _step(self.wm_opt, wm_loss, self.wm.parameters(), c.model.grad_clip)
 
-        # imagination from every posterior state (start states carry no gradient)
+        # imagination from every posterior state (start states carry no gradient); the op
+        # also evaluates the critic on the imagined states (on stop-gradient features)
         heads = [self.wm.reward, self.slow_critic] + ([self.wm.cont] if self.wm.cont else [])
-        params = self.wm.imagine_params(self.actor, heads, act_min_std=c.act_min_std,
-                                        act_max_std=c.act_max_std,
+        params = self.wm.imagine_params(self.actor, heads, self.critic,
+                                        act_min_std=c.act_min_std, act_max_std=c.act_max_std,
                                         act_mean_scale=c.act_mean_scale)
         start_h = post.h.detach().flatten(0, 1)
         start_z = post.z.detach().flatten(0, 1)
@@ -320,12 +321,16 @@ class Dreamer(Agent):
         scale = self.return_scale.update(returns)
         entropy = (torch.log(traj.std) + torch.log1p(-traj.action**2 + 1e-6)).sum(-1)
         actor_loss = -(weight * (returns / scale + c.entropy_scale * entropy)).mean()
-        _step(self.actor_opt, actor_loss, self.actor.parameters(), c.ac_grad_clip)
-
-        # critic: regress the returns (symlog) from the detached imagined states
-        pred = self.critic(traj.feat[:-1].detach())[..., 0]
+        # critic: regress the returns (symlog) from the imagined states (stop-gradient)
+        pred = traj.heads[-1][:-1, :, 0]
         critic_loss = (weight * 0.5 * (pred - symlog(returns.detach())) ** 2).mean()
-        _step(self.critic_opt, critic_loss, self.critic.parameters(), c.ac_grad_clip)
+        # one backward: the actor's gradient does not reach the critic and vice versa
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()
+        for opt, net in ((self.actor_opt, self.actor), (self.critic_opt, self.critic)):
+            torch.nn.utils.clip_grad_norm_(list(net.parameters()), c.ac_grad_clip)
+            opt.step()
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters(),
                                   strict=True):

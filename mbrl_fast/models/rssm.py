@@ -296,15 +296,20 @@ class RSSM(nn.Module):
         return sum(means.values()), means, out
 
     # ---- imagination --------------------------------------------------------------------
-    def imagine_params(self, actor: MLP, heads: list[MLP], *, act_min_std: float,
-                       act_max_std: float, act_mean_scale: float) -> ImagineParams:
+    def imagine_params(self, actor: MLP, heads: list[MLP], critic: MLP | None = None, *,
+                       act_min_std: float, act_max_std: float,
+                       act_mean_scale: float) -> ImagineParams:
         """The op's ImagineParams: this model's dynamics (detached: the actor loss does not
-        train the world model), the actor (attached) and ``heads`` (detached)."""
+        train the world model), the actor (attached), ``heads`` (detached), and ``critic``
+        (attached, as the op's detached head: it reads stop-gradient features)."""
         c = self.config
         d = lambda layer: tuple(t.detach() for t in layer.layer())  # noqa: E731
+        head_layers = [h.layer_tuple(detach=True) for h in heads]
+        if critic is not None:
+            head_layers.append(critic.layer_tuple())
         return ImagineParams(
             img_in=d(self.img_in), gru=d(self.gru), prior=self.prior.layer_tuple(detach=True),
-            actor=actor.layer_tuple(), heads=tuple(h.layer_tuple(detach=True) for h in heads),
-            stoch=self.stoch_kind, classes=c.classes, activation=c.activation,
-            unimix=c.unimix, z_min_std=c.z_min_std, act_min_std=act_min_std,
-            act_max_std=act_max_std, act_mean_scale=act_mean_scale)
+            actor=actor.layer_tuple(), heads=tuple(head_layers),
+            detached_heads=int(critic is not None), stoch=self.stoch_kind, classes=c.classes,
+            activation=c.activation, unimix=c.unimix, z_min_std=c.z_min_std,
+            act_min_std=act_min_std, act_max_std=act_max_std, act_mean_scale=act_mean_scale)

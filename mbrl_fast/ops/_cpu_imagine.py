@@ -46,6 +46,25 @@ def _addr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+# The saved activations of the last backward's call, reused by the next forward: a fresh
+# buffer of this size (~700 MB at B = 2500 with Dreamer V1's networks) costs its page faults
+# on every call, ~20% of the kernels' time when profiled (perf, 1 thread).
+_POOL: list[torch.Tensor] = []
+
+
+def _acquire(numel: int) -> torch.Tensor:
+    while _POOL:
+        buf = _POOL.pop()
+        if buf.numel() >= numel:
+            return buf[:numel]
+    return torch.empty(numel)
+
+
+def _release(buf: torch.Tensor | None) -> None:
+    if buf is not None:
+        _POOL[:] = [buf._base if buf._base is not None else buf]
+
+
 class _Imagine(torch.autograd.Function):
     @staticmethod
     def forward(ctx, meta, start_h, start_z, eps, noise_z, *tensors):
@@ -61,7 +80,7 @@ class _Imagine(torch.autograd.Function):
         # reads them instead of recomputing the rollout)
         saved = None
         if any(ctx.needs_input_grad):
-            saved = start_h.new_empty(backends.cpu_module().imagine_saved_floats(
+            saved = _acquire(backends.cpu_module().imagine_saved_floats(
                 *_sizes(p, b, horizon), tile_rows))
         _call(False, p, b, horizon, precision, tile_rows, [None] * (2 * len(tensors)), io, heads,
               [None] * len(heads), saved)
@@ -89,6 +108,7 @@ class _Imagine(torch.autograd.Function):
               c(dmean), c(dstd), d_start_h, d_start_z]
         _call(True, p, b, horizon, precision, tile_rows, grads, io, [None] * len(p.heads),
               [c(g) for g in dheads], saved)
+        _release(saved)
         out = [None, d_start_h, d_start_z, None, None]
         for i, g in enumerate(grads):
             out.append(g if needs[5 + i] else None)
@@ -96,26 +116,27 @@ class _Imagine(torch.autograd.Function):
 
 
 def _sizes(p: ImagineParams, b: int, horizon: int):
-    """(dims, stoch kind, layer in, layer out, counts): the kernels' flat size arguments."""
+    """(dims, stoch kind, activation, layer in, layer out, counts): the kernels' flat size
+    arguments."""
     tensors = p.tensors()
     weights = tensors[0::2]
     dims = [b, horizon, p.deter, p.stoch_dim, p.act_dim, p.hidden, p.classes]
-    counts = [len(p.prior), len(p.actor), *(len(hd) for hd in p.heads)]
-    return (dims, 0 if p.stoch == "gaussian" else 1, [int(w.shape[0]) for w in weights],
-            [int(w.shape[1]) for w in weights], counts)
+    counts = [len(p.prior), len(p.actor), *(len(hd) for hd in p.heads), p.detached_heads]
+    return (dims, 0 if p.stoch == "gaussian" else 1, ACTIVATION_IDS[p.activation],
+            [int(w.shape[0]) for w in weights], [int(w.shape[1]) for w in weights], counts)
 
 
 def _call(backward, p: ImagineParams, b, horizon, precision, tile_rows, grads, io, heads, dheads,
           saved):
     tensors = p.tensors()
-    dims, stoch, ins, outs, counts = _sizes(p, b, horizon)
+    dims, stoch, activation, ins, outs, counts = _sizes(p, b, horizon)
     consts = [p.unimix, p.z_min_std, p.act_min_std, p.act_max_std, p.act_mean_scale]
     backends.cpu_module().imagine(
-        backward, dims, stoch, ACTIVATION_IDS[p.activation], consts, precision == "bf16", ins,
+        backward, dims, stoch, activation, consts, precision == "bf16", ins,
         outs, [t.data_ptr() for t in tensors[0::2]], [t.data_ptr() for t in tensors[1::2]],
         [_addr(g) for g in grads[0::2]], [_addr(g) for g in grads[1::2]], counts,
         [_addr(t) for t in io], [_addr(t) for t in heads], [_addr(t) for t in dheads],
-        _addr(saved), requested_isa(), tile_rows)
+        _addr(saved), 0 if saved is None else saved.numel(), requested_isa(), tile_rows)
 
 
 def imagine_cpu(start_h, start_z, params: ImagineParams, horizon: int, eps, noise_z,

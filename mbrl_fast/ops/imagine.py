@@ -18,7 +18,9 @@ Math. Start state s_0 = (h_0, z_0). For t = 0 .. H-1 (``act`` is the MLP activat
 z_min_std) n, n ~ N(0, 1). ``categorical`` (V2/V3): stats = logits [G, C] (S = G C),
 p = (1 - unimix) softmax(logits) + unimix / C per group, k = the class whose CDF bin holds a
 uniform u (k = #{j : cdf_j <= u}, at most C - 1), z = onehot(k) with the straight-through
-gradient of p (z = onehot + p - stopgrad(p)). Heads: every head MLP on every f_t, t = 0..H.
+gradient of p (z = onehot + p - stopgrad(p)). Heads: every head MLP on every f_t, t = 0..H;
+the last ``detached_heads`` of them read stopgrad(f_t) (a critic regressing imagined returns
+trains its weights in the same call without pushing gradients into the rollout).
 MLPs: ``y = act(... act(x @ W_1 + b_1) ...) @ W_L + b_L`` (no activation on the last layer).
 
 Shapes (B start states, H steps; D deter, S stoch, A action, Hi GRU input width)::
@@ -77,6 +79,7 @@ class ImagineParams:
     prior: tuple[Layer, ...]
     actor: tuple[Layer, ...]
     heads: tuple[tuple[Layer, ...], ...] = ()
+    detached_heads: int = 0  # the last k heads read stop-gradient features (a critic's regression)
     stoch: str = "gaussian"
     classes: int = 0  # C (categorical): S = G * C
     activation: str = "elu"
@@ -246,7 +249,9 @@ def imagine_reference(start_h, start_z, params: ImagineParams, horizon: int, eps
         stds.append(std)
     h_all, z_all = torch.stack(hs), torch.stack(zs)
     feat = torch.cat([h_all, z_all], -1)
-    heads = [_mlp(feat, head, act, precision) for head in p.heads]
+    first_detached = len(p.heads) - p.detached_heads
+    heads = [_mlp(feat if k < first_detached else feat.detach(), head, act, precision)
+             for k, head in enumerate(p.heads)]
     return ImagineResult(h_all, z_all, torch.stack(acts), torch.stack(means), torch.stack(stds),
                          heads)
 
@@ -301,6 +306,9 @@ def check_params(p: ImagineParams, name: str = "params") -> None:
             raise ValueError(f"{name}.unimix must be in [0, 1), got {p.unimix}")
     check_mlp("prior", p.prior, d, 2 * s if p.stoch == "gaussian" else s)
     check_mlp("actor", p.actor, d + s, 2 * a)
+    if not 0 <= p.detached_heads <= len(p.heads):
+        raise ValueError(f"{name}.detached_heads must be in [0, {len(p.heads)}], got "
+                         f"{p.detached_heads}")
     for k, head in enumerate(p.heads):
         if not head:
             raise ValueError(f"{name}.heads[{k}] has no layers")
