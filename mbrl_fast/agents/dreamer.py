@@ -191,6 +191,7 @@ class Dreamer(Agent):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), c.actor_lr, eps=1e-5)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), c.critic_lr, eps=1e-5)
         self.return_scale = ReturnScale(c.return_norm_decay)
+        self.generator = torch.Generator().manual_seed(c.seed)  # the posterior samples
         self.updates = 0
         self.replay = EpisodeReplay(self.journal_dtype())
 
@@ -289,7 +290,7 @@ class Dreamer(Agent):
         """World model, then actor and critic on imagined trajectories from its posteriors."""
         c = self.config
         # world model
-        wm_loss, terms, post = self.wm.loss(**batch)
+        wm_loss, terms, post = self.wm.loss(**batch, generator=self.generator)
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise FloatingPointError(
@@ -361,7 +362,7 @@ class Dreamer(Agent):
                 "wm_opt": self.wm_opt.state_dict(), "actor_opt": self.actor_opt.state_dict(),
                 "critic_opt": self.critic_opt.state_dict(), "replay": self.replay.state_dict(),
                 "return_range": self.return_scale.range, "updates": self.updates,
-                **self.progress_state()}
+                "generator": self.generator.get_state(), **self.progress_state()}
 
     def load_state_dict(self, state: dict) -> None:
         for name in ("wm", "actor", "critic", "slow_critic", "wm_opt", "actor_opt",
@@ -369,6 +370,7 @@ class Dreamer(Agent):
             getattr(self, name).load_state_dict(state[name])
         self.return_scale.range = state["return_range"]
         self.updates = int(state["updates"])
+        self.generator.set_state(state["generator"])
         self.load_progress_state(state)
 
     def postfix(self, row: dict) -> dict[str, str]:

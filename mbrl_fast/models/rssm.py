@@ -242,13 +242,13 @@ class RSSM(nn.Module):
         post = self.post(torch.cat([h, embed], -1))
         return h, self._sample(post, generator), prior, post
 
-    def observe(self, embed, act, is_first) -> Observed:
+    def observe(self, embed, act, is_first, generator=None) -> Observed:
         """Posterior states of a batch of sequences: embed [T, B, E], act [T, B, A] (a_{t-1}),
-        is_first [T, B] -> Observed ([T, B, ...])."""
+        is_first [T, B] -> Observed ([T, B, ...]). Samples with ``generator``."""
         h, z = self.initial(embed.shape[1])
         hs, zs, priors, posts = [], [], [], []
         for t in range(embed.shape[0]):
-            h, z, prior, post = self.obs_step(h, z, act[t], embed[t], is_first[t])
+            h, z, prior, post = self.obs_step(h, z, act[t], embed[t], is_first[t], generator)
             hs.append(h)
             zs.append(z)
             priors.append(prior)
@@ -271,13 +271,14 @@ class RSSM(nn.Module):
         sq, sp = F.softplus(sq) + c.z_min_std, F.softplus(sp) + c.z_min_std
         return (torch.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5).sum(-1)
 
-    def loss(self, obs, act, reward, is_first, is_terminal):
-        """World-model loss of a batch of sequences ([T, B, ...]; act is a_{t-1}).
+    def loss(self, obs, act, reward, is_first, is_terminal, generator=None):
+        """World-model loss of a batch of sequences ([T, B, ...]; act is a_{t-1}); the
+        posterior samples draw from ``generator``.
 
         Returns (total loss, {term: mean value}, Observed)."""
         c = self.config
         embed = self.encoder(obs)
-        out = self.observe(embed, act, is_first)
+        out = self.observe(embed, act, is_first, generator)
         feat = out.feat
         if self.pixels:
             target = obs.float() / 255.0 - 0.5

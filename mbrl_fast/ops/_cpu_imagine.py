@@ -12,6 +12,7 @@ kernels: ``avx2`` runs the portable ones, as does a CPU without the requested ex
 from __future__ import annotations
 
 import os
+import weakref
 
 import torch
 
@@ -46,9 +47,11 @@ def _addr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-# The saved activations of the last backward's call, reused by the next forward: a fresh
+# The saved activations of a call whose graph is gone, reused by the next forward: a fresh
 # buffer of this size (~700 MB at B = 2500 with Dreamer V1's networks) costs its page faults
-# on every call, ~20% of the kernels' time when profiled (perf, 1 thread).
+# on every call, ~20% of the kernels' time when profiled (perf, 1 thread). A buffer returns
+# here when its autograd node is freed (not after backward: a retained graph may run it
+# again), and the pool keeps one.
 _POOL: list[torch.Tensor] = []
 
 
@@ -82,6 +85,7 @@ class _Imagine(torch.autograd.Function):
         if any(ctx.needs_input_grad):
             saved = _acquire(backends.cpu_module().imagine_saved_floats(
                 *_sizes(p, b, horizon), tile_rows))
+            weakref.finalize(ctx, _release, saved)
         _call(False, p, b, horizon, precision, tile_rows, [None] * (2 * len(tensors)), io, heads,
               [None] * len(heads), saved)
         ctx.meta = meta
@@ -108,7 +112,6 @@ class _Imagine(torch.autograd.Function):
               c(dmean), c(dstd), d_start_h, d_start_z]
         _call(True, p, b, horizon, precision, tile_rows, grads, io, [None] * len(p.heads),
               [c(g) for g in dheads], saved)
-        _release(saved)
         out = [None, d_start_h, d_start_z, None, None]
         for i, g in enumerate(grads):
             out.append(g if needs[5 + i] else None)
