@@ -49,3 +49,21 @@ def colored_noise(
     mean: int, var: int, lower: int, upper: int, n: int, p: int, h: int, a: int, scales: int,
     sigma: float, seed: int, offset: int, out: int,
 ) -> None: ...
+
+# ---- imagine: Dreamer's imagination rollout, forward / backward (csrc/cpu/imagine.h, launcher
+# mbrl_fast/ops/_cpu_imagine.py). dims: B, H, D, S, A, Hi, C; consts: unimix, z_min_std,
+# act_min_std, act_max_std, act_mean_scale; counts: prior, actor, each head, detached heads;
+# io: start_h, start_z, eps, noise_z, h, z, action, mean, std, dh, dz, daction, dmean, dstd,
+# d_start_h, d_start_z. Raises ValueError when `saved` holds fewer than imagine_saved_floats.
+def imagine(
+    backward: bool, dims: list[int], stoch_kind: int, activation: int, consts: list[float],
+    bf16: bool, layer_in: list[int], layer_out: list[int], layer_w: list[int],
+    layer_b: list[int], layer_dw: list[int], layer_db: list[int], counts: list[int],
+    io: list[int], heads: list[int], dheads: list[int], saved: int, saved_floats: int, isa: int,
+    tile_rows: int,
+) -> None: ...
+def imagine_saved_floats(
+    dims: list[int], stoch_kind: int, activation: int, layer_in: list[int],
+    layer_out: list[int], counts: list[int], tile_rows: int,
+) -> int: ...
+def imagine_resolve_isa(isa: int, bf16: bool) -> int: ...

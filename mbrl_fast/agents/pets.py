@@ -110,6 +110,12 @@ PRESETS: dict[str, dict] = {
         model=dict(layers=3, hidden=200),
         train=dict(epochs=25, batch_size=32, patience=25),
         planner=dict(population=200, num_elites=20, iterations=5, horizon=20, particles=5)),
+    # Pendulum-v1 (200-step episodes, registered for Dreamer): a small planner, no target.
+    "Pendulum-v1": dict(
+        trials=15, episode_steps=200,
+        model=dict(layers=3, hidden=128),
+        train=dict(epochs=25, batch_size=64, patience=25),
+        planner=dict(population=200, num_elites=20, iterations=5, horizon=25, particles=5)),
     **{env: dict(trials=30, episode_steps=1000,
                  train=dict(batch_size=256, epochs=25, min_steps=300),
                  planner=dict(name="icem", population=250, num_elites=20, iterations=3,
