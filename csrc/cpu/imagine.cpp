@@ -115,10 +115,12 @@ int imagine_resolve_isa(int isa, bool bf16) {
 namespace {
 
 // Rows per tile: each weight panel is streamed once per tile and step and reused by every
-// row of the tile, so larger tiles read the weights less often. B = 2500, H = 15, V1 nets,
-// bf16, 1 thread: 16 / 32 / 64 / 128 rows took 2.4 / 2.6 / 2.3 / 2.1 s (min of 3, loaded
-// machine; bench/dreamer_imagine.py --tile-rows).
-constexpr int64_t kDefaultTileRows = 128;
+// row of the tile, and the per-thread weight-gradient accumulators are read and written
+// once per tile and step, so larger tiles move less memory. Dreamer V1 networks, B = 2500,
+// H = 15, forward + backward, bf16, 1 thread, CPU seconds (3 runs, loaded machine): 64 rows
+// 2.4-3.0, 128 rows 2.0-2.1, 256 rows 1.7-1.8, 512 rows 1.8-2.0 (fp32: 128 3.1-3.9,
+// 256 2.8-3.3, 512 3.1-3.3).
+constexpr int64_t kDefaultTileRows = 256;
 
 inline uint32_t bf16_bits(float x) {
   uint32_t u;

@@ -262,8 +262,15 @@ class Dreamer(Agent):
 
     def evaluate(self, episodes: int, seed: int = 10_000, env=None,
                  on_frame: Callable | None = None) -> list[float]:
-        """Returns of ``episodes`` episodes with the actor's mode (no data added)."""
-        env = env if env is not None else self.env
+        """Returns of ``episodes`` episodes with the actor's mode (no data added). A given
+        ``env`` (e.g. one that renders a video) gets the agent's action repeat; a pixel agent
+        keeps its own env (its observations are the frames)."""
+        from mbrl_fast.envs.wrappers import ActionRepeat
+
+        if env is None or self.config.obs == "pixels":
+            env = self.env
+        elif self.config.action_repeat > 1:
+            env = ActionRepeat(env, self.config.action_repeat)
         out = []
         for i in range(episodes):
             policy = _Policy(self, seed + i, random=False, explore=False)

@@ -194,3 +194,14 @@ def test_sigkill_mid_run_loses_no_record(tmp_path):
     resume = [sys.executable, "-m", "mbrl_fast", "train", "dreamer", "--resume", str(run),
               "--no-progress"]
     check_sigkill_resume(run, cmd, resume, total_iterations=4)
+
+
+def test_cli_train_then_eval(tmp_path, capsys):
+    from mbrl_fast.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "dreamer", "--env", "Pendulum-v1", "--steps", "60", "--run-dir",
+                 str(run), "--no-progress", *TINY_SET]) == 0
+    assert main(["eval", str(run), "--episodes", "1"]) == 0  # a video, or why not
+    out = capsys.readouterr().out
+    assert "Pendulum-v1: return" in out and "1 epochs trained" in out
