@@ -27,8 +27,14 @@ struct Gemm {
   static const U* brow(const U* B, int64_t ldb, int64_t K, int64_t j0, int64_t k, bool panel) {
     return panel ? B + (j0 / kImPanel) * K * kImPanel + k * kImPanel : B + k * ldb + j0;
   }
+  // A's element (i, k): row-major [M, K], or with `ta` stored [K, M]
+  template <class U>
+  static U aat(const U* A, int64_t lda, int64_t i, int64_t k, bool ta) {
+    return ta ? A[k * lda + i] : A[i * lda + k];
+  }
   static void f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel) {
+                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel,
+                  bool ta) {
     init(M, N, C, ldc, bias, acc);
     for (int64_t j0 = 0; j0 < N; j0 += kImPanel) {
       const int64_t nb = std::min(kImPanel, N - j0);
@@ -39,8 +45,8 @@ struct Gemm {
         float* c2 = c1 + ldc;
         float* c3 = c2 + ldc;
         for (int64_t k = 0; k < K; ++k) {
-          const float a0 = A[i * lda + k], a1 = A[(i + 1) * lda + k], a2 = A[(i + 2) * lda + k],
-                      a3 = A[(i + 3) * lda + k];
+          const float a0 = aat(A, lda, i, k, ta), a1 = aat(A, lda, i + 1, k, ta),
+                      a2 = aat(A, lda, i + 2, k, ta), a3 = aat(A, lda, i + 3, k, ta);
           const float* b = brow(B, ldb, K, j0, k, panel);
           for (int64_t j = 0; j < nb; ++j) {
             c0[j] += a0 * b[j];
@@ -53,7 +59,7 @@ struct Gemm {
       for (; i < M; ++i) {
         float* c = C + i * ldc + j0;
         for (int64_t k = 0; k < K; ++k) {
-          const float a = A[i * lda + k];
+          const float a = aat(A, lda, i, k, ta);
           const float* b = brow(B, ldb, K, j0, k, panel);
           for (int64_t j = 0; j < nb; ++j) c[j] += a * b[j];
         }
@@ -74,14 +80,15 @@ struct Gemm {
   }
   static void bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
                    const uint32_t* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
-                   bool acc, bool panel) {
+                   bool acc, bool panel, bool ta) {
     init(M, N, C, ldc, bias, acc);
     for (int64_t j0 = 0; j0 < N; j0 += kImPanel) {
       const int64_t nb = std::min(kImPanel, N - j0);
       for (int64_t i = 0; i < M; ++i) {
         float* c = C + i * ldc + j0;
         for (int64_t k = 0; k < K2; ++k) {
-          const float a0 = lo(A[i * lda + k]), a1 = hi(A[i * lda + k]);
+          const uint32_t av = aat(A, lda, i, k, ta);
+          const float a0 = lo(av), a1 = hi(av);
           const uint32_t* b = brow(B, ldb, K2, j0, k, panel);
           for (int64_t j = 0; j < nb; ++j) c[j] += a0 * lo(b[j]) + a1 * hi(b[j]);
         }

@@ -19,8 +19,8 @@ inline __mmask16 lanes(int64_t n) {
 }
 
 // C[RB rows, CB vectors of 16] (= bias | 0 | +=) A[RB, K] @ B[K, 16 CB]. fp32: A and B are
-// floats; bf16: uint32 pairs (two products per lane).
-template <int RB, int CB, bool BF>
+// floats; bf16: uint32 pairs (two products per lane). TA: A stored [K, RB] (A[k lda + r]).
+template <int RB, int CB, bool BF, bool TA>
 inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_t ldb, float* C,
                   int64_t ldc, const float* bias, bool acc, int64_t cols) {
   __mmask16 m[CB];
@@ -40,7 +40,8 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
       MBRL_IM_UNROLL for (int c = 0; c < CB; ++c)
         w[c] = (__m512bh)_mm512_maskz_loadu_epi32(m[c], B + k * ldb + 16 * c);
       MBRL_IM_UNROLL for (int r = 0; r < RB; ++r) {
-        const __m512bh x = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[r * lda + k]));
+        const __m512bh x =
+            (__m512bh)_mm512_set1_epi32(static_cast<int>(TA ? A[k * lda + r] : A[r * lda + k]));
         MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_dpbf16_ps(cr[r][c], x, w[c]);
       }
     }
@@ -51,7 +52,7 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
       __m512 w[CB];
       MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) w[c] = _mm512_maskz_loadu_ps(m[c], B + k * ldb + 16 * c);
       MBRL_IM_UNROLL for (int r = 0; r < RB; ++r) {
-        const __m512 x = _mm512_set1_ps(A[r * lda + k]);
+        const __m512 x = _mm512_set1_ps(TA ? A[k * lda + r] : A[r * lda + k]);
         MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_fmadd_ps(x, w[c], cr[r][c]);
       }
     }
@@ -60,21 +61,25 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
     MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) _mm512_mask_storeu_ps(C + r * ldc + 16 * c, m[c], cr[r][c]);
 }
 
-template <int CB, bool BF>
+template <int CB, bool BF, bool TA>
 inline void column_block(int64_t M, int64_t K, const void* A, int64_t lda, const void* B,
                          int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc,
                          int64_t cols) {
   using U = typename std::conditional<BF, uint32_t, float>::type;
   const U* a = static_cast<const U*>(A);
+  const int64_t step = TA ? 1 : lda;  // from row i of C to row i + 1 in A
   int64_t i = 0;
-  for (; i + 8 <= M; i += 8) micro<8, CB, BF>(K, a + i * lda, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
-  for (; i + 4 <= M; i += 4) micro<4, CB, BF>(K, a + i * lda, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
-  for (; i < M; ++i) micro<1, CB, BF>(K, a + i * lda, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+  for (; i + 8 <= M; i += 8)
+    micro<8, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+  for (; i + 4 <= M; i += 4)
+    micro<4, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+  for (; i < M; ++i)
+    micro<1, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
 }
 
 // Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
 // (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
-template <bool BF>
+template <bool BF, bool TA>
 void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
           float* C, int64_t ldc, const float* bias, bool acc, bool panel) {
   using U = typename std::conditional<BF, uint32_t, float>::type;
@@ -85,9 +90,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const voi
     const U* b = static_cast<const U*>(B) + (panel ? (j0 / 48) * K * 48 : j0);
     const float* bs = bias ? bias + j0 : nullptr;
     switch ((cols + 15) / 16) {
-      case 3: column_block<3, BF>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
-      case 2: column_block<2, BF>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
-      default: column_block<1, BF>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      case 3: column_block<3, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      case 2: column_block<2, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      default: column_block<1, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
     }
   }
 }
@@ -96,13 +101,16 @@ void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const voi
 
 struct Gemm {
   static void f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel) {
-    gemm<false>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
+                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel,
+                  bool ta) {
+    if (ta) gemm<false, true>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
+    else gemm<false, false>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
   }
   static void bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
                    const uint32_t* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
-                   bool acc, bool panel) {
-    gemm<true>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
+                   bool acc, bool panel, bool ta) {
+    if (ta) gemm<true, true>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
+    else gemm<true, false>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
   }
 };
 

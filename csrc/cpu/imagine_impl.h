@@ -7,11 +7,13 @@
 // Before including: #define IMAGINE_NS <namespace name> and define, inside
 // mbrl_fast::cpu::IMAGINE_NS, struct Gemm with
 //   static void f32(M, N, K, const float* A, lda, const float* B, ldb, float* C, ldc,
-//                   const float* bias, bool acc, bool panel);  // C (= bias | += ) A[M,K] B[K,N]
+//                   const float* bias, bool acc, bool panel, bool ta);
+//                   // C (= bias | += ) A[M,K] B[K,N]
 //   static void bf16(M, N, K2, const uint32_t* A, lda, const uint32_t* B, ldb, float* C, ldc,
-//                    const float* bias, bool acc, bool panel);  // bf16 pairs along k
-// B is row-major with leading dim ldb, or with `panel` packed as [ceil(N / kImPanel), K,
-// kImPanel] (ldb unused).
+//                    const float* bias, bool acc, bool panel, bool ta);  // bf16 pairs along k
+// A is row-major [M, K] (lda), or with `ta` stored transposed as [K, M] (lda): the weight
+// gradient X^T dY reads X [rows, in] in place. B is row-major (ldb), or with `panel` packed
+// as [ceil(N / kImPanel), K, kImPanel] (ldb unused).
 // Nothing here uses the standard library's out-of-line code (containers, streams): a
 // function compiled with AVX-512 flags must not be shared with the portable unit.
 #include <cmath>
@@ -127,23 +129,9 @@ inline void pack_rows(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * ldx;
     uint32_t* o = out + r * k2;
+#pragma omp simd
     for (int64_t j = 0; j < K / 2; ++j) o[j] = bf16_bits(xr[2 * j]) | (bf16_bits(xr[2 * j + 1]) << 16);
     if (K & 1) o[k2 - 1] = bf16_bits(xr[K - 1]);
-  }
-}
-// X [n, K] -> X^T [K, n] fp32.
-inline void transpose(int64_t n, int64_t K, const float* x, int64_t ldx, float* out) {
-  for (int64_t r = 0; r < n; ++r)
-    for (int64_t i = 0; i < K; ++i) out[i * n + r] = x[r * ldx + i];
-}
-// X [n, K] -> X^T in bf16 pairs along n: out [K, ceil(n/2)].
-inline void pack_transposed(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_t* out) {
-  const int64_t n2 = half_up(n);
-  for (int64_t r2 = 0; r2 < n2; ++r2) {
-    const float* a = x + 2 * r2 * ldx;
-    const bool pair = 2 * r2 + 1 < n;
-    for (int64_t i = 0; i < K; ++i)
-      out[i * n2 + r2] = bf16_bits(a[i]) | (pair ? bf16_bits(a[ldx + i]) << 16 : 0u);
   }
 }
 // Y [n, N] -> bf16 pairs along n: out [ceil(n/2), N].
@@ -152,6 +140,7 @@ inline void pack_row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, ui
   for (int64_t r2 = 0; r2 < n2; ++r2) {
     const float* a = y + 2 * r2 * ldy;
     const bool pair = 2 * r2 + 1 < n;
+#pragma omp simd
     for (int64_t j = 0; j < N; ++j)
       out[r2 * N + j] = bf16_bits(a[j]) | (pair ? bf16_bits(a[ldy + j]) << 16 : 0u);
   }
@@ -191,7 +180,6 @@ struct Tile {
   float *hz[2] = {nullptr, nullptr};
   float *dfeat = nullptr, *dnext = nullptr, *dx0 = nullptr, *dx1 = nullptr, *dgates = nullptr,
         *dxh = nullptr, *dzin = nullptr, *dout = nullptr;
-  float* tmp = nullptr;  // transposes for dW (fp32)
   uint32_t *pa = nullptr, *pb = nullptr;  // bf16 packing of GEMM operands
 
   int64_t F() const { return a.deter + a.stoch; }
@@ -246,7 +234,6 @@ struct Tile {
       dxh = ar.floats(R * (a.hidden + a.deter));
       dzin = ar.floats(R * (a.stoch + a.act));
       dout = ar.floats(R * W);
-      tmp = ar.floats(R * W);
       pb = ar.words(R * W);
     }
     pa = ar.words(R * W);
@@ -258,18 +245,20 @@ struct Tile {
     ldy = ldy ? ldy : l.out;
     if (a.bf16) {
       pack_rows(n, l.in, x, ldx, pa);
-      Gemm::bf16(n, l.out, half_up(l.in), pa, half_up(l.in), l.wp, 0, y, ldy, l.b, false, true);
+      Gemm::bf16(n, l.out, half_up(l.in), pa, half_up(l.in), l.wp, 0, y, ldy, l.b, false, true,
+                 false);
     } else {
-      Gemm::f32(n, l.out, l.in, x, ldx, l.wpan, 0, y, ldy, l.b, false, true);
+      Gemm::f32(n, l.out, l.in, x, ldx, l.wpan, 0, y, ldy, l.b, false, true, false);
     }
   }
   // dx (= | +=) dy [n, out] @ w^T, dx with leading dim ldx
   void dense_dx(const ImagineLayer& l, int64_t n, const float* dy, float* dx, int64_t ldx, bool acc) {
     if (a.bf16) {
       pack_rows(n, l.out, dy, l.out, pa);
-      Gemm::bf16(n, l.in, half_up(l.out), pa, half_up(l.out), l.wtp, 0, dx, ldx, nullptr, acc, true);
+      Gemm::bf16(n, l.in, half_up(l.out), pa, half_up(l.out), l.wtp, 0, dx, ldx, nullptr, acc,
+                 true, false);
     } else {
-      Gemm::f32(n, l.in, l.out, dy, l.out, l.wtpan, 0, dx, ldx, nullptr, acc, true);
+      Gemm::f32(n, l.in, l.out, dy, l.out, l.wtpan, 0, dx, ldx, nullptr, acc, true, false);
     }
   }
   // dw += x^T [in, n] @ dy [n, out]; db += column sums of dy
@@ -278,12 +267,12 @@ struct Tile {
     float* dw = grads + l.grad_offset;
     float* db = dw + l.in * l.out;
     if (a.bf16) {
-      pack_transposed(n, l.in, x, ldx, pa);
+      pack_row_pairs(n, l.in, x, ldx, pa);  // [ceil(n/2), in]: X^T read transposed
       pack_row_pairs(n, l.out, dy, l.out, pb);
-      Gemm::bf16(l.in, l.out, half_up(n), pa, half_up(n), pb, l.out, dw, l.out, nullptr, true, false);
+      Gemm::bf16(l.in, l.out, half_up(n), pa, l.in, pb, l.out, dw, l.out, nullptr, true, false,
+                 true);
     } else {
-      transpose(n, l.in, x, ldx, tmp);
-      Gemm::f32(l.in, l.out, n, tmp, n, dy, l.out, dw, l.out, nullptr, true, false);
+      Gemm::f32(l.in, l.out, n, x, ldx, dy, l.out, dw, l.out, nullptr, true, false, true);
     }
     for (int64_t r = 0; r < n; ++r)
       for (int64_t j = 0; j < l.out; ++j) db[j] += dy[r * l.out + j];
