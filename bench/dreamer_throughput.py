@@ -43,18 +43,24 @@ from mbrl_fast.agents.dreamer import Dreamer  # noqa: E402
 from mbrl_fast.ops import _cpu_imagine  # noqa: E402
 from mbrl_fast.ops.imagine import imagine  # noqa: E402
 
+ZEN = {23: "Zen / Zen 2", 25: "Zen 3 / Zen 4", 26: "Zen 5"}  # AMD cpu family -> core
+
 
 def cpu_name() -> str:
+    """Model name, AMD core generation and the ISA extensions the kernels use."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                flags = Path("/proc/cpuinfo").read_text()
-                isa = [f for f in ("avx512f", "avx512_bf16", "avx2") if f" {f}" in flags]
-                return f"{name} ({', '.join(isa)})"
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return platform.processor() or platform.machine()
+    info = dict(line.split(":", 1) for line in text.split("\n\n")[0].splitlines() if ":" in line)
+    info = {k.strip(): v.strip() for k, v in info.items()}
+    name = info.get("model name", platform.machine())
+    family = int(info.get("cpu family", "0"))
+    if info.get("vendor_id") == "AuthenticAMD" and family in ZEN:
+        name += f" ({ZEN[family]}, family {family})"
+    flags = info.get("flags", "").split()
+    isa = [f for f in ("avx512f", "avx512_bf16", "avx2") if f in flags]
+    return f"{name}, {' + '.join(isa)}"
 
 
 def timed(fn) -> tuple[float, float]:
