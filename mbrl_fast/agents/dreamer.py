@@ -107,8 +107,10 @@ class DreamerConfig:
     backend: str = "auto"
     """Backend of the imagination op (auto, reference, cpu)."""
     torch_threads: int = 1
-    """torch.set_num_threads (0: leave torch's default). One update on 2 shared busy cores
-    (load ~9) took 1.7 s with 1 thread and 8-13 s with 2 (Pendulum preset)."""
+    """torch.set_num_threads, which the compiled op follows (0: leave torch's default). On
+    the project's 2 shared, busy cores (load ~9) one update of a 200-wide Pendulum
+    configuration took 1.7 s with 1 thread and 8-13 s with 2 (threads spin at barriers while
+    their partner waits for a core)."""
     model: WorldModelConfig = field(default_factory=WorldModelConfig)
     """The RSSM world model."""
 
