@@ -106,6 +106,17 @@ def _round_trip(state: dict) -> dict:
     return torch.load(buf, weights_only=True)
 
 
+@pytest.mark.parametrize("variant", [dict(precision="bf16"),
+                                     dict(model={**TINY["model"], "classes": 4}),
+                                     dict(backend="reference")])
+def test_variants_train(variant):
+    """bf16 imagination, 2 x 4 categorical latents, the eager reference op."""
+    agent = Dreamer(tiny(**variant))
+    row = agent.run_iteration(0)
+    assert row["updates"] == 2 and np.isfinite(row["actor_loss"]) and np.isfinite(row["return"])
+    agent.close()
+
+
 def test_state_dict_continues_identically():
     a = Dreamer(tiny())
     a.run_iteration(0)
