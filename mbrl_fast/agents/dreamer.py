@@ -62,6 +62,9 @@ class DreamerConfig:
     """Each action is applied this many env steps, rewards summed (V1 2 on DMC)."""
     obs: str = "vector"
     """'vector': the env's observations; 'pixels': 64 x 64 RGB frames of its renderer."""
+    task_features: bool = True
+    """Vector observations enter the world model through the task's ``obs_features`` (angles
+    as sin / cos, unbounded coordinates dropped), as PETS's obs_preproc."""
     batch_size: int = 50
     """Sequences per update (V1 50)."""
     seq_len: int = 50
@@ -183,7 +186,9 @@ class Dreamer(Agent):
         a = self.task.act_dim
         self.low, self.high = np.asarray(self.task.action_low), np.asarray(self.task.action_high)
         terminates = getattr(self.task, "termination_fn", never_terminates) is not never_terminates
-        self.wm = RSSM(obs_shape, a, c.model, continue_head=terminates)
+        features = getattr(self.task, "obs_features", None) if c.task_features else None
+        features = features if c.obs == "vector" else None
+        self.wm = RSSM(obs_shape, a, c.model, continue_head=terminates, obs_features=features)
         feat, act = self.wm.feat_dim, c.model.activation
         self.actor = MLP([feat] + [c.actor_units] * c.actor_layers + [2 * a], act)
         self.critic = MLP([feat] + [c.critic_units] * c.critic_layers + [1], act, out_scale=0.0)
@@ -416,7 +421,7 @@ class _Policy:
             action = self.rng.uniform(-1.0, 1.0, a.task.act_dim).astype(np.float32)
         else:
             obs_t = torch.as_tensor(np.asarray(obs))[None]
-            embed = a.wm.encoder(obs_t if a.wm.pixels else obs_t.float())
+            embed = a.wm.embed(obs_t if a.wm.pixels else obs_t.float())
             prev = torch.from_numpy(self.last_action)[None]
             first = torch.tensor([self.is_first])
             self.h, self.z, _, _ = a.wm.obs_step(self.h, self.z, prev, embed, first,

@@ -5,12 +5,15 @@ State s_t = (h_t, z_t): a deterministic GRU state h and a stochastic latent z, G
 
     h_t   = GRU(h_{t-1}, act([z_{t-1}, a_{t-1}] @ W_in + b_in))      (the op's gru_cell)
     prior    p(z_t | h_t)       = prior MLP(h_t)
-    posterior q(z_t | h_t, e_t) = post MLP([h_t, e_t]),   e_t = encoder(o_t)
+    posterior q(z_t | h_t, e_t) = post MLP([h_t, e_t]),   e_t = encoder(x_t)
+    x_t = features(o_t): vector observations with angles as (sin, cos) and unbounded
+          coordinates dropped (the task's ObsFeatures, PETS's obs_preproc), or images
     heads on f_t = [h_t, z_t]: decoder o_t, reward r_t, continue c_t (tasks that terminate)
 
 Loss per step (V3's balancing; V1 used one KL term with 3 free nats)::
 
-    decoder  |symlog(o_t) - dec(f_t)|^2 / 2   (vectors; pixels: |o/255 - 0.5 - dec|^2 / 2)
+    decoder  |symlog(x_t) - dec(f_t)|^2 / 2   (vectors: x = the observation's features;
+                                              pixels: |o/255 - 0.5 - dec|^2 / 2)
     reward   (symlog(r_t) - rew(f_t))^2 / 2
     continue BCE(cont(f_t), 1 - terminal_t)
     kl_dyn   kl_dyn_scale * max(free_nats, KL(sg(q) || p))
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
 from mbrl_fast.ops.imagine import ImagineParams, gru_cell, sample_latent
 
 
@@ -182,14 +186,22 @@ class Observed:
 
 
 class RSSM(nn.Module):
-    """Encoder, recurrent state-space model and heads. obs_shape (D,) or (64, 64, 3)."""
+    """Encoder, recurrent state-space model and heads. obs_shape (D,) or (64, 64, 3).
+
+    obs_features: how vector observations are read (angles as sin / cos, unbounded
+    coordinates dropped; the task's ObsFeatures): the encoder's input and the decoder's
+    target are the features, not the raw observation."""
 
     def __init__(self, obs_shape: tuple[int, ...], act_dim: int, config: WorldModelConfig,
-                 continue_head: bool = False):
+                 continue_head: bool = False, obs_features: ObsFeatures | None = None):
         super().__init__()
         c = self.config = config
         self.obs_shape, self.act_dim = tuple(obs_shape), act_dim
         self.pixels = len(self.obs_shape) == 3
+        if obs_features is not None and (self.pixels or obs_features.obs_dim != obs_shape[0]):
+            raise ValueError(f"obs_features for {obs_features.obs_dim}-D vectors do not fit "
+                             f"observations of shape {self.obs_shape}")
+        self.obs_features = obs_features
         if self.pixels and self.obs_shape != (64, 64, 3):
             raise ValueError(f"pixel observations must be 64 x 64 x 3, got {self.obs_shape}")
         if c.classes and (c.classes < 2 or c.stoch % c.classes):
@@ -202,7 +214,8 @@ class RSSM(nn.Module):
             self.encoder = ConvEncoder(c.cnn_depth)
             embed = self.encoder.out_dim
         else:
-            self.encoder = MLP([self.obs_shape[0]] + [u] * c.layers + [c.embed], act)
+            width = obs_features.width if obs_features is not None else self.obs_shape[0]
+            self.encoder = MLP([width] + [u] * c.layers + [c.embed], act)
             embed = c.embed
         self.img_in = Dense(s + act_dim, hid)
         self.gru = Dense(hid + d, 3 * d)
@@ -211,9 +224,20 @@ class RSSM(nn.Module):
         feat = d + s
         self.feat_dim = feat
         self.decoder = (ConvDecoder(feat, c.cnn_depth) if self.pixels
-                        else MLP([feat] + [u] * c.layers + [self.obs_shape[0]], act))
+                        else MLP([feat] + [u] * c.layers + [width], act))
         self.reward = MLP([feat] + [u] * c.layers + [1], act, out_scale=0.0)
         self.cont = MLP([feat] + [u] * c.layers + [1], act) if continue_head else None
+
+    # ---- observations ---------------------------------------------------------------------
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads and the decoder reconstructs: [..., F] (vectors), or the
+        uint8 images themselves."""
+        if self.pixels or self.obs_features is None:
+            return obs
+        return obs_features_reference(obs, self.obs_features)
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.features(obs))
 
     # ---- one step and a sequence ------------------------------------------------------
     def initial(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,6 +301,7 @@ class RSSM(nn.Module):
 
         Returns (total loss, {term: mean value}, Observed)."""
         c = self.config
+        obs = self.features(obs)
         embed = self.encoder(obs)
         out = self.observe(embed, act, is_first, generator)
         feat = out.feat

@@ -106,6 +106,18 @@ def _round_trip(state: dict) -> dict:
     return torch.load(buf, weights_only=True)
 
 
+def test_world_model_reads_the_task_features():
+    from mbrl_fast.envs import get_task
+
+    agent = Dreamer(tiny("MBRLFast/CartpoleSwingup-v0"))
+    assert agent.wm.obs_features == get_task("MBRLFast/CartpoleSwingup-v0").obs_features
+    agent.run_iteration(0)
+    agent.close()
+    raw = Dreamer(tiny("MBRLFast/CartpoleSwingup-v0", task_features=False))
+    assert raw.wm.obs_features is None and raw.wm.encoder.layers[0].weight.shape[0] == 4
+    raw.close()
+
+
 @pytest.mark.parametrize("variant", [dict(precision="bf16"),
                                      dict(model={**TINY["model"], "classes": 4}),
                                      dict(backend="reference")])

@@ -73,6 +73,22 @@ def test_is_first_resets_the_state():
     torch.testing.assert_close(full.h[3:], tail.h)
 
 
+def test_obs_features_feed_the_encoder_and_are_the_decoder_target():
+    from mbrl_fast.ops.features import ObsFeatures
+
+    feats = ObsFeatures(5, drop=(0,), angles=(2,))  # x dropped, 2 kept, the angle as sin, cos
+    wm = RSSM((5,), 2, WorldModelConfig(**SMALL), obs_features=feats)
+    assert wm.encoder.layers[0].weight.shape[0] == feats.width == 5
+    b = _batch()
+    x = wm.features(b["obs"])
+    torch.testing.assert_close(x[..., -1], torch.cos(b["obs"][..., 2]))
+    shifted = dict(b, obs=b["obs"] + torch.tensor([7.0, 0, 2 * torch.pi, 0, 0]))
+    torch.testing.assert_close(wm.features(shifted["obs"]), x, atol=1e-5, rtol=0)  # x, 2 pi
+    assert torch.isfinite(wm.loss(**b)[0])
+    with pytest.raises(ValueError, match="do not fit"):
+        RSSM((4,), 2, WorldModelConfig(**SMALL), obs_features=feats)
+
+
 def test_pixel_encoder_decoder_shapes():
     wm = RSSM((64, 64, 3), 2, WorldModelConfig(**{**SMALL, "cnn_depth": 4}))
     total, terms, post = wm.loss(**_batch(T=2, B=2, pixels=True))
