@@ -3,9 +3,11 @@
 // launcher (mbrl_fast/ops/_cpu_imagine.py) fills it from validated contiguous tensors.
 //
 // Work split: tiles of rows (start states) run through all H steps independently, one
-// tile per OpenMP task; the backward recomputes each step of a tile from the stored
-// (h_t, z_t) instead of storing every activation. Weight gradients accumulate per thread
-// and are summed at the end (fixed order: deterministic for a fixed thread count).
+// tile per OpenMP iteration (static schedule). A forward that will be differentiated writes
+// each step's activations to `saved`; the backward walks the steps of a tile in reverse and
+// reads them. Weight gradients accumulate per thread and are summed at the end (fixed
+// order: deterministic for a fixed thread count; the sum order, and so the last bits,
+// change with the thread count).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -60,7 +62,7 @@ struct ImagineArgs {
   const float* eps = nullptr;      // [H, B, A] actor noise, N(0, 1)
   const float* noise_z = nullptr;  // [H, B, S] normals (gaussian) or [H, B, G] uniforms
 
-  // forward outputs; the backward reads h and z (and recomputes the rest)
+  // forward outputs; the backward reads h and z (and `saved` for the rest)
   float* h = nullptr;        // [H+1, B, D]
   float* z = nullptr;        // [H+1, B, S]
   float* action = nullptr;   // [H, B, A]

@@ -1,8 +1,10 @@
 """Launcher of the compiled imagination rollout (``mbrl_fast._C.imagine``): an autograd.Function
 whose forward and backward are the C++ kernels (csrc/cpu/imagine*.{h,cpp}).
 
-The kernels read the weights in place ([in, out] float32, contiguous); the backward gets the
-saved (h, z) trajectory and recomputes each step. Inputs were validated by ops/imagine.py.
+The kernels read the weights in place ([in, out] float32, contiguous) and prepare per-call
+layouts (column panels, bf16 pairs, transposes for the backward); a forward that will be
+differentiated keeps every step's activations in a buffer that the backward reads. Inputs
+were validated by ops/imagine.py.
 
 Kernel choice: ``MBRL_FAST_CPU_KERNELS`` = ``auto`` (default: AVX-512, with AVX512-BF16 for
 bf16, when the CPU has it), ``avx512``, ``avx2`` or ``portable``. This op has no AVX2-specific

@@ -38,8 +38,11 @@ backend draws the same samples: eps = ``normal([H, B, A], seed, offset)``, the l
 Gradients flow to every input that requires them (start states, every weight and bias):
 the actor loss backpropagates returns through the dynamics into the actor, while the world
 model and the critic take part with detached weights (no weight gradients computed for
-them). The compiled backward recomputes each step's internals from the stored (h_t, z_t)
-instead of storing them (memory [H+1, B, D + S] instead of every activation).
+them). The compiled forward of a call that will be differentiated keeps every step's
+activations, as autograd does (post-activations only, where the derivative can be read
+from them: all but SiLU), and the backward reads them instead of recomputing the rollout:
+recomputing cost ~1.4x the backward's matmuls (measured before the change: 6.0 s vs 2.6 s
+backward CPU time at B = 2500, H = 15, V1 networks).
 
 Precision ``fp32``, or ``bf16``: every matmul rounds its two operands to bf16 (round to
 nearest even) and accumulates in fp32, in the forward and in both backward products
