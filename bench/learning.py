@@ -68,6 +68,18 @@ TARGETS.update({
         kind="metric", field="goal_distance_ratio", threshold=0.4, below=True, within=10_000,
         text="goals at distance 10: mean final distance <= 40% of the initial (x-y prior)"),
 })
+# Dreamer (issue 13, section 2): an iteration collects `train_every` env steps (200 in the
+# small-task presets: one episode), its return is the mean of the evaluation episodes with
+# the actor's mode after that iteration's updates.
+TARGETS.update({("dreamer", env): target for env, target in {
+    "Pendulum-v1": dict(kind="trial", threshold=-250.0, within=100,
+                        text="mean evaluation return >= -250 within 20,000 env steps "
+                             "(100 iterations of 200 steps)"),
+    "MBRLFast/CartpoleSwingup-v0": dict(kind="trial", threshold=150.0, within=250,
+                                        max_return=200.0, true_dynamics_return=183.4,
+                                        text="mean evaluation return >= 150 of 200 within "
+                                             "50,000 env steps (250 iterations of 200 steps)"),
+}.items()})
 METRIC_FIELDS = sorted({t["field"] for t in TARGETS.values() if "field" in t})
 
 

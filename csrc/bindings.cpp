@@ -9,6 +9,7 @@
 #include "cpu/elite_update.h"
 #include "cpu/ensemble_mlp.h"
 #include "cpu/mlp_tile.h"
+#include "cpu/imagine.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
 #include "cpu/skill_reward.h"
@@ -134,13 +135,13 @@ PYBIND11_MODULE(_C, m) {
   // ---- skill_reward (DADS) ---------------------------------------------------
   // MLP arguments as for ensemble_mlp, then the SkillRewardArgs fields in order.
   m.def("skill_reward", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                           const std::vector<uintptr_t>& biases, int64_t num_members, bool bf16,
+                           const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
                            int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
                            uintptr_t max_logvar, uintptr_t min_logvar, int64_t m_, int64_t l, int64_t f,
                            int64_t z, int64_t p, bool prior_shared, bool include_skill, uintptr_t x,
                            uintptr_t target, uintptr_t skill, uintptr_t prior, uintptr_t log_q,
-                           uintptr_t reward, bool portable) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, bf16, activation,
+                           uintptr_t reward, int isa) {
+    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
                                                      leaky_slope, in_mean, in_std, max_logvar, min_logvar);
     mbrl_fast::cpu::SkillRewardArgs args;
     args.m = m_; args.l = l; args.f = f; args.z = z; args.p = p;
@@ -148,6 +149,10 @@ PYBIND11_MODULE(_C, m) {
     args.x = ptr<const float>(x); args.target = ptr<const float>(target);
     args.skill = ptr<const float>(skill); args.prior = ptr<const float>(prior);
     args.log_q = ptr<float>(log_q); args.reward = ptr<float>(reward);
-    mbrl_fast::cpu::skill_reward(view, args, portable);
+    mbrl_fast::cpu::skill_reward(view, args, checked_isa(isa, "skill_reward"));
   }, release());
+  // ---- imagine (Dreamer's imagination rollout; flat arguments: csrc/cpu/imagine.h) -----
+  m.def("imagine", &mbrl_fast::cpu::imagine_call, release());
+  m.def("imagine_saved_floats", &mbrl_fast::cpu::imagine_saved_floats);
+  m.def("imagine_resolve_isa", &mbrl_fast::cpu::imagine_resolve_isa);
 }

@@ -59,9 +59,26 @@ def colored_noise(
 
 # ---- skill_reward (DADS): log_q [M, L + 1] (column 0: the transition's skill), reward [M]
 def skill_reward(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, bf16: bool,
+    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
     activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
     min_logvar: int, m: int, l: int, f: int, z: int, p: int, prior_shared: bool,
     include_skill: bool, x: int, target: int, skill: int, prior: int, log_q: int, reward: int,
-    portable: bool,
+    isa: int,
 ) -> None: ...
+# ---- imagine: Dreamer's imagination rollout, forward / backward (csrc/cpu/imagine.h, launcher
+# mbrl_fast/ops/_cpu_imagine.py). dims: B, H, D, S, A, Hi, C; consts: unimix, z_min_std,
+# act_min_std, act_max_std, act_mean_scale; counts: prior, actor, each head, detached heads;
+# io: start_h, start_z, eps, noise_z, h, z, action, mean, std, dh, dz, daction, dmean, dstd,
+# d_start_h, d_start_z. Raises ValueError when `saved` holds fewer than imagine_saved_floats.
+def imagine(
+    backward: bool, dims: list[int], stoch_kind: int, activation: int, consts: list[float],
+    bf16: bool, layer_in: list[int], layer_out: list[int], layer_w: list[int],
+    layer_b: list[int], layer_dw: list[int], layer_db: list[int], counts: list[int],
+    io: list[int], heads: list[int], dheads: list[int], saved: int, saved_floats: int, isa: int,
+    tile_rows: int,
+) -> None: ...
+def imagine_saved_floats(
+    dims: list[int], stoch_kind: int, activation: int, layer_in: list[int],
+    layer_out: list[int], counts: list[int], tile_rows: int,
+) -> int: ...
+def imagine_resolve_isa(isa: int, bf16: bool) -> int: ...

@@ -101,9 +101,9 @@ void skill_reward_shared(const MLPView& v, const SkillRewardArgs& a, TileForward
 
 }  // namespace
 
-void skill_reward(const MLPView& v, const SkillRewardArgs& a, bool portable) {
+void skill_reward(const MLPView& v, const SkillRewardArgs& a, CpuIsa isa) {
   check_args(v, a);
-  const TileForwardFn forward = select_tile_forward(v, portable);
+  const TileForwardFn forward = select_tile_forward(v, isa);
   const bool gaussian = v.gaussian();
   const int head = gaussian ? kHeadLogvar : kHeadRaw;
   const float constant = static_cast<float>(-0.5 * static_cast<double>(a.p) * kLog2Pi);

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cpu/ensemble_mlp.h"
+#include "cpu_features.h"
 
 namespace mbrl_fast::cpu {
 
@@ -24,8 +25,8 @@ struct SkillRewardArgs {
   float* reward = nullptr;        // [M]
 };
 
-// Throws std::invalid_argument on inconsistent arguments. portable: the plain C++ tile
-// even where the CPU has AVX-512.
-void skill_reward(const MLPView& view, const SkillRewardArgs& args, bool portable);
+// Throws std::invalid_argument on inconsistent arguments. isa: the tile kernels' path
+// (checked against the CPU by the caller).
+void skill_reward(const MLPView& view, const SkillRewardArgs& args, CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

@@ -18,6 +18,7 @@ _BUILTIN = {
     "sac": "mbrl_fast.agents.offpolicy:SACAgent",
     "mbpo": "mbrl_fast.agents.mbpo:MBPO",
     "dads": "mbrl_fast.agents.dads:DADS",
+    "dreamer": "mbrl_fast.agents.dreamer:Dreamer",
 }
 _LOADED: dict[str, type[Agent]] = {}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops._cpu import _mlp_args, _portable
+from mbrl_fast.ops._cpu import _mlp_args
 from mbrl_fast.ops.ensemble_mlp import MLPParams
 from mbrl_fast.ops.skill_reward import SkillReward, SkillRewardSpec
 
@@ -21,8 +21,10 @@ def skill_reward_cpu(params: MLPParams, x: torch.Tensor, target: torch.Tensor,
     s = spec
     log_q = torch.empty(s.m, s.l + 1)
     reward = torch.empty(s.m)
+    kernels = backends.cpu_kernels()
+    mlp, _weights = _mlp_args(params, params.sizes, kernels)  # _weights: alive for the call
     backends.cpu_module().skill_reward(
-        *_mlp_args(params, params.sizes), s.m, s.l, s.f, s.z, s.p, s.prior_shared,
+        *mlp, s.m, s.l, s.f, s.z, s.p, s.prior_shared,
         s.include_skill, x.data_ptr() if s.f else 0, target.data_ptr(), skill.data_ptr(),
-        prior.data_ptr(), log_q.data_ptr(), reward.data_ptr(), _portable())
+        prior.data_ptr(), log_q.data_ptr(), reward.data_ptr(), kernels.isa_id)
     return SkillReward(reward, log_q[:, 0], log_q[:, 1:])

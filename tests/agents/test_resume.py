@@ -34,6 +34,12 @@ RUNS = {
               "--set", "samples_per_iteration=200", "--set", "episode_steps=50",
               "--set", "prior_samples=50", "--set", "policy_steps=16", "--set", "eval_every=0",
               "--set", "skill_dynamics.hidden=32", "--set", "sac.hidden=64"], 4),
+    "dreamer": (["--env", "Pendulum-v1", "--steps", "240", "--set", "train_every=60",
+                 "--set", "train_steps=20", "--set", "prefill=60", "--set", "batch_size=4",
+                 "--set", "seq_len=10", "--set", "horizon=3", "--set", "actor_units=16",
+                 "--set", "critic_units=16", "--set", "eval_episodes=1",
+                 "--set", "model.deter=16", "--set", "model.stoch=8", "--set", "model.hidden=16",
+                 "--set", "model.units=16", "--set", "model.embed=16"], 4),
 }
 
 

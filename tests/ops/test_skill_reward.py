@@ -62,16 +62,15 @@ def test_matches_reference(backend, kw, include_skill):
     compare(out, ref, TOL["fp32"])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_portable_kernel_and_bf16_weights(backend, monkeypatch):
+def test_every_kernel_path_and_bf16_weights(kernels):
+    """Each kernel path of the cpu backend (the ``kernels`` fixture forces it), fp32 and
+    bf16-packed weights, against the reference."""
     params, x, target, skill, prior = case(m=9, l=31)
     ref = sr.skill_reward(params, x, target, skill, prior, backend="reference")
-    monkeypatch.setenv("MBRL_FAST_CPU_KERNELS", "portable")
-    compare(sr.skill_reward(params, x, target, skill, prior, backend=backend), ref, TOL["fp32"])
-    monkeypatch.delenv("MBRL_FAST_CPU_KERNELS")
+    compare(sr.skill_reward(params, x, target, skill, prior, backend="cpu"), ref, TOL["fp32"])
     pb = case(m=9, l=31, bf16=True)
     ref = sr.skill_reward(*pb, backend="reference")  # the reference rounds like the kernel
-    compare(sr.skill_reward(*pb, backend=backend), ref, TOL["bf16"])
+    compare(sr.skill_reward(*pb, backend="cpu"), ref, TOL["bf16"])
 
 
 def test_reference_is_the_papers_formula():

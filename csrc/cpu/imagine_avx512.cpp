@@ -1,0 +1,131 @@
+// The imagination op with AVX-512 GEMM microkernels (fp32 FMA; bf16 pairs with AVX512-BF16
+// vdpbf16ps). Compiled with AVX-512 flags; entered only after imagine_resolve_isa's runtime
+// check. The rollout itself is imagine_impl.h, here vectorized 16-wide by the compiler.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "cpu/imagine.h"
+
+namespace mbrl_fast::cpu::imagine_avx512 {
+
+namespace {
+
+#define MBRL_IM_UNROLL _Pragma("GCC unroll 8")
+
+inline __mmask16 lanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : (n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u));
+}
+
+// C[RB rows, CB vectors of 16] (= bias | 0 | +=) A[RB, K] @ B[K, 16 CB]. fp32: A and B are
+// floats; bf16: uint32 pairs (two products per lane). TA: A stored [K, RB] (A[k lda + r]).
+template <int RB, int CB, bool BF, bool TA>
+inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_t ldb, float* C,
+                  int64_t ldc, const float* bias, bool acc, int64_t cols) {
+  __mmask16 m[CB];
+  MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) m[c] = lanes(cols - 16 * c);
+  __m512 cr[RB][CB];
+  MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
+    MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) {
+      if (acc) cr[r][c] = _mm512_maskz_loadu_ps(m[c], C + r * ldc + 16 * c);
+      else if (bias) cr[r][c] = _mm512_maskz_loadu_ps(m[c], bias + 16 * c);
+      else cr[r][c] = _mm512_setzero_ps();
+    }
+  if constexpr (BF) {
+    const auto* A = static_cast<const uint32_t*>(Av);
+    const auto* B = static_cast<const uint32_t*>(Bv);
+    for (int64_t k = 0; k < K; ++k) {
+      __m512bh w[CB];
+      MBRL_IM_UNROLL for (int c = 0; c < CB; ++c)
+        w[c] = (__m512bh)_mm512_maskz_loadu_epi32(m[c], B + k * ldb + 16 * c);
+      MBRL_IM_UNROLL for (int r = 0; r < RB; ++r) {
+        const __m512bh x =
+            (__m512bh)_mm512_set1_epi32(static_cast<int>(TA ? A[k * lda + r] : A[r * lda + k]));
+        MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_dpbf16_ps(cr[r][c], x, w[c]);
+      }
+    }
+  } else {
+    const auto* A = static_cast<const float*>(Av);
+    const auto* B = static_cast<const float*>(Bv);
+    for (int64_t k = 0; k < K; ++k) {
+      __m512 w[CB];
+      MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) w[c] = _mm512_maskz_loadu_ps(m[c], B + k * ldb + 16 * c);
+      MBRL_IM_UNROLL for (int r = 0; r < RB; ++r) {
+        const __m512 x = _mm512_set1_ps(TA ? A[k * lda + r] : A[r * lda + k]);
+        MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_fmadd_ps(x, w[c], cr[r][c]);
+      }
+    }
+  }
+  MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
+    MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) _mm512_mask_storeu_ps(C + r * ldc + 16 * c, m[c], cr[r][c]);
+}
+
+template <int CB, bool BF, bool TA>
+inline void column_block(int64_t M, int64_t K, const void* A, int64_t lda, const void* B,
+                         int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc,
+                         int64_t cols) {
+  using U = typename std::conditional<BF, uint32_t, float>::type;
+  const U* a = static_cast<const U*>(A);
+  const int64_t step = TA ? 1 : lda;  // from row i of C to row i + 1 in A
+  int64_t i = 0;
+  for (; i + 8 <= M; i += 8)
+    micro<8, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+  for (; i + 4 <= M; i += 4)
+    micro<4, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+  for (; i < M; ++i)
+    micro<1, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+}
+
+// Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
+// (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
+template <bool BF, bool TA>
+void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
+          float* C, int64_t ldc, const float* bias, bool acc, bool panel) {
+  using U = typename std::conditional<BF, uint32_t, float>::type;
+  static_assert(kImPanel == 48, "column blocks are 3 vectors");
+  if (panel) ldb = 48;
+  for (int64_t j0 = 0; j0 < N; j0 += 48) {
+    const int64_t cols = N - j0 < 48 ? N - j0 : 48;
+    const U* b = static_cast<const U*>(B) + (panel ? (j0 / 48) * K * 48 : j0);
+    const float* bs = bias ? bias + j0 : nullptr;
+    switch ((cols + 15) / 16) {
+      case 3: column_block<3, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      case 2: column_block<2, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      default: column_block<1, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+    }
+  }
+}
+
+}  // namespace
+
+struct Gemm {
+  static void f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+                  int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel,
+                  bool ta) {
+    if (ta) gemm<false, true>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
+    else gemm<false, false>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
+  }
+  static void bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
+                   const uint32_t* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
+                   bool acc, bool panel, bool ta) {
+    if (ta) gemm<true, true>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
+    else gemm<true, false>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
+  }
+};
+
+}  // namespace mbrl_fast::cpu::imagine_avx512
+
+#define IMAGINE_NS imagine_avx512
+#include "cpu/imagine_impl.h"
+#undef IMAGINE_NS
+
+namespace mbrl_fast::cpu {
+
+void imagine_run_avx512(const ImagineArgs& a, int64_t R, bool backward, int threads, float* ws_f,
+                        int64_t ws_nf, uint32_t* ws_u, int64_t ws_nu, float* grads,
+                        int64_t grad_n) {
+  imagine_avx512::run(a, R, backward, threads, ws_f, ws_nf, ws_u, ws_nu, grads, grad_n);
+}
+
+}  // namespace mbrl_fast::cpu

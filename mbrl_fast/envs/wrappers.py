@@ -1,0 +1,42 @@
+"""Env wrappers agents put around a task's env: action repeat, rendered pixel observations."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class ActionRepeat(gym.Wrapper):
+    """Apply each action ``repeat`` times (fewer if the episode ends first), summing rewards."""
+
+    def __init__(self, env: gym.Env, repeat: int):
+        super().__init__(env)
+        if repeat < 1:
+            raise ValueError(f"ActionRepeat: repeat must be >= 1, got {repeat}")
+        self.repeat = repeat
+
+    def step(self, action):
+        total = 0.0
+        for _ in range(self.repeat):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
+class PixelObservation(gym.ObservationWrapper):
+    """The env's rendered ``rgb_array`` frame (H x W x 3 uint8) as the observation; the env must
+    be made with ``render_mode="rgb_array"`` and the frame size (MuJoCo: width, height)."""
+
+    def __init__(self, env: gym.Env, size: tuple[int, int] = (64, 64)):
+        super().__init__(env)
+        self.size = tuple(size)
+        self.observation_space = gym.spaces.Box(0, 255, (*self.size, 3), np.uint8)
+
+    def observation(self, observation):
+        frame = self.env.render()
+        if frame is None or tuple(frame.shape) != (*self.size, 3):
+            got = None if frame is None else tuple(frame.shape)
+            raise ValueError(f"PixelObservation: the env rendered {got}, not {(*self.size, 3)}")
+        return np.ascontiguousarray(frame, dtype=np.uint8)
