@@ -21,6 +21,9 @@ Class attributes
     budget    the Config field that sets the length of the run (``trials``, ``steps``);
               the CLI flag of the same name sets it, and ``--resume --<budget> N`` extends
               a run. :meth:`total_iterations` turns it into iterations.
+    maximizes_reward  True (default): the agent maximizes the env's reward, so
+              :meth:`make_config` refuses a task without one (``Task.has_reward``);
+              False for unsupervised agents (DADS)
     preflight(config, plan_budget_ms) -> (config, lines)
               classmethod, before a fresh run: agents that plan measure a planned step,
               size the planner to a budget and print the estimated time per iteration
@@ -77,6 +80,7 @@ class Agent:
     FIELDS: ClassVar[tuple[str, ...]] = ()
     unit: ClassVar[str] = "trial"
     budget: ClassVar[str] = "trials"
+    maximizes_reward: ClassVar[bool] = True
 
     def __init__(self, config):
         self.config = config
@@ -90,6 +94,17 @@ class Agent:
         """The config for ``env_id``: the Config's published defaults, the task's entry of the
         preset named ``preset`` ("default": ``PRESETS``; another name: ``NAMED_PRESETS``;
         None: none), then ``overrides`` (fields, sections as dicts)."""
+        if cls.maximizes_reward:
+            from mbrl_fast.envs import get_task
+
+            try:
+                task = get_task(env_id)
+            except (KeyError, ValueError):
+                task = None  # an unknown env: the config's own checks name it
+            if task is not None and not task.has_reward:
+                raise ValueError(f"env_id {env_id!r} has no reward ({task.note}); agent "
+                                 f"{cls.name!r} maximizes the env's reward, so it needs a task "
+                                 "that has one")
         if preset is None:
             presets = {}
         elif preset == "default":

@@ -213,6 +213,7 @@ class DADS(Agent):
     FIELDS = FIELDS
     unit = "epoch"
     budget = "steps"
+    maximizes_reward = False
 
     def __init__(self, config: DADSConfig, task=None):
         from mbrl_fast.envs import get_task  # envs needs gymnasium: import only when used

@@ -90,6 +90,6 @@ if ENV_ID not in gym.registry:
 
 TASK = register_task(Task(
     ENV_ID, zero_reward, obs_dim=4, act_dim=2, action_low=(-1.0, -1.0), action_high=(1.0, 1.0),
-    max_episode_steps=MAX_EPISODE_STEPS,
+    max_episode_steps=MAX_EPISODE_STEPS, has_reward=False,
     obs_features=ObsFeatures(4, drop=(0, 1)),  # the plane is unbounded: x, y are not read
     note="no extrinsic reward (0): goals are given to the planner"))

@@ -61,6 +61,8 @@ class Task:
         the planning objective only (:attr:`planning_reward`), for tasks whose reward
         alone leaves the planner without a preference among plans; ``shaping_note`` says
         why. The env's reward, what returns report, is never changed.
+    has_reward: False for an env without a task of its own (reward 0 everywhere, e.g. the
+        point mass of unsupervised skill discovery); reward-maximizing agents refuse it.
     """
 
     env_id: str
@@ -80,6 +82,7 @@ class Task:
     obs_features: ObsFeatures | None = None
     shaping_fn: TorchTransitionFn | None = None
     shaping_note: str = ""
+    has_reward: bool = True
 
     def __post_init__(self):
         if not isinstance(self.env_id, str) or not self.env_id:

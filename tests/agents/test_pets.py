@@ -139,9 +139,11 @@ def test_agent_wires_task_features_shaping_and_precision():
 
 
 def test_every_task_has_a_preset_and_published_stays_available():
-    from mbrl_fast.envs import list_tasks
+    from mbrl_fast.envs import get_task, list_tasks
 
-    assert set(list_tasks()) <= set(PRESETS)
+    assert {t for t in list_tasks() if get_task(t).has_reward} <= set(PRESETS)
+    with pytest.raises(ValueError, match="'MBRLFast/PointMass-v0' has no reward"):
+        PETS.make_config("MBRLFast/PointMass-v0")
     published = PETS.make_config("HalfCheetah-v5", preset="published")
     assert (published.planner.population, published.planner.horizon) == (400, 30)
     assert PETS.make_config("HalfCheetah-v5").planner.name == "icem"  # the CPU config
