@@ -115,8 +115,11 @@ class MBMFConfig:
     """Imitation minibatch size (paper: 512)."""
     dagger_lr: float = 1e-3
     """Adam learning rate of the imitation fit (paper: 1e-3)."""
-    relabel_batch: int = 100
-    """Learner states labelled per planner call (start states N of one propagate call)."""
+    relabel_batch: int = 10
+    """Learner states labelled per planner call (start states N of one propagate call). On
+    the project CPU a state costs the same batched or alone (1,000 x 20 rollouts already
+    fill the GEMMs; N = 100 was 0.72x of single calls, its activations out of cache, see
+    bench/results/mbmf_throughput_cpu.json); 10 measured no slower than 1."""
     policy_hidden: int = 64
     """Policy hidden width (paper and SB3 PPO: 64)."""
     policy_layers: int = 2

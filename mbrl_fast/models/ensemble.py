@@ -259,6 +259,7 @@ class ZeroVarianceView:
     def __init__(self, model: DeterministicEnsemble):
         self.model = model
         self._cache: tuple[tuple[int, ...], MLPParams] | None = None
+        self._bf16: tuple[MLPParams, MLPParams] | None = None
 
     @property
     def elite_members(self) -> list[int]:
@@ -276,3 +277,13 @@ class ZeroVarianceView:
                                obs_features=p.obs_features)
             self._cache = (key, params)
         return self._cache[1]
+
+    def mlp_params_bf16(self) -> MLPParams:
+        """:meth:`mlp_params` with bf16-packed weights (planner ``precision="bf16"``)."""
+        p = self.mlp_params()
+        if self._bf16 is None or self._bf16[0] is not p:
+            packed = MLPParams(tuple(pack_bf16(w) for w in p.weights), p.biases, p.activation,
+                               p.in_mean, p.in_std, p.max_logvar, p.min_logvar,
+                               obs_features=p.obs_features)
+            self._bf16 = (p, packed)
+        return self._bf16[1]
