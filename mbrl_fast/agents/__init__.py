@@ -17,6 +17,7 @@ _BUILTIN = {
     "pets": "mbrl_fast.agents.pets:PETS",
     "sac": "mbrl_fast.agents.offpolicy:SACAgent",
     "mbpo": "mbrl_fast.agents.mbpo:MBPO",
+    "mbmf": "mbrl_fast.agents.mbmf:MBMF",
     "dads": "mbrl_fast.agents.dads:DADS",
     "dreamer": "mbrl_fast.agents.dreamer:Dreamer",
 }

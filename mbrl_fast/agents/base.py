@@ -17,7 +17,8 @@ Class attributes
               ``return`` (the learning curve is return against env steps)
     unit      what one iteration is, for progress bars and messages: "trial" (PETS: one
               episode of data, then training) or "epoch" (MBPO: a fixed number of env
-              steps, then an evaluation)
+              steps, then an evaluation) or "iteration" (MB-MF: one step of a phased
+              schedule: a data-aggregation, DAgger or PPO iteration)
     budget    the Config field that sets the length of the run (``trials``, ``steps``);
               the CLI flag of the same name sets it, and ``--resume --<budget> N`` extends
               a run. :meth:`total_iterations` turns it into iterations.
@@ -67,7 +68,7 @@ import torch
 
 from mbrl_fast.config import with_preset
 
-UNITS = ("trial", "epoch")
+UNITS = ("trial", "epoch", "iteration")
 
 
 class Agent:

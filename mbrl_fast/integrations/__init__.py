@@ -5,7 +5,8 @@
     mbrl_lib       mbrl-lib's GaussianMLP as MLPParams (views) and a drop-in
                    TrajectoryOptimizerAgent (one line of an mbrl-lib PETS script changes)
     sb3            an MPC policy with Stable-Baselines3's ``predict`` (VecEnvs planned in one
-                   call) and an SB3 actor as the policy inside ``ops.propagate``
+                   call), an SB3 actor as the policy inside ``ops.propagate``, and
+                   ``load_policy_into_ppo``: MB-MF's distilled policy into a PPO model
     ray_sweep      ``mbrl-fast sweep``: seeds x config overrides of any agent on Ray, every
                    trial a resumable run directory
 

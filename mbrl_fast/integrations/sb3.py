@@ -21,7 +21,19 @@ in by the bound; an actor whose log_std leaves [-20, 2] is not clamped the way S
 it. The actions are in SAC's scaled space [-1, 1] (``policy.scale_action``): a dynamics
 model used with them must take actions in that space. gSDE actors are not supported.
 
-stable_baselines3 is imported only by :func:`actor_mlp_params` (an MPCPolicy needs none).
+Distilled policy into PPO. :func:`load_policy_into_ppo` copies a
+:class:`mbrl_fast.nn.GaussianPolicy` (MB-MF's policy distilled from MPC) into the actor of
+a user's own SB3 ``PPO`` (or A2C) ``MlpPolicy`` model, one call::
+
+    model = PPO("MlpPolicy", env)                       # net_arch pi=[64, 64], tanh
+    load_policy_into_ppo(model, policy)                 # mean net -> policy_net + action_net,
+    model.learn(1_000_000)                              # log_std -> log_std
+
+The actor's value network is left as it is. The layouts must match (the same hidden sizes
+and activation, vector observations, no gSDE); a mismatch is an error naming both.
+
+stable_baselines3 is imported only by :func:`actor_mlp_params` and
+:func:`load_policy_into_ppo` (an MPCPolicy needs none).
 """
 
 from __future__ import annotations
@@ -129,3 +141,61 @@ def actor_mlp_params(actor) -> MLPParams:
     member = nn.Sequential(*actor.latent_pi, head)
     return mlp_params_from_sequentials([member], gaussian=True, max_logvar=LOGVAR_MAX,
                                        min_logvar=LOGVAR_MIN)
+
+
+_SB3_ACTIVATIONS = {"Tanh": "tanh", "ReLU": "relu", "SiLU": "silu", "ELU": "elu"}
+
+
+def load_policy_into_ppo(model, policy) -> None:
+    """Copy ``policy`` (a :class:`mbrl_fast.nn.GaussianPolicy`) into the actor of an SB3
+    PPO / A2C model with an ``MlpPolicy`` (or into such an ActorCriticPolicy directly):
+    hidden layers -> ``mlp_extractor.policy_net``, the mean head -> ``action_net``,
+    ``log_std`` -> ``log_std``. The value network is unchanged.
+
+    Raises ValueError naming both sides when the observation size, action size, hidden
+    sizes or activation differ, TypeError for an actor this cannot hold (gSDE, a
+    non-Gaussian action distribution, a features extractor other than Flatten).
+    """
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    target = getattr(model, "policy", model)  # PPO -> ActorCriticPolicy
+    for attr in ("mlp_extractor", "action_net", "log_std", "features_extractor"):
+        if not hasattr(target, attr):
+            raise TypeError(f"expected an SB3 PPO / A2C model with an MlpPolicy, got "
+                            f"{type(target).__name__} without {attr!r}")
+    if getattr(target, "use_sde", False) or \
+            not isinstance(target.action_dist, DiagGaussianDistribution):
+        raise TypeError(f"the model's action distribution is {type(target.action_dist).__name__}; "
+                        "only a diagonal Gaussian with a state-independent log_std (use_sde=False, "
+                        "a Box action space) holds a GaussianPolicy")
+    extractors = [target.features_extractor, getattr(target, "pi_features_extractor", None)]
+    if not all(e is None or isinstance(e, FlattenExtractor) for e in extractors):
+        raise TypeError(f"the model's features extractor is "
+                        f"{type(target.features_extractor).__name__}; only FlattenExtractor "
+                        "(vector observations) maps onto an MLP")
+    obs_shape = tuple(target.observation_space.shape)
+    act_shape = tuple(target.action_space.shape)
+    if obs_shape != (policy.obs_dim,) or act_shape != (policy.act_dim,):
+        raise ValueError(f"the distilled policy maps observations ({policy.obs_dim},) to actions "
+                         f"({policy.act_dim},); the PPO model's env has observations "
+                         f"{obs_shape} and actions {act_shape}")
+    hidden = [m for m in target.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
+    acts = {type(m).__name__ for m in target.mlp_extractor.policy_net
+            if not isinstance(m, nn.Linear)}
+    ours = list(policy.mlp.layers)
+    theirs_sizes = [layer.out_features for layer in hidden]
+    ours_sizes = [layer.weight.shape[2] for layer in ours[:-1]]
+    theirs_act = {_SB3_ACTIVATIONS.get(a, a) for a in acts}
+    if theirs_sizes != ours_sizes or (theirs_act and theirs_act != {policy.mlp.activation}):
+        raise ValueError(f"the PPO actor has hidden layers {theirs_sizes} with "
+                         f"{sorted(theirs_act) or 'no activation'}; the distilled policy has "
+                         f"{ours_sizes} with {policy.mlp.activation!r} (build the PPO model with "
+                         f"policy_kwargs=dict(net_arch=dict(pi={ours_sizes}, vf=...), "
+                         "activation_fn=...))")
+    with torch.no_grad():
+        for dst, src in zip([*hidden, target.action_net], ours, strict=True):
+            # kernels' layout [1, in, out] -> nn.Linear's [out, in]
+            dst.weight.copy_(src.weight[0].t())
+            dst.bias.copy_(src.bias[0])
+        target.log_std.copy_(policy.log_std.detach())

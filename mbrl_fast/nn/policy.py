@@ -1,4 +1,11 @@
-"""Tanh-squashed Gaussian MLP policy, stored in the kernels' layout (one ensemble member).
+"""Gaussian MLP policies, stored in the kernels' layout (one ensemble member).
+
+Two parameterizations of one network (an :class:`~mbrl_fast.nn.EnsembleMLP` with E = 1):
+:class:`TanhGaussianPolicy` (SAC, MBPO, DADS: state-dependent variance, tanh-squashed) and
+:class:`GaussianPolicy` (MB-MF's distilled policy: a plain Gaussian with a state-independent
+log-std, the layout of Stable-Baselines3's PPO / A2C ``MlpPolicy`` actor, see its docstring).
+
+Tanh-squashed Gaussian.
 
 The network is an :class:`~mbrl_fast.nn.EnsembleMLP` with E = 1 (weights [1, in, out]),
 so :meth:`TanhGaussianPolicy.mlp_params` hands ``ops.propagate(..., policy=...)`` views
@@ -72,6 +79,19 @@ def check_box_space(space, name: str) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
+def check_obs(obs, obs_dim: int, device, name: str = "obs") -> torch.Tensor:
+    """obs [B, D] or [D] (numpy or torch) -> float32 [B, D] on ``device``; ValueError
+    naming ``name`` and both shapes otherwise."""
+    if not isinstance(obs, torch.Tensor):
+        obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
+    if obs.dim() == 1:
+        obs = obs.unsqueeze(0)
+    if obs.dim() != 2 or obs.shape[1] != obs_dim:
+        raise ValueError(f"{name} must be [B, {obs_dim}] or [{obs_dim}], got "
+                         f"{tuple(obs.shape)}")
+    return obs.to(device, torch.float32)
+
+
 class TanhGaussianPolicy(nn.Module):
     """pi(a | s) = tanh(N(mu(s), exp(logvar(s)))): obs [B, D] -> actions [B, A] in [-1, 1].
 
@@ -106,14 +126,7 @@ class TanhGaussianPolicy(nn.Module):
 
     def check_obs(self, obs: torch.Tensor, name: str = "obs") -> torch.Tensor:
         """obs [B, D] or [D] float -> float32 [B, D]; ValueError naming ``name`` otherwise."""
-        if not isinstance(obs, torch.Tensor):
-            obs = torch.as_tensor(np.asarray(obs), dtype=torch.float32)
-        if obs.dim() == 1:
-            obs = obs.unsqueeze(0)
-        if obs.dim() != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(f"{name} must be [B, {self.obs_dim}] or [{self.obs_dim}], got "
-                             f"{tuple(obs.shape)}")
-        return obs.to(self.action_scale.device, torch.float32)
+        return check_obs(obs, self.obs_dim, self.action_scale.device, name)
 
     def _raw(self, obs: torch.Tensor, weight_grad_rows: int | None = None) -> torch.Tensor:
         """obs [B, D] -> the MLP's output [B, 2A] = (mean, raw log-variance)."""
@@ -162,6 +175,68 @@ class TanhGaussianPolicy(nn.Module):
         """Views (no copy) of the weights for ``ops.ensemble_mlp`` / ``ops.propagate``."""
         return MLPParams(self.mlp.weights(), self.mlp.biases(), self.mlp.activation,
                          max_logvar=self.max_logvar, min_logvar=self.min_logvar)
+
+
+class GaussianPolicy(nn.Module):
+    """pi(a | s) = N(mu(s), diag(exp(log_std))^2): obs [B, D] -> actions [B, A], unsquashed.
+
+    The layout of Stable-Baselines3's PPO / A2C ``MlpPolicy`` actor, so that
+    ``integrations.sb3.load_policy_into_ppo`` copies it into a PPO model one tensor per
+    tensor: ``layers`` hidden layers of ``hidden`` units (SB3: 2 x 64, tanh) with the
+    mean head last (SB3's ``action_net``), and one state-independent ``log_std`` [A]
+    parameter (SB3's ``log_std``). Actions are in the environment's units, as PPO's are
+    (PPO clips them to the Box when it steps the env); no tanh, because PPO's default
+    actor has none and a squashed policy could not be loaded into it.
+
+    MB-MF distills the MPC controller into the mean by regression (:meth:`imitation_loss`);
+    ``log_std_init`` is the exploration std PPO starts from (Nagabandi et al.'s code:
+    std 0.5 for the TRPO fine-tuning).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 64, layers: int = 2,
+                 activation: str = "tanh", log_std_init: float = 0.0,
+                 seed: int | None = None):
+        super().__init__()
+        for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("hidden", hidden)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.mlp = EnsembleMLP(1, obs_dim, act_dim, hidden, layers, activation, seed=seed)
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        torch_default_init_(self.mlp, gen)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def check_obs(self, obs, name: str = "obs") -> torch.Tensor:
+        return check_obs(obs, self.obs_dim, self.log_std.device, name)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [B, D] -> mean action [B, A] (autograd)."""
+        layers = self.mlp.layers
+        return mlp_forward(obs, [layer.weight for layer in layers],
+                           [layer.bias for layer in layers], self.mlp.activation)[0]
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+        """obs [B, D] or [D] -> action [B, A]: the mean, or a sample when not deterministic."""
+        mean = self(self.check_obs(obs))
+        if deterministic:
+            return mean
+        return mean + self.log_std.exp() * torch.randn(mean.shape, generator=generator)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log pi(action | obs) [B] for obs [B, D], action [B, A]."""
+        z = (action - self(obs)) * torch.exp(-self.log_std)
+        return (-0.5 * (z.square() + _LOG_2PI) - self.log_std).sum(dim=-1)
+
+    def imitation_loss(self, obs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the mean action against target actions [B, A]
+        (Nagabandi et al.'s behaviour-cloning loss; log_std is not trained by it)."""
+        return (self(obs) - target).square().mean()
+
+    def mlp_params(self) -> MLPParams:
+        """Views (no copy) of the mean network for ``ops.ensemble_mlp`` (identity head)."""
+        return MLPParams(self.mlp.weights(), self.mlp.biases(), self.mlp.activation)
 
 
 def squash(mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
