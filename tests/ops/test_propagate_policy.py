@@ -202,3 +202,13 @@ def test_fuzz_against_reference(E, D, A, width, pwidth, layers, N, K, H, mode, a
     compare(model, policy, obs, "bf16" if bf16 else "fp32", particles=K, horizon=H, mode=mode,
             member=seed % E if mode == "fixed" else None, seed=seed, offset=seed // 7,
             reward="model" if head else None)
+
+
+def test_auto_runs_the_compiled_kernel():
+    """MBPO's rollouts (models/rollouts.branched_rollout, backend "auto") reach the kernel."""
+    model, policy, obs = make_case()
+    kw = dict(particles=1, horizon=3, mode="ts1", seed=2, reward="model", policy=policy)
+    auto = propagate(model, obs, None, backend="auto", **kw)
+    cpu = propagate(model, obs, None, backend="cpu", **kw)
+    for field in FIELDS:
+        assert torch.equal(getattr(auto, field), getattr(cpu, field)), field
