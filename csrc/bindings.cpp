@@ -54,50 +54,62 @@ PYBIND11_MODULE(_C, m) {
     mbrl_fast::cpu::philox_normal_fill(ptr<float>(out), n, seed, offset, checked_isa(isa, "noise.normal"));
   }, release());
 
+  // ---- network and propagate descriptors (the CUDA module binds the same fields) ---
+  py::class_<mbrl_fast::MLPDesc>(m, "MLPDesc", py::module_local())  // _C_cuda binds it too
+      .def(py::init<>())
+      .def_readwrite("sizes", &mbrl_fast::MLPDesc::sizes)
+      .def_readwrite("weights", &mbrl_fast::MLPDesc::weights)
+      .def_readwrite("biases", &mbrl_fast::MLPDesc::biases)
+      .def_readwrite("members", &mbrl_fast::MLPDesc::members)
+      .def_readwrite("bf16", &mbrl_fast::MLPDesc::bf16)
+      .def_readwrite("activation", &mbrl_fast::MLPDesc::activation)
+      .def_readwrite("slope", &mbrl_fast::MLPDesc::slope)
+      .def_readwrite("in_mean", &mbrl_fast::MLPDesc::in_mean)
+      .def_readwrite("in_std", &mbrl_fast::MLPDesc::in_std)
+      .def_readwrite("max_logvar", &mbrl_fast::MLPDesc::max_logvar)
+      .def_readwrite("min_logvar", &mbrl_fast::MLPDesc::min_logvar);
+
+  using mbrl_fast::cpu::PropagateDesc;
+  py::class_<PropagateDesc>(m, "PropagateDesc", py::module_local())
+      .def(py::init<>())
+      .def_readwrite("n", &PropagateDesc::n)
+      .def_readwrite("p", &PropagateDesc::p)
+      .def_readwrite("k", &PropagateDesc::k)
+      .def_readwrite("h", &PropagateDesc::h)
+      .def_readwrite("d", &PropagateDesc::d)
+      .def_readwrite("a", &PropagateDesc::a)
+      .def_readwrite("d_out", &PropagateDesc::d_out)
+      .def_readwrite("mode", &PropagateDesc::mode)
+      .def_readwrite("reward", &PropagateDesc::reward)
+      .def_readwrite("members", &PropagateDesc::members)
+      .def_readwrite("feat_src", &PropagateDesc::feat_src)
+      .def_readwrite("feat_kind", &PropagateDesc::feat_kind)
+      .def_readwrite("seed", &PropagateDesc::seed)
+      .def_readwrite("offset", &PropagateDesc::offset)
+      .def_readwrite("dt", &PropagateDesc::dt)
+      .def_readwrite("callback", &PropagateDesc::callback)
+      .def_readwrite("obs", &PropagateDesc::obs)
+      .def_readwrite("actions", &PropagateDesc::actions)
+      .def_readwrite("states", &PropagateDesc::states)
+      .def_readwrite("rewards", &PropagateDesc::rewards)
+      .def_readwrite("row_returns", &PropagateDesc::row_returns)
+      .def_readwrite("taken", &PropagateDesc::taken);
+
   // ---- ensemble_mlp ----------------------------------------------------------
-  // MLP arguments, shared by ensemble_mlp and propagate (see make_mlp_view):
-  // sizes, weights, biases, num_members, precision, activation, leaky_slope,
-  // in_mean, in_std, max_logvar, min_logvar (addresses; 0 = absent).
-  m.def("ensemble_mlp", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                           const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
-                           int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
-                           uintptr_t max_logvar, uintptr_t min_logvar, uintptr_t x, int64_t batch,
-                           uintptr_t out, uintptr_t out_logvar, int isa) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
-                                                     leaky_slope, in_mean, in_std, max_logvar, min_logvar);
-    mbrl_fast::cpu::ensemble_mlp_forward(view, ptr<const float>(x), batch, ptr<float>(out),
-                                         ptr<float>(out_logvar), checked_isa(isa, "ensemble_mlp"));
+  m.def("ensemble_mlp", [](const mbrl_fast::MLPDesc& mlp, uintptr_t x, int64_t batch, uintptr_t out,
+                           uintptr_t out_logvar, int isa) {
+    mbrl_fast::cpu::ensemble_mlp_forward(mbrl_fast::cpu::make_mlp_view(mlp), ptr<const float>(x), batch,
+                                         ptr<float>(out), ptr<float>(out_logvar),
+                                         checked_isa(isa, "ensemble_mlp"));
   }, release());
 
   // ---- propagate -------------------------------------------------------------
-  // MLP arguments as for ensemble_mlp, then the PropagateArgs fields in order;
-  // returns the first non-finite state (t, member, n, p, k), t = -1 when none.
-  m.def("propagate", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                        const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
-                        int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
-                        uintptr_t max_logvar, uintptr_t min_logvar, int64_t n, int64_t p, int64_t k,
-                        int64_t h, int64_t d, int64_t a, int64_t d_out, int mode, int64_t member,
-                        uintptr_t members, int64_t num_used, uint64_t seed, uint64_t offset,
-                        int reward_kind, int builtin_id, uintptr_t callback, uintptr_t feat_src,
-                        uintptr_t feat_kind, int64_t f, uintptr_t obs,
-                        uintptr_t actions, uintptr_t states, uintptr_t rewards, uintptr_t returns,
-                        int isa) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
-                                                     leaky_slope, in_mean, in_std, max_logvar, min_logvar);
-    mbrl_fast::cpu::PropagateArgs args;
-    args.n = n; args.p = p; args.k = k; args.h = h; args.d = d; args.a = a; args.d_out = d_out;
-    args.mode = mode; args.member = member;
-    args.members = ptr<const int64_t>(members); args.num_members = num_used;
-    args.seed = seed; args.offset = offset;
-    args.reward_kind = reward_kind; args.builtin_id = builtin_id;
-    args.callback = reinterpret_cast<mbrl_fast::RewardCallback>(callback);
-    args.feat_src = ptr<const int64_t>(feat_src); args.feat_kind = ptr<const int64_t>(feat_kind);
-    args.f = f;
-    args.obs = ptr<const float>(obs); args.actions = ptr<const float>(actions);
-    args.states = ptr<float>(states); args.rewards = ptr<float>(rewards); args.returns = ptr<float>(returns);
-    const auto bad = mbrl_fast::cpu::propagate(view, args, checked_isa(isa, "propagate"));
+  // Returns the first non-finite state (t, member, n, p, k), t = -1 when none.
+  m.def("propagate", [](const mbrl_fast::MLPDesc& model, const mbrl_fast::MLPDesc* policy,
+                        const PropagateDesc& desc, int isa) {
+    const auto bad = mbrl_fast::cpu::propagate(model, policy, desc, checked_isa(isa, "propagate"));
     return std::make_tuple(bad.t, bad.member, bad.n, bad.p, bad.k);
-  }, release());
+  }, py::arg("model"), py::arg("policy").none(true), py::arg("desc"), py::arg("isa"), release());
 
   // ---- elite_update ----------------------------------------------------------
   m.def("cem_update", [](uintptr_t samples, uintptr_t returns, uintptr_t mean, uintptr_t var,

@@ -20,22 +20,54 @@ def philox_uint32(out: int, n: int, seed: int, offset: int) -> None: ...
 def philox_uniform(out: int, n: int, seed: int, offset: int) -> None: ...
 def philox_normal(out: int, n: int, seed: int, offset: int, isa: int) -> None: ...
 
+# ---- descriptors: one per network and one per propagate call (csrc/include/mlp_desc.h,
+# csrc/cpu/propagate.h); MLPDesc has the fields of _C_cuda.MLPDesc, PropagateDesc those of
+# _C_cuda.PropagateDesc that mean the same on the CPU, plus `callback`.
+class MLPDesc:
+    sizes: list[int]  # d_0 .. d_L
+    weights: list[int]  # [L] fp32 [E, d_l, d_{l+1}] or bf16-packed (isa 2 with AVX512-BF16)
+    biases: list[int]  # [L] fp32 [E, d_{l+1}]
+    members: int  # E
+    bf16: bool
+    activation: int  # ops/ensemble_mlp.ACTIVATION_IDS
+    slope: float  # leaky_relu slope
+    in_mean: int
+    in_std: int
+    max_logvar: int
+    min_logvar: int
+    def __init__(self) -> None: ...
+
+class PropagateDesc:
+    n: int
+    p: int
+    k: int
+    h: int
+    d: int
+    a: int
+    d_out: int
+    mode: int  # ops/propagate.MODE_IDS
+    reward: int  # 0 none, 1 model head, 2 HalfCheetah, 3 C callback
+    members: list[int]  # member slots (fixed: [member])
+    feat_src: list[int]
+    feat_kind: list[int]
+    seed: int
+    offset: int
+    dt: float
+    callback: int
+    obs: int  # [N, D]
+    actions: int  # [N, P, H, A], 0 with a policy
+    states: int  # [N P K, H + 1, D] or 0
+    rewards: int  # [N P K, H] or 0
+    row_returns: int  # [N P K] or 0
+    taken: int  # [N P K, H, A] with a policy
+    def __init__(self) -> None: ...
+
 # ---- ensemble_mlp: x [E, B, d_0] -> out [E, B, d_L] (or mean / logvar [E, B, d_L / 2])
-# precision: 0 fp32 weights, 1 bf16-packed (isa 2 on a CPU with AVX512-BF16 only).
-def ensemble_mlp(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
-    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
-    min_logvar: int, x: int, batch: int, out: int, out_logvar: int, isa: int,
-) -> None: ...
+def ensemble_mlp(mlp: MLPDesc, x: int, batch: int, out: int, out_logvar: int, isa: int) -> None: ...
 
 # ---- propagate: returns the first non-finite state (t, member, n, p, k); t = -1 if none
 def propagate(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
-    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
-    min_logvar: int, n: int, p: int, k: int, h: int, d: int, a: int, d_out: int, mode: int,
-    member: int, members: int, num_used: int, seed: int, offset: int, reward_kind: int,
-    builtin_id: int, callback: int, feat_src: int, feat_kind: int, f: int, obs: int,
-    actions: int, states: int, rewards: int, returns: int, isa: int,
+    model: MLPDesc, policy: MLPDesc | None, desc: PropagateDesc, isa: int,
 ) -> tuple[int, int, int, int, int]: ...
 
 # ---- elite_update

@@ -13,6 +13,17 @@ from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16
 TOL = {"fp32": dict(rtol=1e-4, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-2)}
 
 
+def assert_close(got, ref, dtype="fp32", what=""):
+    """got == ref within TOL[dtype] of ref's largest entry (None must match None)."""
+    if ref is None:
+        assert got is None, what
+        return
+    assert got.shape == ref.shape and got.dtype == ref.dtype, what
+    tol = TOL[dtype]
+    err = float((got - ref).abs().max())
+    assert err <= tol["rtol"] * float(ref.abs().max()) + tol["atol"], f"{what}: max error {err:.3g}"
+
+
 def random_mlp_params(E=3, sizes=(7, 16, 16, 10), activation="silu", gaussian=True,
                       bf16=False, normalize=True, seed=0, device="cpu", scale=1.0) -> MLPParams:
     """An ensemble with PyTorch-like init; sizes = (d_0, ..., d_L)."""

@@ -26,31 +26,26 @@ void check_view(const MLPView& v) {
     throw std::invalid_argument("ensemble_mlp: a Gaussian head needs an even output width");
 }
 
-MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                      const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
-                      int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
-                      uintptr_t max_logvar, uintptr_t min_logvar) {
-  const size_t L = weights.size();
-  if (L < 1 || L > static_cast<size_t>(kMaxLayers) || biases.size() != L || sizes.size() != L + 1)
+MLPView make_mlp_view(const MLPDesc& d) {
+  const size_t L = d.weights.size();
+  if (L < 1 || L > static_cast<size_t>(kMaxLayers) || d.biases.size() != L || d.sizes.size() != L + 1)
     throw std::invalid_argument("ensemble_mlp: need L weights, L biases and L + 1 sizes (1 <= L <= " +
                                 std::to_string(kMaxLayers) + ")");
   MLPView v;
   v.num_layers = static_cast<int>(L);
-  v.num_members = num_members;
-  for (size_t l = 0; l <= L; ++l) v.sizes[l] = sizes[l];
+  v.num_members = d.members;
+  for (size_t l = 0; l <= L; ++l) v.sizes[l] = d.sizes[l];
   for (size_t l = 0; l < L; ++l) {
-    v.weights[l] = reinterpret_cast<const void*>(weights[l]);
-    v.biases[l] = reinterpret_cast<const float*>(biases[l]);
+    v.weights[l] = reinterpret_cast<const void*>(d.weights[l]);
+    v.biases[l] = reinterpret_cast<const float*>(d.biases[l]);
   }
-  if (precision != kPrecisionFp32 && precision != kPrecisionBf16)
-    throw std::invalid_argument("ensemble_mlp: unknown precision id " + std::to_string(precision));
-  v.bf16 = precision == kPrecisionBf16;
-  v.activation = activation;
-  v.leaky_slope = leaky_slope;
-  v.in_mean = reinterpret_cast<const float*>(in_mean);
-  v.in_std = reinterpret_cast<const float*>(in_std);
-  v.max_logvar = reinterpret_cast<const float*>(max_logvar);
-  v.min_logvar = reinterpret_cast<const float*>(min_logvar);
+  v.bf16 = d.bf16;
+  v.activation = d.activation;
+  v.leaky_slope = d.slope;
+  v.in_mean = reinterpret_cast<const float*>(d.in_mean);
+  v.in_std = reinterpret_cast<const float*>(d.in_std);
+  v.max_logvar = reinterpret_cast<const float*>(d.max_logvar);
+  v.min_logvar = reinterpret_cast<const float*>(d.min_logvar);
   check_view(v);
   return v;
 }

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "mlp_desc.h"
 
 namespace mbrl_fast::cpu {
 
@@ -39,15 +40,8 @@ struct MLPView {
 // Checks the view's sizes and ids (throws std::invalid_argument).
 void check_view(const MLPView& view);
 
-// Weight precision ids of the launcher (mbrl_fast/ops/_cpu.py).
-enum Precision : int { kPrecisionFp32 = 0, kPrecisionBf16 = 1 };
-
-// A view from the launcher's arguments (mbrl_fast/ops/_cpu.py): addresses as
-// integers, 0 for an absent tensor; sizes = (d_0, ..., d_L).
-MLPView make_mlp_view(const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                      const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
-                      int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
-                      uintptr_t max_logvar, uintptr_t min_logvar);
+// A view of the network a descriptor points at (checked: check_view).
+MLPView make_mlp_view(const MLPDesc& desc);
 
 // x [E, B, d_0] -> out [E, B, d_L]; with a Gaussian head out holds the mean and
 // out_logvar [E, B, d_L / 2] the soft-bounded log-variance (out is then [E, B, d_L / 2]).

@@ -6,12 +6,18 @@
 //                  (tile loop outside the time loop: its rows never change member).
 //   expectation:   tiles of consecutive rows, every member per step, whole horizon.
 //   ts1:           time loop outside: rows are re-bucketed by member every step.
+//
+// Policy in the loop (MBPO branched rollouts): each step of a tile first runs the policy
+// (a one-member MLP, its own activation and Gaussian head) on the tile's states, draws
+// eps_pi and forms a_t = tanh(mu + std * eps_pi), then runs the model on (s_t, a_t): the
+// same tile, the same workspace discipline, one more forward per step.
 #include "cpu/propagate.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,14 +37,24 @@ struct Task {
   int64_t member, begin, count;  // rows order[begin .. begin + count) of one member
 };
 
+template <typename T>
+T* address(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
 class Rollout {
  public:
-  Rollout(const MLPView& v, const PropagateArgs& a, CpuIsa isa)
-      : v_(v), a_(a), forward_(select_tile_forward(v, isa)), normal_blocks_(select_normal_blocks(isa)),
-        rows_(a.n * a.p * a.k), din_((a.f ? a.f : a.d) + a.a), dl_(v.out_features()),
+  Rollout(const MLPView& v, const MLPView* pi, const PropagateDesc& a, CpuIsa isa)
+      : v_(v), pi_(pi), a_(a), forward_(select_tile_forward(v, isa)),
+        policy_forward_(pi ? select_tile_forward(*pi, isa) : nullptr),
+        normal_blocks_(select_normal_blocks(isa)), f_(static_cast<int64_t>(a.feat_src.size())),
+        rows_(a.n * a.p * a.k), din_((f_ ? f_ : a.d) + a.a), dl_(v.out_features()),
+        obs_(address<const float>(a.obs)), actions_(address<const float>(a.actions)),
+        states_(address<float>(a.states)), rewards_(address<float>(a.rewards)),
+        taken_(address<float>(a.taken)), callback_(reinterpret_cast<RewardCallback>(a.callback)),
         row_return_(rows_, 0.f) {
-    if (a.states)
-      for (int64_t r = 0; r < rows_; ++r) std::copy_n(start_state(r), a.d, a.states + r * (a.h + 1) * a.d);
+    if (states_)
+      for (int64_t r = 0; r < rows_; ++r) std::copy_n(start_state(r), a.d, states_ + r * (a.h + 1) * a.d);
     else
       cur_.resize(rows_ * a.d);
   }
@@ -46,12 +62,7 @@ class Rollout {
   NonFinite run() {
     if (a_.mode == kTs1) run_ts1();
     else run_tiles_over_horizon();
-    if (a_.returns)
-      for (int64_t s = 0; s < a_.n * a_.p; ++s) {
-        float sum = 0.f;
-        for (int64_t k = 0; k < a_.k; ++k) sum += row_return_[s * a_.k + k];
-        a_.returns[s] = sum / static_cast<float>(a_.k);
-      }
+    if (a_.row_returns) std::copy(row_return_.begin(), row_return_.end(), address<float>(a_.row_returns));
     NonFinite bad;
     if (bad_t_ == kNone) return bad;
     bad.t = bad_t_;
@@ -63,25 +74,28 @@ class Rollout {
   }
 
  private:
-  // Multiply-adds of the rollout through one member per row and step.
-  double macs() const { return v_.macs_per_row() * static_cast<double>(rows_ * a_.h); }
+  // Multiply-adds of the rollout: `passes` members (and the policy) per row and step.
+  double macs(int64_t passes = 1) const {
+    const double per_row = v_.macs_per_row() * static_cast<double>(passes) + (pi_ ? pi_->macs_per_row() : 0.);
+    return per_row * static_cast<double>(rows_ * a_.h);
+  }
 
-  const float* start_state(int64_t r) const { return a_.obs + (r / (a_.p * a_.k)) * a_.d; }
+  const float* start_state(int64_t r) const { return obs_ + (r / (a_.p * a_.k)) * a_.d; }
 
   // Where row r's state at step t lives: [D]. `slot` indexes cur_ and row_return_: the
   // row's position in the task order for the tile modes (each task's rows contiguous, so
   // two threads never write one cache line: with rows in row order they shared nearly
   // every line of the state each step), the row itself for ts1.
   float* state(int64_t r, int64_t slot, int64_t t) {
-    return a_.states ? a_.states + (r * (a_.h + 1) + t) * a_.d : cur_.data() + slot * a_.d;
+    return states_ ? states_ + (r * (a_.h + 1) + t) * a_.d : cur_.data() + slot * a_.d;
   }
 
   // Member of row r at step t (ts1 / tsinf / fixed): the docstring's randint(seed, offset + 1).
   int64_t member_of(int64_t r, int64_t t) const {
-    if (a_.mode == kFixed) return a_.member;
+    if (a_.mode == kFixed) return a_.members[0];
     const uint64_t i = a_.mode == kTs1 ? static_cast<uint64_t>(r * a_.h + t) : static_cast<uint64_t>(r);
     const uint32_t x = philox_uint32(a_.seed, a_.offset + 1, i);
-    return a_.members[uint32_to_randint(x, static_cast<uint32_t>(a_.num_members))];
+    return a_.members[uint32_to_randint(x, static_cast<uint32_t>(a_.members.size()))];
   }
 
   // The rows grouped by member: order = rows sorted by member (stable), tasks = tiles of it.
@@ -112,10 +126,10 @@ class Rollout {
     } else {
       group_by_member(0, g);
     }
-    const int64_t members = a_.mode == kExpectation ? a_.num_members : 1;
-#pragma omp parallel num_threads(team_size(static_cast<int64_t>(g.tasks.size()), macs() * members))
+    const int64_t passes = a_.mode == kExpectation ? static_cast<int64_t>(a_.members.size()) : 1;
+#pragma omp parallel num_threads(team_size(static_cast<int64_t>(g.tasks.size()), macs(passes)))
     {
-      Scratch s(v_, a_, din_, dl_);
+      Scratch s(v_, pi_, a_, din_, dl_);
 #pragma omp for schedule(dynamic, 1)
       for (size_t i = 0; i < g.tasks.size(); ++i)
         for (int64_t t = 0; t < a_.h && t <= bad_t_seen_.load(std::memory_order_relaxed); ++t)
@@ -135,7 +149,7 @@ class Rollout {
     const int64_t tasks = (rows_ + kTileRows - 1) / kTileRows + v_.num_members - 1;
 #pragma omp parallel num_threads(team_size(tasks, macs()))
     {
-      Scratch s(v_, a_, din_, dl_);
+      Scratch s(v_, pi_, a_, din_, dl_);
       Grouping g;
       for (int64_t t = 0; t < a_.h; ++t) {
         group_by_member(t, g);
@@ -148,50 +162,63 @@ class Rollout {
     }
   }
 
+  // Philox normals of a tile's rows at one step: row i's draws start at normals[at[i]].
+  struct TileNoise {
+    explicit TileNoise(int64_t width)
+        : blocks(kTileRows * (width / 4 + 2)), normals(4 * blocks.size()), at(kTileRows) {}
+    std::vector<uint64_t> blocks;  // the Philox counter blocks holding the draws
+    std::vector<float> normals;    // [4 * blocks]
+    std::vector<int64_t> at;       // [tile]
+  };
+
   struct Scratch {
-    Scratch(const MLPView& v, const PropagateArgs& a, int64_t din, int64_t dl)
-        : ws(v), z(kTileRows * din), sa(a.f ? kTileRows * (a.d + a.a) : 0), y(kTileRows * dl),
-          mu(kTileRows * a.d_out), delta(a.d_out),
-          blocks(kTileRows * (a.d_out / 4 + 2)), normals(4 * blocks.size()), eps_at(kTileRows) {}
+    Scratch(const MLPView& v, const MLPView* pi, const PropagateDesc& a, int64_t din, int64_t dl)
+        : ws(v), z(kTileRows * din), sa(a.feat_src.empty() ? 0 : kTileRows * (a.d + a.a)),
+          y(kTileRows * dl), mu(kTileRows * a.d_out), delta(a.d_out), eps(a.d_out),
+          pi_y(pi ? kTileRows * pi->out_features() : 0), eps_pi(pi ? a.a : 1) {
+      if (pi) pi_ws.emplace(*pi);
+    }
     TileWorkspace ws;
+    std::optional<TileWorkspace> pi_ws;  // the policy's (its widths differ from the model's)
     std::vector<float> z;    // [tile, F + A] model input (features(s_t), a_t)
     std::vector<float> sa;   // [tile, D + A] (s_t, a_t) when features(s) != s; else z is it
     std::vector<float> y;    // [tile, 2 D_out] model output (mean, std) or raw
     std::vector<float> mu;   // [tile, D_out] member mean (expectation)
-    std::vector<float> delta;       // [D_out]
-    std::vector<uint64_t> blocks;   // Philox blocks holding the tile's eps
-    std::vector<float> normals;     // [4 * blocks]
-    std::vector<int64_t> eps_at;    // [tile] where row i's eps starts in normals
+    std::vector<float> delta;  // [D_out]
+    TileNoise eps;             // the model's noise, normal(seed, offset)
+    std::vector<float> pi_y;   // [tile, 2 A] policy output (mean, std)
+    TileNoise eps_pi;          // the policy's noise, normal(seed, offset + 2)
   };
 
   // One step of one tile; returns true when a state became non-finite. by_position: the
   // rows' slots are their positions in `order` (tile modes), else the rows (ts1).
   bool step_tile(const Task& task, const int64_t* order, int64_t t, Scratch& s, bool by_position) {
-    const PropagateArgs& a = a_;
+    const PropagateDesc& a = a_;
     const int64_t* rows = order + task.begin;
     const int64_t cnt = task.count, D = a.d, A = a.a, Do = a.d_out;
-    float* sa = a.f ? s.sa.data() : s.z.data();  // rows of (s_t, a_t), stride D + A
+    float* sa = f_ ? s.sa.data() : s.z.data();  // rows of (s_t, a_t), stride D + A
     auto slot = [&](int64_t i) { return by_position ? task.begin + i : rows[i]; };
     for (int64_t i = 0; i < cnt; ++i) {
       const int64_t r = rows[i];
       std::copy_n(t == 0 ? start_state(r) : state(r, slot(i), t), D, sa + i * (D + A));
-      std::copy_n(a.actions + ((r / a.k) * a.h + t) * A, A, sa + i * (D + A) + D);
+      if (!pi_) std::copy_n(actions_ + ((r / a.k) * a.h + t) * A, A, sa + i * (D + A) + D);
     }
-    if (a.f) build_features(sa, cnt, s.z.data());
+    if (pi_) policy_actions(rows, cnt, t, sa, s);
+    if (f_) build_features(sa, cnt, s.z.data());
     const bool expectation = task.member < 0;
     if (expectation) {
       std::fill_n(s.mu.data(), cnt * Do, 0.f);
-      for (int64_t m = 0; m < a.num_members; ++m) {
-        forward_(v_, a.members[m], cnt, s.z.data(), din_, s.y.data(), kHeadRaw, s.ws);
+      for (int64_t m : a.members) {
+        forward_(v_, m, cnt, s.z.data(), din_, s.y.data(), kHeadRaw, s.ws);
         for (int64_t i = 0; i < cnt; ++i)
           for (int64_t j = 0; j < Do; ++j) s.mu[i * Do + j] += s.y[i * dl_ + j];
       }
-      const float inv = 1.f / static_cast<float>(a.num_members);
+      const float inv = 1.f / static_cast<float>(a.members.size());
       for (int64_t i = 0; i < cnt * Do; ++i) s.mu[i] *= inv;
     } else {
       forward_(v_, task.member, cnt, s.z.data(), din_, s.y.data(), kHeadStd, s.ws);
     }
-    if (!expectation) tile_noise(rows, cnt, t, s);
+    if (!expectation) tile_noise(rows, cnt, t, 0, Do, s.eps);
     int64_t bad_row = kNone;
     float* delta = s.delta.data();
     for (int64_t i = 0; i < cnt; ++i) {
@@ -200,29 +227,29 @@ class Rollout {
       if (expectation) {
         std::copy_n(s.mu.data() + i * Do, Do, delta);
       } else {
-        const float* eps = s.normals.data() + s.eps_at[i];
+        const float* eps = s.eps.normals.data() + s.eps.at[i];
         const float* y = s.y.data() + i * dl_;
         for (int64_t j = 0; j < Do; ++j) delta[j] = y[j] + y[Do + j] * eps[j];
       }
-      float* nxt = state(r, slot(i), a.states ? t + 1 : t);
+      float* nxt = state(r, slot(i), states_ ? t + 1 : t);
       bool finite = true;
       for (int64_t j = 0; j < D; ++j) {
         nxt[j] = st[j] + delta[j];
         finite &= std::isfinite(nxt[j]);
       }
       if (!finite) bad_row = std::min(bad_row, r);
-      if (a.reward_kind == kRewardNone) continue;
+      if (a.reward == kRewardNone) continue;
       float rew;
-      if (a.reward_kind == kRewardModel) {
+      if (a.reward == kRewardModel) {
         rew = delta[D];
-      } else if (a.reward_kind == kRewardBuiltin) {  // kHalfCheetah
+      } else if (a.reward == kRewardHalfCheetah) {
         float aa = 0.f;
         for (int64_t j = 0; j < A; ++j) aa += st[D + j] * st[D + j];
-        rew = (nxt[0] - st[0]) / 0.05f - 0.1f * aa;
+        rew = (nxt[0] - st[0]) / a.dt - 0.1f * aa;
       } else {
-        rew = a.callback(st, st + D, nxt, D, A);
+        rew = callback_(st, st + D, nxt, D, A);
       }
-      if (a.rewards) a.rewards[r * a.h + t] = rew;
+      if (rewards_) rewards_[r * a.h + t] = rew;
       row_return_[slot(i)] += rew;
     }
     if (bad_row == kNone) return false;
@@ -235,39 +262,61 @@ class Rollout {
     return true;
   }
 
+  // a_t = tanh(mu + std * eps_pi) of the policy on the tile's states (the first D columns
+  // of sa's rows), into sa's action columns and `taken`; eps_pi of row r at step t:
+  // elements [(r H + t) A, + A) of normal(seed, offset + 2).
+  void policy_actions(const int64_t* rows, int64_t cnt, int64_t t, float* sa, Scratch& s) const {
+    const int64_t D = a_.d, A = a_.a;
+    policy_forward_(*pi_, 0, cnt, sa, D + A, s.pi_y.data(), kHeadStd, *s.pi_ws);
+    tile_noise(rows, cnt, t, 2, A, s.eps_pi);
+    for (int64_t i = 0; i < cnt; ++i) {
+      const float* y = s.pi_y.data() + i * 2 * A;  // mean, std
+      const float* eps = s.eps_pi.normals.data() + s.eps_pi.at[i];
+      float* act = sa + i * (D + A) + D;
+      for (int64_t j = 0; j < A; ++j) act[j] = std::tanh(y[j] + y[A + j] * eps[j]);
+      if (taken_) std::copy_n(act, A, taken_ + (rows[i] * a_.h + t) * A);
+    }
+  }
+
   // z [cnt, F + A] = (features(s_t), a_t) of sa [cnt, D + A] (ops/features.py).
   void build_features(const float* sa, int64_t cnt, float* z) const {
-    const int64_t D = a_.d, A = a_.a, F = a_.f;
+    const int64_t D = a_.d, A = a_.a;
     for (int64_t i = 0; i < cnt; ++i) {
       const float* in = sa + i * (D + A);
       float* out = z + i * din_;
-      for (int64_t c = 0; c < F; ++c) {
+      for (int64_t c = 0; c < f_; ++c) {
         const float v = in[a_.feat_src[c]];
         const int64_t kind = a_.feat_kind[c];
         out[c] = kind == kFeatSin ? std::sin(v) : kind == kFeatCos ? std::cos(v) : v;
       }
-      std::copy_n(in + D, A, out + F);
+      std::copy_n(in + D, A, out + f_);
     }
   }
 
-  // eps of the tile's rows at step t: elements [(r H + t) D_out, + D_out) of normal(seed, offset),
-  // computed block-wise for the whole tile (vectorized across blocks).
-  void tile_noise(const int64_t* rows, int64_t cnt, int64_t t, Scratch& s) const {
-    const int64_t Do = a_.d_out;
+  // The tile's draws at step t from stream normal(seed, offset + stream), `width` per row
+  // and step: row r's are elements [(r H + t) width, + width), computed block-wise for the
+  // whole tile (vectorized across blocks).
+  void tile_noise(const int64_t* rows, int64_t cnt, int64_t t, uint64_t stream, int64_t width,
+                  TileNoise& s) const {
     int64_t nb = 0;
     for (int64_t i = 0; i < cnt; ++i) {
-      const int64_t first = (rows[i] * a_.h + t) * Do;
-      s.eps_at[i] = 4 * nb + (first & 3);
-      for (int64_t b = first >> 2; b <= (first + Do - 1) >> 2; ++b) s.blocks[nb++] = static_cast<uint64_t>(b);
+      const int64_t first = (rows[i] * a_.h + t) * width;
+      s.at[i] = 4 * nb + (first & 3);
+      for (int64_t b = first >> 2; b <= (first + width - 1) >> 2; ++b) s.blocks[nb++] = static_cast<uint64_t>(b);
     }
-    normal_blocks_(a_.seed, a_.offset, s.blocks.data(), nb, s.normals.data());
+    normal_blocks_(a_.seed, a_.offset + stream, s.blocks.data(), nb, s.normals.data());
   }
 
   const MLPView& v_;
-  const PropagateArgs& a_;
-  const TileForwardFn forward_;
+  const MLPView* pi_;  // the policy in the loop, or null
+  const PropagateDesc& a_;
+  const TileForwardFn forward_, policy_forward_;
   const NormalBlocksFn normal_blocks_;
-  const int64_t rows_, din_, dl_;
+  const int64_t f_, rows_, din_, dl_;
+  const float* obs_;
+  const float* actions_;
+  float *states_, *rewards_, *taken_;
+  const RewardCallback callback_;
   std::vector<float> cur_;          // [rows, D] current states (when states is null)
   std::vector<float> row_return_;   // [rows] sum over steps of the reward
   int64_t bad_t_ = kNone, bad_row_ = kNone;   // first non-finite (step, row)
@@ -276,30 +325,41 @@ class Rollout {
 
 }  // namespace
 
-NonFinite propagate(const MLPView& v, const PropagateArgs& a, CpuIsa isa) {
-  check_view(v);
+NonFinite propagate(const MLPDesc& model, const MLPDesc* policy, const PropagateDesc& a, CpuIsa isa) {
   auto bad = [](const std::string& what) { throw std::invalid_argument("propagate: " + what); };
+  const MLPView v = make_mlp_view(model);
   if (!v.gaussian()) bad("params need a Gaussian head");
   if (a.n < 1 || a.p < 1 || a.k < 1 || a.h < 1 || a.d < 1 || a.a < 1) bad("sizes must be >= 1");
-  if (a.f < 0 || (a.f > 0 && (!a.feat_src || !a.feat_kind))) bad("bad feature table");
-  for (int64_t c = 0; c < a.f; ++c)
+  const int64_t f = static_cast<int64_t>(a.feat_src.size());
+  if (a.feat_kind.size() != a.feat_src.size()) bad("feat_src and feat_kind must have one entry per feature");
+  for (int64_t c = 0; c < f; ++c)
     if (a.feat_src[c] < 0 || a.feat_src[c] >= a.d || a.feat_kind[c] < kFeatValue || a.feat_kind[c] > kFeatCos)
       bad("feature table entry out of range");
-  if (v.in_features() != (a.f ? a.f : a.d) + a.a) bad("model input width must be F + A (F = D without features)");
+  if (v.in_features() != (f ? f : a.d) + a.a) bad("model input width must be F + A (F = D without features)");
   if (v.out_features() != 2 * a.d_out || (a.d_out != a.d && a.d_out != a.d + 1))
     bad("model output must be a Gaussian head over D or D + 1");
   if (a.mode < kTs1 || a.mode > kFixed) bad("unknown mode id " + std::to_string(a.mode));
-  if (a.mode == kFixed && (a.member < 0 || a.member >= v.num_members)) bad("member out of range");
-  if (a.num_members < 1 || a.num_members > (int64_t{1} << 31)) bad("members must be non-empty");
-  for (int64_t i = 0; i < a.num_members; ++i)
-    if (a.members[i] < 0 || a.members[i] >= v.num_members) bad("members out of range");
-  if (a.reward_kind == kRewardModel && a.d_out != a.d + 1) bad("reward 'model' needs D + 1 outputs");
-  if (a.reward_kind == kRewardBuiltin && a.builtin_id != kHalfCheetah)
-    bad("unknown built-in reward id " + std::to_string(a.builtin_id));
-  if (a.reward_kind == kRewardCallback && a.callback == nullptr) bad("null reward callback");
-  if (a.reward_kind < kRewardNone || a.reward_kind > kRewardCallback) bad("unknown reward kind");
-  if (a.returns && a.reward_kind == kRewardNone) bad("returns need a reward");
-  return Rollout(v, a, isa).run();
+  if (a.members.empty() || a.members.size() > (size_t{1} << 31)) bad("members must be non-empty");
+  if (a.mode == kFixed && a.members.size() != 1) bad("mode fixed takes members = [member]");
+  for (int64_t m : a.members)
+    if (m < 0 || m >= v.num_members) bad("members out of range");
+  if (a.reward < kRewardNone || a.reward > kRewardCallback) bad("unknown reward id " + std::to_string(a.reward));
+  if (a.reward == kRewardModel && a.d_out != a.d + 1) bad("reward 'model' needs D + 1 outputs");
+  if (a.reward == kRewardCallback && a.callback == 0) bad("null reward callback");
+  if (a.row_returns && a.reward == kRewardNone) bad("returns need a reward");
+  if (a.rewards && a.reward == kRewardNone) bad("rewards need a reward");
+  if (!a.obs) bad("obs is null");
+  MLPView pi;
+  if (policy) {
+    pi = make_mlp_view(*policy);
+    if (pi.num_members != 1 || !pi.gaussian() || pi.in_features() != a.d || pi.out_features() != 2 * a.a)
+      bad("the policy must be one member with D inputs and a Gaussian head over A outputs");
+    if (a.actions) bad("actions must be null with a policy in the loop");
+  } else {
+    if (!a.actions) bad("actions is null (and no policy)");
+    if (a.taken) bad("taken needs a policy");
+  }
+  return Rollout(v, policy ? &pi : nullptr, a, isa).run();
 }
 
 }  // namespace mbrl_fast::cpu

@@ -1,41 +1,48 @@
-// Particle propagation through an ensemble for a whole horizon in one call
-// (spec: mbrl_fast/ops/propagate.py, including the Philox noise offsets).
+// Particle propagation through an ensemble for a whole horizon in one call, optionally
+// with a policy in the loop (spec: mbrl_fast/ops/propagate.py, including the Philox
+// noise offsets).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "cpu/ensemble_mlp.h"
+#include "mlp_desc.h"
 #include "reward_callback.h"
 
 namespace mbrl_fast::cpu {
 
 // Mode ids: MODE_IDS in mbrl_fast/ops/propagate.py.
 enum PropagateMode : int { kTs1 = 0, kTsInf = 1, kExpectation = 2, kFixed = 3 };
-// How the per-step reward is obtained.
-enum RewardKind : int { kRewardNone = 0, kRewardModel = 1, kRewardBuiltin = 2, kRewardCallback = 3 };
-enum BuiltinReward : int { kHalfCheetah = 0 };
+// The per-step reward; ids 0-2 are the CUDA module's (csrc/cuda/ops_cuda.h PropagateDesc).
+enum RewardKind : int { kRewardNone = 0, kRewardModel = 1, kRewardHalfCheetah = 2, kRewardCallback = 3 };
 enum FeatureKind : int { kFeatValue = 0, kFeatSin = 1, kFeatCos = 2 };
 
-struct PropagateArgs {
-  int64_t n = 0, p = 0, k = 0, h = 0;  // start states, sequences, particles, horizon
-  int64_t d = 0, a = 0, d_out = 0;     // state, action, model output (D or D + 1) widths
-  int mode = kTsInf;
-  int64_t member = -1;                // mode kFixed: index into the full ensemble
-  const int64_t* members = nullptr;   // [E'] usable members
-  int64_t num_members = 0;            // E'
+// One propagate call (ops/propagate.PropagateSpec plus the output buffers). The fields
+// are the CUDA module's PropagateDesc with the same meanings; the CPU adds `callback`
+// and leaves out CUDA's launch details (order, bad, num_members_all, return_states:
+// here states = 0 means no states).
+struct PropagateDesc {
+  int64_t n = 1, p = 1, k = 1, h = 1;  // start states, sequences, particles, horizon
+  int64_t d = 1, a = 1, d_out = 1;     // state, action, model output (D or D + 1) widths
+  int mode = kTs1;
+  int reward = kRewardNone;            // RewardKind
+  // The member slots a particle draws from (ops/propagate's `members`, e.g. the
+  // elites); mode fixed: [member]. Indices into the model's E members.
+  std::vector<int64_t> members;
+  // Model input features (ops/features.py ObsFeatures.table): column c of features(s) is
+  // feat_kind[c] (0 value, 1 sin, 2 cos) of s[feat_src[c]]; both empty: features(s) = s.
+  // The policy in the loop reads the raw state.
+  std::vector<int64_t> feat_src;   // [F]
+  std::vector<int64_t> feat_kind;  // [F]
   uint64_t seed = 0, offset = 0;
-  int reward_kind = kRewardNone;
-  int builtin_id = -1;
-  RewardCallback callback = nullptr;
-  // Model input features (ops/features.py): column c of features(s) is feat_kind[c]
-  // (0 value, 1 sin, 2 cos) of s[feat_src[c]]; f = 0: features(s) = s.
-  const int64_t* feat_src = nullptr;   // [F]
-  const int64_t* feat_kind = nullptr;  // [F]
-  int64_t f = 0;
-  const float* obs = nullptr;      // [N, D]
-  const float* actions = nullptr;  // [N, P, H, A]
-  float* states = nullptr;         // [N, P, K, H + 1, D] or null
-  float* rewards = nullptr;        // [N, P, K, H] or null
-  float* returns = nullptr;        // [N, P] or null (needs a reward)
+  float dt = 0.05f;                // HalfCheetah control step
+  uintptr_t callback = 0;          // reward kRewardCallback: a RewardCallback
+  uintptr_t obs = 0;               // [N, D]
+  uintptr_t actions = 0;           // [N, P, H, A] (0 with a policy)
+  uintptr_t states = 0;            // [N P K, H + 1, D] or 0
+  uintptr_t rewards = 0;           // [N P K, H] or 0 (needs a reward)
+  uintptr_t row_returns = 0;       // [N P K] sum_t r_t, or 0 (needs a reward)
+  uintptr_t taken = 0;             // [N P K, H, A] the policy's actions (with a policy)
 };
 
 // First non-finite state in (step, row) order; t = -1 when every state is finite.
@@ -43,8 +50,10 @@ struct NonFinite {
   int64_t t = -1, member = -1, n = -1, p = -1, k = -1;
 };
 
-// Runs the rollout on ISA path `isa` (checked_isa); throws std::invalid_argument on
-// inconsistent arguments.
-NonFinite propagate(const MLPView& view, const PropagateArgs& args, CpuIsa isa);
+// Runs the rollout on ISA path `isa` (checked_isa). policy: null, or one member with a
+// Gaussian head over A outputs reading the D-wide state (actions = tanh(mu + std eps)
+// with eps from normal(seed, offset + 2)). Throws std::invalid_argument on inconsistent
+// arguments.
+NonFinite propagate(const MLPDesc& model, const MLPDesc* policy, const PropagateDesc& desc, CpuIsa isa);
 
 }  // namespace mbrl_fast::cpu

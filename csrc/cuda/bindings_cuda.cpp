@@ -17,7 +17,7 @@ PYBIND11_MODULE(_C_cuda, m) {
 
   m.def("device_count", &mc::device_count);
 
-  py::class_<mc::MLPDesc>(m, "MLPDesc")
+  py::class_<mc::MLPDesc>(m, "MLPDesc", py::module_local())  // _C binds it too
       .def(py::init<>())
       .def_readwrite("sizes", &mc::MLPDesc::sizes)
       .def_readwrite("weights", &mc::MLPDesc::weights)
@@ -31,7 +31,7 @@ PYBIND11_MODULE(_C_cuda, m) {
       .def_readwrite("max_logvar", &mc::MLPDesc::max_logvar)
       .def_readwrite("min_logvar", &mc::MLPDesc::min_logvar);
 
-  py::class_<mc::PropagateDesc>(m, "PropagateDesc")
+  py::class_<mc::PropagateDesc>(m, "PropagateDesc", py::module_local())
       .def(py::init<>())
       .def_readwrite("n", &mc::PropagateDesc::n)
       .def_readwrite("p", &mc::PropagateDesc::p)

@@ -7,20 +7,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "mlp_desc.h"
+
 namespace mbrl_fast::cuda {
 
-// An ensemble MLP as the Python side describes it (ops/ensemble_mlp.MLPParams).
-struct MLPDesc {
-  std::vector<int64_t> sizes;      // [L + 1] layer widths d_0 .. d_L
-  std::vector<uintptr_t> weights;  // [L] fp32 [E, d_l, d_{l+1}] or bf16 [E, ceil(d_l/2), d_{l+1}, 2]
-  std::vector<uintptr_t> biases;   // [L] fp32 [E, d_{l+1}]
-  int64_t members = 1;             // E
-  bool bf16 = false;
-  int activation = 0;              // ops/ensemble_mlp.ACTIVATION_IDS
-  float slope = 0.01f;             // leaky_relu slope
-  uintptr_t in_mean = 0, in_std = 0;        // [d_0] or 0
-  uintptr_t max_logvar = 0, min_logvar = 0;  // [d_L / 2] or 0 (no Gaussian head)
-};
+// An ensemble MLP as the Python side describes it (shared with the CPU module).
+using MLPDesc = mbrl_fast::MLPDesc;
 
 // One propagate call (ops/propagate.PropagateSpec plus the output buffers).
 struct PropagateDesc {

@@ -22,11 +22,12 @@ import torch
 from mbrl_fast import backends
 from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams, unpack_bf16
 from mbrl_fast.ops.propagate import MODE_IDS, PropagateResult, PropagateSpec, _raise_non_finite
-from mbrl_fast.ops.rewards import Reward
+from mbrl_fast.ops.rewards import BUILTIN, HALFCHEETAH_DT, Reward
 
 KERNELS_ENV_VAR = backends.CPU_KERNELS_ENV_VAR
-_REWARD_NONE, _REWARD_MODEL, _REWARD_BUILTIN, _REWARD_CALLBACK = range(4)  # csrc RewardKind
-_FP32, _BF16 = range(2)  # csrc Precision
+# Reward ids (csrc/cpu/propagate.h RewardKind; 0-2 as in the CUDA module).
+_REWARD_NONE, _REWARD_MODEL, _REWARD_HALFCHEETAH, _REWARD_CALLBACK = range(4)
+_FUSED_BUILTINS = {BUILTIN["halfcheetah"].builtin_id: _REWARD_HALFCHEETAH}
 _UNPACKED_CACHE_SIZE = 8  # ensembles whose bf16 weights are kept unpacked (2.6 MB each at 5x200x4)
 _unpacked: dict[tuple[int, ...], tuple] = {}
 
@@ -53,29 +54,24 @@ def _addr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def _mlp_args(params: MLPParams, sizes, kernels: backends.CpuKernels) -> tuple:
-    """The MLP arguments every _C entry point takes first (csrc make_mlp_view), and the
-    tensors they point at (the caller keeps them alive for the call)."""
-    weights, precision = params.weights, _FP32
-    if params.is_bf16:
-        if kernels.native_bf16:
-            precision = _BF16
-        else:
-            weights = _unpacked_weights(params)
-    args = (
-        [int(s) for s in sizes],
-        [w.data_ptr() for w in weights],
-        [b.data_ptr() for b in params.biases],
-        params.num_members,
-        precision,
-        ACTIVATION_IDS[params.activation],
-        float(params.leaky_slope),
-        _addr(params.in_mean),
-        _addr(params.in_std),
-        _addr(params.max_logvar),
-        _addr(params.min_logvar),
-    )
-    return args, weights
+def mlp_desc(params: MLPParams, kernels: backends.CpuKernels, sizes=None):
+    """The ``_C.MLPDesc`` of a network (the fields of ``_C_cuda.MLPDesc``: addresses of its
+    tensors, read in place) and the weight tensors it points at (the caller keeps them
+    alive for the call: bf16 weights the path cannot run natively are unpacked to fp32)."""
+    weights, bf16 = params.weights, params.is_bf16
+    if bf16 and not kernels.native_bf16:
+        weights, bf16 = _unpacked_weights(params), False
+    d = backends.cpu_module().MLPDesc()
+    d.sizes = [int(s) for s in (sizes if sizes is not None else params.sizes)]
+    d.weights = [w.data_ptr() for w in weights]
+    d.biases = [b.data_ptr() for b in params.biases]
+    d.members = params.num_members
+    d.bf16 = bf16
+    d.activation = ACTIVATION_IDS[params.activation]
+    d.slope = float(params.leaky_slope)
+    d.in_mean, d.in_std = _addr(params.in_mean), _addr(params.in_std)
+    d.max_logvar, d.min_logvar = _addr(params.max_logvar), _addr(params.min_logvar)
+    return d, weights
 
 
 def ensemble_mlp_cpu(x: torch.Tensor, params: MLPParams, sizes):
@@ -86,47 +82,57 @@ def ensemble_mlp_cpu(x: torch.Tensor, params: MLPParams, sizes):
     out = torch.empty(e, b, width, dtype=torch.float32)
     logvar = torch.empty(e, b, width, dtype=torch.float32) if params.gaussian else None
     kernels = backends.cpu_kernels()
-    mlp, _weights = _mlp_args(params, sizes, kernels)
-    backends.cpu_module().ensemble_mlp(*mlp, x.data_ptr(), b, out.data_ptr(), _addr(logvar),
+    mlp, _weights = mlp_desc(params, kernels, sizes)
+    backends.cpu_module().ensemble_mlp(mlp, x.data_ptr(), b, out.data_ptr(), _addr(logvar),
                                        kernels.isa_id)
     return (out, logvar) if params.gaussian else out
 
 
-def _reward_args(reward) -> tuple[int, int, int]:
-    """(kind, builtin id, callback address) for the kernel."""
+def _reward_args(reward) -> tuple[int, int]:
+    """(reward id, callback address) for the kernel."""
     if reward is None:
-        return _REWARD_NONE, -1, 0
+        return _REWARD_NONE, 0
     if reward == "model":
-        return _REWARD_MODEL, -1, 0
-    if isinstance(reward, Reward) and reward.builtin_id >= 0:
-        return _REWARD_BUILTIN, reward.builtin_id, 0
+        return _REWARD_MODEL, 0
+    if isinstance(reward, Reward) and reward.builtin_id in _FUSED_BUILTINS:
+        return _FUSED_BUILTINS[reward.builtin_id], 0
     if isinstance(reward, Reward) and reward.address:
-        return _REWARD_CALLBACK, -1, int(reward.address)
+        return _REWARD_CALLBACK, int(reward.address)
     raise ValueError(f"propagate: the cpu kernel cannot apply reward {reward!r} inside the rollout")
 
 
-def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor,
-                  spec: PropagateSpec) -> PropagateResult:
-    """obs [N, D], actions [N, P, H, A] contiguous -> PropagateResult (see ops/propagate.py)."""
+def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
+                  spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
+    """obs [N, D], actions [N, P, H, A] contiguous (or None with a policy in the loop)
+    -> PropagateResult (see ops/propagate.py)."""
     s = spec
-    kind, builtin_id, callback = _reward_args(s.reward)
+    reward, callback = _reward_args(s.reward)
     states = torch.empty(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None
-    rewards = torch.empty(s.n, s.p, s.k, s.h) if s.return_states and kind else None
-    returns = torch.empty(s.n, s.p) if kind else None
-    members = s.members.to(torch.int64).contiguous()
+    rewards = torch.empty(s.n, s.p, s.k, s.h) if s.return_states and reward else None
+    row_returns = torch.empty(s.n, s.p, s.k) if reward else None
+    taken = torch.empty(s.n, s.p, s.k, s.h, s.a) if policy is not None else None
     feats = params.obs_features
     src, feat_kind = (None, None) if feats is None or feats.is_identity else feats.table()
     kernels = backends.cpu_kernels()
-    mlp, _weights = _mlp_args(params, params.sizes, kernels)
-    bad = backends.cpu_module().propagate(
-        *mlp, s.n, s.p, s.k, s.h, s.d, s.a, s.d_out, MODE_IDS[s.mode],
-        s.member, members.data_ptr(), members.numel(), s.seed, s.offset, kind, builtin_id,
-        callback, _addr(src), _addr(feat_kind), 0 if src is None else src.numel(),
-        obs.data_ptr(), actions.data_ptr(), _addr(states), _addr(rewards), _addr(returns),
-        kernels.isa_id)
+    mod = backends.cpu_module()
+    model, _model_weights = mlp_desc(params, kernels)
+    pi, _policy_weights = mlp_desc(policy, kernels) if policy is not None else (None, None)
+    desc = mod.PropagateDesc()
+    desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
+    desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
+    desc.mode, desc.reward, desc.callback = MODE_IDS[s.mode], reward, callback
+    desc.members = [s.member] if s.mode == "fixed" else s.members.tolist()
+    if src is not None:
+        desc.feat_src, desc.feat_kind = src.tolist(), feat_kind.tolist()
+    desc.seed, desc.offset, desc.dt = s.seed, s.offset, HALFCHEETAH_DT
+    desc.obs, desc.actions = obs.data_ptr(), _addr(actions)
+    desc.states, desc.rewards, desc.row_returns = _addr(states), _addr(rewards), _addr(row_returns)
+    desc.taken = _addr(taken)
+    bad = mod.propagate(model, pi, desc, kernels.isa_id)
     if bad[0] >= 0:
         _raise_non_finite(*bad)
-    return PropagateResult(states=states, rewards=rewards, returns=returns)
+    return PropagateResult(states=states, rewards=rewards,
+                           returns=row_returns.mean(dim=-1) if reward else None, actions=taken)
 
 
 def philox_fill_cpu(kind: str, out: torch.Tensor, seed: int, offset: int) -> None:

@@ -333,7 +333,7 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
                       reward, return_states, policy, horizon)
     obs = obs.contiguous()
     actions = actions.contiguous() if actions is not None else None
-    supported = ["cuda", "triton"] + (["cpu"] if policy is None else [])
+    supported = ["cuda", "triton", "cpu"]
     name = backends.select(backend, obs.device, supported, "propagate")
     if name == "reference":
         return propagate_reference(params, obs, actions, spec, policy)
@@ -344,7 +344,7 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
     if name == "cpu":
         from mbrl_fast.ops._cpu import propagate_cpu
 
-        result = propagate_cpu(params, obs, actions, run)
+        result = propagate_cpu(params, obs, actions, run, policy)
     elif name == "triton":
         from mbrl_fast.ops._triton.propagate import propagate_triton
 

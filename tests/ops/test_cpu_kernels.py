@@ -101,9 +101,9 @@ def test_the_compiled_module_refuses_paths_it_does_not_know():
     params = random_mlp_params(E=1, sizes=(3, 4), gaussian=False)
     x = torch.zeros(1, 2, 3)
     out = torch.empty(1, 2, 4)
-    mlp, _ = _cpu._mlp_args(params, params.sizes, backends.cpu_kernels())
+    mlp, _ = _cpu.mlp_desc(params, backends.cpu_kernels())
     with pytest.raises(ValueError, match="unknown CPU kernel path id 7"):
-        backends.cpu_module().ensemble_mlp(*mlp, x.data_ptr(), 2, out.data_ptr(), 0, 7)
+        backends.cpu_module().ensemble_mlp(mlp, x.data_ptr(), 2, out.data_ptr(), 0, 7)
     with pytest.raises(ValueError, match="unknown CPU kernel path id"):
         backends.cpu_module().cpu_isa_missing(-1)
 
@@ -127,14 +127,14 @@ def test_bf16_without_native_support_unpacks_once_and_tracks_updates(monkeypatch
     x = torch.randn(2, 9, 5)
     first = ensemble_mlp(x, params, backend="cpu")
     if kernels.native_bf16:
-        assert _cpu._mlp_args(params, params.sizes, kernels)[1] is params.weights
+        assert _cpu.mlp_desc(params, kernels)[1] is params.weights
         return
-    unpacked = _cpu._mlp_args(params, params.sizes, kernels)[1]
-    assert unpacked is _cpu._mlp_args(params, params.sizes, kernels)[1]  # cached
+    unpacked = _cpu.mlp_desc(params, kernels)[1]
+    assert unpacked is _cpu.mlp_desc(params, kernels)[1]  # cached
     assert all(w.dtype == torch.float32 for w in unpacked)
     with torch.no_grad():
         params.weights[0].mul_(-1)  # in place: _version changes
-    again = _cpu._mlp_args(params, params.sizes, kernels)[1]
+    again = _cpu.mlp_desc(params, kernels)[1]
     assert again is not unpacked
     torch.testing.assert_close(again[0], -unpacked[0])
     second = ensemble_mlp(x, params, backend="cpu")
