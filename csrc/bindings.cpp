@@ -145,16 +145,12 @@ PYBIND11_MODULE(_C, m) {
   }, release());
 
   // ---- skill_reward (DADS) ---------------------------------------------------
-  // MLP arguments as for ensemble_mlp, then the SkillRewardArgs fields in order.
-  m.def("skill_reward", [](const std::vector<int64_t>& sizes, const std::vector<uintptr_t>& weights,
-                           const std::vector<uintptr_t>& biases, int64_t num_members, int precision,
-                           int activation, float leaky_slope, uintptr_t in_mean, uintptr_t in_std,
-                           uintptr_t max_logvar, uintptr_t min_logvar, int64_t m_, int64_t l, int64_t f,
+  // q as one MLPDesc (as ensemble_mlp), then the SkillRewardArgs fields in order.
+  m.def("skill_reward", [](const mbrl_fast::MLPDesc& mlp, int64_t m_, int64_t l, int64_t f,
                            int64_t z, int64_t p, bool prior_shared, bool include_skill, uintptr_t x,
                            uintptr_t target, uintptr_t skill, uintptr_t prior, uintptr_t log_q,
                            uintptr_t reward, int isa) {
-    const auto view = mbrl_fast::cpu::make_mlp_view(sizes, weights, biases, num_members, precision, activation,
-                                                     leaky_slope, in_mean, in_std, max_logvar, min_logvar);
+    const auto view = mbrl_fast::cpu::make_mlp_view(mlp);
     mbrl_fast::cpu::SkillRewardArgs args;
     args.m = m_; args.l = l; args.f = f; args.z = z; args.p = p;
     args.prior_shared = prior_shared; args.include_skill = include_skill;

@@ -91,9 +91,7 @@ def colored_noise(
 
 # ---- skill_reward (DADS): log_q [M, L + 1] (column 0: the transition's skill), reward [M]
 def skill_reward(
-    sizes: list[int], weights: list[int], biases: list[int], num_members: int, precision: int,
-    activation: int, leaky_slope: float, in_mean: int, in_std: int, max_logvar: int,
-    min_logvar: int, m: int, l: int, f: int, z: int, p: int, prior_shared: bool,
+    mlp: MLPDesc, m: int, l: int, f: int, z: int, p: int, prior_shared: bool,
     include_skill: bool, x: int, target: int, skill: int, prior: int, log_q: int, reward: int,
     isa: int,
 ) -> None: ...
