@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import TOL, random_mlp_params
+from helpers import assert_close, random_mlp_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,16 +34,6 @@ def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2
     g = torch.Generator().manual_seed(seed + 1)
     # Angles of a few turns, so sin / cos wrap.
     return params, torch.randn(N, D, generator=g) * 3, torch.rand(N, P, H, A, generator=g) * 2 - 1
-
-
-def assert_close(got, ref, dtype="fp32", what=""):
-    if ref is None:
-        assert got is None, what
-        return
-    assert got.shape == ref.shape and got.dtype == ref.dtype, what
-    tol = TOL[dtype]
-    err = float((got - ref).abs().max())
-    assert err <= tol["rtol"] * float(ref.abs().max()) + tol["atol"], f"{what}: max error {err:.3g}"
 
 
 def compare(params, obs, actions, dtype="fp32", **kw):
