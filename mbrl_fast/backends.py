@@ -29,6 +29,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 import torch
 
@@ -41,6 +42,45 @@ CPU_ISAS = ("portable", "avx2", "avx512")
 # Which backend auto prefers on a CUDA device. Measured rule (see README,
 # "Backends"); the GPU issue refines it per op.
 _GPU_PREFERENCE = ("cuda", "triton")
+
+
+# What each compiled backend implements (the reference implements everything): the one
+# place it is written. The ops' dispatch (:func:`supporting`), ``Reward.fused_on`` and
+# :func:`available` read it; a test checks every entry has a launcher (ops/registry.py).
+CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "ensemble_mlp": ("cpu", "triton", "cuda"),
+    "propagate": ("cpu", "triton", "cuda"),
+    "propagate.policy": ("cpu", "triton", "cuda"),  # a policy in the loop (actions=None)
+    "reward.model": ("cpu", "triton", "cuda"),  # fused in propagate: the model's reward head
+    "reward.halfcheetah": ("cpu", "triton", "cuda"),  # fused built-in
+    "reward.callback": ("cpu",),  # numba C callbacks are host code
+    "noise": ("cpu", "triton", "cuda"),  # philox_uint32, uniform, normal (randint)
+    "cem_update": ("cpu", "triton", "cuda"),
+    "mppi_update": ("cpu", "triton", "cuda"),
+    "truncated_normal": ("cpu", "cuda"),
+    "colored_noise": ("cpu",),
+}
+
+
+def supporting(*features: str) -> tuple[str, ...]:
+    """The compiled backends that implement every one of ``features`` (CAPABILITIES keys)."""
+    for f in features:
+        if f not in CAPABILITIES:
+            raise KeyError(f"unknown capability {f!r}; known: {sorted(CAPABILITIES)}")
+    return tuple(b for b in BACKENDS[1:] if all(b in CAPABILITIES[f] for f in features))
+
+
+def capabilities(name: str) -> tuple[str, ...]:
+    """What backend ``name`` implements (every CAPABILITIES key for the reference)."""
+    return tuple(f for f, names in CAPABILITIES.items() if name == "reference" or name in names)
+
+
+class BackendStatus(NamedTuple):
+    """One backend in :func:`available`."""
+
+    available: bool
+    reason: str
+    capabilities: tuple[str, ...]  # what it implements (CAPABILITIES keys)
 
 
 class BackendUnavailable(RuntimeError):
@@ -195,10 +235,11 @@ def status(name: str) -> tuple[bool, str]:
     raise ValueError(f"backend must be one of {BACKENDS + ('auto',)}, got {name!r}")
 
 
-def available() -> dict[str, tuple[bool, str]]:
-    """Every backend with (available, reason), e.g. ``{"cpu": (True, "available: avx512
-    (AVX512-BF16 for bf16 weights; the best path this CPU runs)"), ...}``."""
-    return {name: status(name) for name in BACKENDS}
+def available() -> dict[str, BackendStatus]:
+    """Every backend with (available, reason, capabilities), e.g. ``{"cpu": (True,
+    "available: avx512 (AVX512-BF16 for bf16 weights; the best path this CPU runs)",
+    ("ensemble_mlp", "propagate", ...)), ...}``."""
+    return {name: BackendStatus(*status(name), capabilities(name)) for name in BACKENDS}
 
 
 def is_available(name: str) -> bool:

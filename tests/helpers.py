@@ -13,15 +13,26 @@ from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16
 TOL = {"fp32": dict(rtol=1e-4, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-2)}
 
 
-def assert_close(got, ref, dtype="fp32", what=""):
-    """got == ref within TOL[dtype] of ref's largest entry (None must match None)."""
+def assert_close(got, ref, dtype: str = "fp32", what: str = "") -> None:
+    """max |got - ref| <= rtol * max |ref| + atol (TOL[dtype]) for a tensor, a tuple of
+    tensors, or None (then got must be None too); got may live on another device."""
     if ref is None:
-        assert got is None, what
+        assert got is None, f"{what}: expected None"
         return
-    assert got.shape == ref.shape and got.dtype == ref.dtype, what
+    if isinstance(ref, tuple):
+        assert isinstance(got, tuple) and len(got) == len(ref), what
+        for i, (g, r) in enumerate(zip(got, ref, strict=True)):
+            assert_close(g, r, dtype, f"{what}[{i}]")
+        return
+    got = got.to(ref.device)
+    assert got.shape == ref.shape and got.dtype == ref.dtype, \
+        f"{what}: got {got.dtype} {tuple(got.shape)}, expected {ref.dtype} {tuple(ref.shape)}"
+    if ref.numel() == 0:
+        return
     tol = TOL[dtype]
-    err = float((got - ref).abs().max())
-    assert err <= tol["rtol"] * float(ref.abs().max()) + tol["atol"], f"{what}: max error {err:.3g}"
+    err = float((got.double() - ref.double()).abs().max())
+    bound = tol["rtol"] * float(ref.abs().max()) + tol["atol"]
+    assert err <= bound, f"{what}: max error {err:.3g} > {bound:.3g}"
 
 
 def random_mlp_params(E=3, sizes=(7, 16, 16, 10), activation="silu", gaussian=True,

@@ -18,7 +18,7 @@ using MLPDesc = mbrl_fast::MLPDesc;
 struct PropagateDesc {
   int64_t n = 1, p = 1, k = 1, h = 1, d = 1, a = 1, d_out = 1;
   int mode = 0;    // ops/propagate.MODE_IDS: ts1, tsinf, expectation, fixed
-  int reward = 0;  // 0 none, 1 model head, 2 HalfCheetah (built-in)
+  int reward = 0;  // rewards::Kind (builtin_rewards.h, ops/contract.RewardKind); no callbacks
   bool return_states = true;
   std::vector<int64_t> members;  // member slots (fixed: [member])
   // Model input features (ops/features.py ObsFeatures.table): column c of features(s) is
@@ -27,7 +27,7 @@ struct PropagateDesc {
   std::vector<int64_t> feat_kind;  // [F]
   int64_t num_members_all = 1;   // E, for the non-finite report
   uint64_t seed = 0, offset = 0;
-  float dt = 0.05f;               // HalfCheetah control step
+  float dt = 0.0f;                // the built-in reward's control step (Reward.dt)
   uintptr_t obs = 0;              // [N, D]
   uintptr_t actions = 0;          // [N, P, H, A] (0 with a policy)
   uintptr_t order = 0;            // [N P K] int64 visiting order of particles, or 0
@@ -35,7 +35,8 @@ struct PropagateDesc {
   uintptr_t rewards = 0;          // [N P K, H] when return_states and a reward
   uintptr_t row_returns = 0;      // [N P K] sum_t r_t when a reward
   uintptr_t taken = 0;            // [N P K, H, A] with a policy
-  uintptr_t bad = 0;              // [1] uint64: min over non-finite (t, row, member) keys
+  uintptr_t bad = 0;              // [1] min over non-finite (t, row, member) keys, set to
+                                  // NO_NON_FINITE (ops/contract.py) by the caller
 };
 
 // kind: 0 uint32, 1 uniform (float), 2 normal (float); out [n].

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "builtin_rewards.h"
 #include "cuda/mlp_block.cuh"
 #include "philox.h"
 
@@ -28,7 +29,7 @@ struct PropArgs {
   float* rewards;         // [rows, H]
   float* row_returns;     // [rows]
   float* taken;           // [rows, H, A]
-  unsigned long long* bad;
+  unsigned long long* bad;  // [1] initialised to ops/contract.NO_NON_FINITE
   int64_t p, k, h, d, a, d_out, rows, num_members_all;
   int mode, reward, return_states, num_members, has_policy;
   int64_t members[kMaxMembers];
@@ -165,13 +166,13 @@ propagate_kernel(MLPArgs model, MLPArgs policy, PropArgs pa, int ld) {
         atomicMin(pa.bad, static_cast<unsigned long long>(key));
       }
       float rew = 0.0f;
-      if (pa.reward == 1) {
+      if (pa.reward == rewards::kModel) {
         rew = pa.mode == kExpectation ? delta[tid * d_out + d] / pa.num_members
                                       : delta[tid * d_out + d];
-      } else if (pa.reward == 2) {
+      } else if (pa.reward == rewards::kHalfCheetah) {
         float sq = 0.0f;
         for (int j = 0; j < a; ++j) sq += act[tid * a + j] * act[tid * a + j];
-        rew = (x1 - x0) / pa.dt - 0.1f * sq;
+        rew = rewards::halfcheetah(x0, x1, sq, pa.dt);
       }
       total[tid] += rew;
       if (pa.reward && pa.return_states) pa.rewards[row * H + t] = rew;
@@ -213,6 +214,14 @@ void propagate(const MLPDesc& model, const MLPDesc* policy, const PropagateDesc&
   if (desc.members.empty() || desc.members.size() > static_cast<size_t>(kMaxMembers)) {
     throw std::invalid_argument("propagate: the CUDA kernel takes 1.." +
                                 std::to_string(kMaxMembers) + " member slots");
+  }
+  if (desc.reward != rewards::kNone && desc.reward != rewards::kModel &&
+      desc.reward != rewards::kHalfCheetah) {
+    throw std::invalid_argument("propagate: the CUDA kernel fuses rewards none, model and "
+                                "halfcheetah, got reward kind " + std::to_string(desc.reward));
+  }
+  if (desc.reward == rewards::kHalfCheetah && !(desc.dt > 0.0f)) {
+    throw std::invalid_argument("propagate: the halfcheetah reward needs dt > 0");
   }
   PropArgs pa{};
   set_features(desc, pa);

@@ -61,12 +61,12 @@ class PETSConfig:
 
 
 # Presets: each task's planner and model sized so that a trial runs at a pace a 2-core CPU
-# user can live with (seconds per planned step in the comments, measured on the project
-# machine; learning results in bench/results/learning_*.json). Planning cost per step scales
-# with population x particles x horizon x iterations x the model's width^2.
+# user can live with. Planning cost per step scales with population x particles x horizon x
+# iterations x the model's width^2. What each preset reached, and when: docs/measurements.md
+# and bench/results/learning_*.json.
 PRESETS: dict[str, dict] = {
-    # >= 950 by trial 5 on seeds 0-2 with 1000-step trials; 200 within 5 trials of 200 steps
-    # (tests/agents/test_pets_learning.py). A 3 x 64 model: 3 x 200 costs ~4x per step.
+    # Target: >= 950 by trial 5 (tests/agents/test_pets_learning.py checks 200-step trials).
+    # A 3 x 64 model: 3 x 200 costs ~4x per step.
     "InvertedPendulum-v5": dict(
         trials=8, episode_steps=1000,
         model=dict(layers=3, hidden=64),
@@ -74,23 +74,23 @@ PRESETS: dict[str, dict] = {
         planner=dict(population=300, num_elites=30, iterations=5, horizon=25, particles=10)),
     # PETS's cartpole planner (horizon 25, 5 iterations) with 200 samples, 5 particles and a
     # 3 x 128 model: ~8.6 GFLOP per action instead of 62 GFLOP for 300 x 10 particles on
-    # 3 x 200. 182.6 of 200 at trial 6 (learning_cartpoleswingup.json).
+    # 3 x 200.
     "MBRLFast/CartpoleSwingup-v0": dict(
         trials=15, episode_steps=200,
         model=dict(layers=3, hidden=128),
         train=dict(epochs=25, batch_size=64, patience=25),
         planner=dict(population=200, num_elites=20, iterations=5, horizon=25, particles=5)),
     # mbrl-lib pets_reacher (horizon 15, lr 4e-4), a 3-layer model, 200 samples x 5 particles
-    # (~13 GFLOP per action; 350 x 10 particles is 45 GFLOP). -3.14 over trials 25-29.
+    # (~13 GFLOP per action; 350 x 10 particles is 45 GFLOP).
     "Reacher-v5": dict(
         trials=30, episode_steps=50,
         model=dict(layers=3, hidden=200),
         train=dict(epochs=25, batch_size=32, patience=25, lr=4e-4),
         planner=dict(population=200, num_elites=20, iterations=5, horizon=15, particles=5)),
-    # The CPU configuration that met the HalfCheetah target (>= 2000 within 30 trials on seeds
-    # 0 and 1, <= 193 s per trial; learning_halfcheetah_cpu.json): iCEM on the elites' mean
-    # (expectation: 5 TS-inf particles scored plans on noise), bf16 rollouts, a larger
-    # training batch with a floor of gradient steps, the published 4 x 200 model.
+    # The CPU configuration for the HalfCheetah target (>= 2000 within 30 trials, <= 5 min
+    # per trial): iCEM on the elites' mean (expectation: 5 TS-inf particles scored plans on
+    # noise), bf16 rollouts, a larger training batch with a floor of gradient steps, the
+    # published 4 x 200 model.
     "HalfCheetah-v5": dict(
         trials=30, episode_steps=1000,
         train=dict(batch_size=256, epochs=25, min_steps=300),

@@ -20,16 +20,17 @@ import torch
 from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16
 
 # Shifts the random model's log-variance from ~-0.5 (std ~0.8 per step) to ~-4 (std ~0.14),
-# closer to a trained model. With the raw init the reward noise (std ~16 per step after
-# the / dt of HalfCheetah's reward) swamps the differences between plans: the planned
-# plan scored -20.0, no better than the zero plan (-19.8), so decision quality could
-# not be told apart (measured 2026-11-23, seed 0, 100 scoring particles).
+# closer to a trained model: with the raw init the reward noise (std ~16 per step after
+# the / dt of HalfCheetah's reward) swamps the differences between plans, and decision
+# quality cannot be told apart (the measurement: docs/measurements.md).
 LOGVAR_BIAS = -4.0
 
 
 @dataclass(frozen=True)
 class PlannerBenchConfig:
-    """One planning problem: model size, CEM settings and the benchmark's own knobs."""
+    """One planning problem: model size, CEM settings and the benchmark's own knobs. Fields
+    shared with ``ModelConfig`` (models/config.py) and ``PlannerConfig`` (planning/config.py)
+    carry their names."""
 
     name: str
     obs_dim: int = 18
@@ -38,10 +39,11 @@ class PlannerBenchConfig:
     """Action width A; actions live in [-1, 1]^A."""
     ensemble_size: int = 5
     """Ensemble members E."""
-    hidden_layers: int = 4
-    """Hidden layers of the MLP (mbrl-lib's ``num_layers``); one output layer follows."""
-    hidden_size: int = 200
-    """Width of every hidden layer."""
+    layers: int = 4
+    """Hidden layers of the MLP (``ModelConfig.layers``; mbrl-lib's ``num_layers``); one
+    output layer follows."""
+    hidden: int = 200
+    """Width of every hidden layer (``ModelConfig.hidden``)."""
     activation: str = "silu"
     """Hidden activation."""
     population: int = 500
@@ -75,7 +77,7 @@ class PlannerBenchConfig:
     def sizes(self) -> tuple[int, ...]:
         """Layer widths (D + A, hidden..., 2 D): a Gaussian head over delta-states."""
         d_in = self.obs_dim + self.act_dim
-        return (d_in,) + (self.hidden_size,) * self.hidden_layers + (2 * self.obs_dim,)
+        return (d_in,) + (self.hidden,) * self.layers + (2 * self.obs_dim,)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,7 +87,7 @@ CONFIGS: dict[str, PlannerBenchConfig] = {
     "pets-halfcheetah": PlannerBenchConfig("pets-halfcheetah"),
     # Same model, every planner dimension shrunk: the harness and CLI tests run it in seconds.
     "tiny": PlannerBenchConfig(
-        "tiny", hidden_size=32, hidden_layers=2, population=20, particles=4, horizon=5,
+        "tiny", hidden=32, layers=2, population=20, particles=4, horizon=5,
         iterations=2, num_elites=5, latency_population=10, batch_starts=3, peak_n=256,
         quality_particles=8, quality_starts=2,
     ),

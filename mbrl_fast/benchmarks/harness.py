@@ -181,7 +181,7 @@ def machine_info() -> dict:
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "mbrl_fast_version": mbrl_fast.__version__,
-        "backends": {name: ok for name, (ok, _) in backends.available().items()},
+        "backends": {name: status.available for name, status in backends.available().items()},
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -73,8 +73,8 @@ def make_model_env(cfg: PlannerBenchConfig, params: MLPParams,
 
     d, a = cfg.obs_dim, cfg.act_dim
     net = mbrl.models.GaussianMLP(
-        in_size=d + a, out_size=d, device=device, num_layers=cfg.hidden_layers,
-        ensemble_size=cfg.ensemble_size, hid_size=cfg.hidden_size,
+        in_size=d + a, out_size=d, device=device, num_layers=cfg.layers,
+        ensemble_size=cfg.ensemble_size, hid_size=cfg.hidden,
         propagation_method="fixed_model",
         activation_fn_cfg={"_target_": _ACTIVATION_TARGETS[params.activation]},
     )

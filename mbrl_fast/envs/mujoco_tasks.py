@@ -75,12 +75,10 @@ _COS_1_RAD = math.cos(1.0)
 def halfcheetah_upright_shaping(obs, act, next_obs):
     """-5 max(0, cos(1) - cos(pitch')): a planning cost on tipping beyond 1 rad.
 
-    Without it the planner on a learned model flipped the cheetah onto its back, and the
-    flipped gait was a local optimum the runs did not leave (~1.0 per step, pitch ~pi,
-    where the same planner on the true dynamics earns ~7.0 per step upright;
-    bench/results/learning_halfcheetah_cpu_noshaping.json). Zero for |pitch| <= 1 rad, so
-    running gaits are not penalised; ~7.7 per step on the back, more than a flipped gait
-    earns (bench/results/learning_halfcheetah_cpu.json: the run with it).
+    Without it the planner on a learned model can flip the cheetah onto its back, a gait
+    that is a local optimum (it earns a fraction of an upright gait's reward; the runs with
+    and without it: docs/measurements.md). Zero for |pitch| <= 1 rad, so running gaits are
+    not penalised; ~7.7 per step on the back, more than a flipped gait earns.
     """
     return -5.0 * (_COS_1_RAD - torch.cos(next_obs[..., 2])).clamp(min=0.0)
 

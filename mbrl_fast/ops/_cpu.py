@@ -20,9 +20,17 @@ import weakref
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams, unpack_bf16
-from mbrl_fast.ops.propagate import MODE_IDS, PropagateResult, PropagateSpec, _raise_non_finite
-from mbrl_fast.ops.rewards import BUILTIN, HALFCHEETAH_DT, Reward
+from mbrl_fast.ops.contract import (
+    ACTIVATION_IDS,
+    MODE_IDS,
+    MLPParams,
+    PropagateResult,
+    PropagateSpec,
+    Reward,
+    unpack_bf16,
+)
+from mbrl_fast.ops.contract import raise_non_finite as _raise_non_finite
+from mbrl_fast.ops.rewards import BUILTIN, HALFCHEETAH_DT
 
 KERNELS_ENV_VAR = backends.CPU_KERNELS_ENV_VAR
 # Reward ids (csrc/cpu/propagate.h RewardKind; 0-2 as in the CUDA module).

@@ -9,25 +9,19 @@ Inputs were validated by the ops; tensors are contiguous float32 on one CUDA dev
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops import rewards
-from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
-from mbrl_fast.ops.features import ObsFeatures
-from mbrl_fast.ops.propagate import (
+from mbrl_fast.ops import _gpu
+from mbrl_fast.ops.contract import (
+    ACTIVATION_IDS,
     MODE_IDS,
+    MLPParams,
     PropagateResult,
     PropagateSpec,
-    _raise_non_finite,
-    score_states,
 )
-
-_NO_BAD = 2**64 - 1  # the kernel's atomicMin identity (uint64)
-REWARD_NONE, REWARD_MODEL, REWARD_HALFCHEETAH = 0, 1, 2  # csrc/cuda/ops_cuda.h PropagateDesc
-FUSED_BUILTINS = {rewards.BUILTIN["halfcheetah"].builtin_id: REWARD_HALFCHEETAH}
+from mbrl_fast.ops.features import ObsFeatures
 
 
 def _stream(device: torch.device) -> int:
@@ -74,19 +68,6 @@ def ensemble_mlp_cuda(x: torch.Tensor, params: MLPParams, sizes):
     return (out, logvar) if params.gaussian else out
 
 
-@functools.lru_cache(maxsize=8)
-def _arange(rows: int, device: str) -> torch.Tensor:
-    return torch.arange(rows, device=device)
-
-
-def tsinf_order(spec: PropagateSpec, rows: int, device) -> torch.Tensor:
-    """[rows] int64 particle order sorted by drawn member slot (device argsort, no sync):
-    a tile of 32 particles then needs one member's MLP instead of up to E'."""
-    m = spec.members.numel()
-    x = philox_fill("uint32", rows, spec.seed, spec.offset + 1, device)
-    return torch.argsort((x * m) >> 32, stable=True)
-
-
 @functools.lru_cache(maxsize=32)
 def _feature_lists(features: ObsFeatures | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(src [F], kind [F]) of the model input map on the host: the kernel takes the table
@@ -97,57 +78,30 @@ def _feature_lists(features: ObsFeatures | None) -> tuple[tuple[int, ...], tuple
     return tuple(src.tolist()), tuple(kind.tolist())
 
 
-def _reward_id(spec: PropagateSpec) -> int:
-    if spec.reward is None:
-        return REWARD_NONE
-    if spec.reward == "model":
-        return REWARD_MODEL
-    return FUSED_BUILTINS[spec.reward.builtin_id]
-
-
 def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                    spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
-    """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult."""
+    """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult with
+    returns per particle [N, P, K] (ops/_gpu.py). The reward must be one the CUDA kernel
+    fuses (backends.CAPABILITIES); ops.propagate scores the others with torch."""
     s = spec
-    if isinstance(s.reward, rewards.Reward) and s.reward.builtin_id not in FUSED_BUILTINS:
-        # e.g. a numba C callback (host code): roll out states, then the torch reward
-        run = replace(s, reward=None, return_states=True)
-        return score_states(propagate_cuda(params, obs, actions, run, policy), actions, s)
     dev = obs.device
-    rows = s.n * s.p * s.k
-    reward_id = _reward_id(s)
-    f32 = dict(dtype=torch.float32, device=dev)
-    states = torch.empty(rows, s.h + 1, s.d, **f32) if s.return_states else None
-    step_rewards = torch.empty(rows, s.h, **f32) if s.return_states and reward_id else None
-    row_returns = torch.empty(rows, **f32) if reward_id else None
-    taken = torch.empty(rows, s.h, s.a, **f32) if policy is not None else None
-    bad = torch.full((1,), -1, dtype=torch.int64, device=dev)  # all ones = uint64 max
-    slots = [s.member] if s.mode == "fixed" else [int(m) for m in s.members.tolist()]
-    order = tsinf_order(s, rows, dev) if s.mode == "tsinf" and len(slots) > 1 else None
+    reward_id = _gpu.reward_id(s, "cuda")
+    out = _gpu.row_outputs(s, reward_id != 0, policy is not None, dev)
     desc = backends.cuda_module().PropagateDesc()
     desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
     desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
     desc.mode, desc.reward, desc.return_states = MODE_IDS[s.mode], reward_id, s.return_states
-    desc.members, desc.num_members_all = slots, params.num_members
+    desc.members, desc.num_members_all = list(_gpu.member_slots(s)), params.num_members
     desc.feat_src, desc.feat_kind = _feature_lists(params.obs_features)
-    desc.seed, desc.offset, desc.dt = s.seed, s.offset, rewards.HALFCHEETAH_DT
+    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _gpu.reward_dt(s)
+    order = _gpu.tsinf_order(s, philox_fill, dev)  # kept alive until the launch
     desc.obs, desc.actions, desc.order = obs.data_ptr(), _addr(actions), _addr(order)
-    desc.states, desc.rewards = _addr(states), _addr(step_rewards)
-    desc.row_returns = _addr(row_returns)
-    desc.taken, desc.bad = _addr(taken), bad.data_ptr()
+    desc.states, desc.rewards = _addr(out.states), _addr(out.rewards)
+    desc.row_returns = _addr(out.returns)
+    desc.taken, desc.bad = _addr(out.taken), out.bad.data_ptr()
     backends.cuda_module().propagate(mlp_desc(params), None if policy is None else mlp_desc(policy),
                                      desc, _stream(dev))
-    key = int(bad.item()) & _NO_BAD  # one int64 read back: the op raises on a non-finite state
-    if key != _NO_BAD:
-        mem = key % (params.num_members + 1) - 1
-        t, row = divmod(key // (params.num_members + 1), rows)
-        _raise_non_finite(t, mem, row // (s.p * s.k), (row // s.k) % s.p, row % s.k)
-    return PropagateResult(
-        states=states.view(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None,
-        rewards=step_rewards.view(s.n, s.p, s.k, s.h) if step_rewards is not None else None,
-        returns=row_returns.view(s.n, s.p, s.k).mean(dim=-1) if reward_id else None,
-        actions=taken.view(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
-    )
+    return _gpu.to_result(out, s, params.num_members)
 
 
 # ---- elite_update (ops/elite_update.py: CEMUpdate / MPPIUpdate fields) ------------

@@ -30,87 +30,23 @@ Activations: ``silu``, ``relu``, ``tanh``, ``elu`` (alpha 1), ``leaky_relu``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from mbrl_fast import backends
+from mbrl_fast.ops import registry
+from mbrl_fast.ops.contract import (
+    ACTIVATION_IDS,
+    ACTIVATIONS,
+    MLPParams,
+    pack_bf16,
+    unpack_bf16,
+)
 from mbrl_fast.ops.features import ObsFeatures
 
-ACTIVATIONS = ("silu", "relu", "tanh", "elu", "leaky_relu", "identity")
-ACTIVATION_IDS = {name: i for i, name in enumerate(ACTIVATIONS)}  # shared with csrc
-
-
-@dataclass(frozen=True)
-class MLPParams:
-    """An ensemble of MLPs in the layout the kernels read in place (no copy per call).
-
-    weights[l]: [E, d_{l}, d_{l+1}] float32, or bf16 packed [E, ceil(d_l/2), d_{l+1}, 2]
-    biases[l]:  [E, d_{l+1}] float32
-    """
-
-    weights: tuple[torch.Tensor, ...]
-    biases: tuple[torch.Tensor, ...]
-    activation: str = "silu"
-    in_mean: torch.Tensor | None = None  # [d_0]
-    in_std: torch.Tensor | None = None  # [d_0]
-    max_logvar: torch.Tensor | None = None  # [d_L / 2]
-    min_logvar: torch.Tensor | None = None  # [d_L / 2]
-    leaky_slope: float = 0.01
-    in_dim: int | None = None  # d_0, needed only for bf16 weights with an odd d_0 and no in_mean
-    # How propagate maps a state to the model's input (ops/features.py); d_0 is then
-    # F + A. ensemble_mlp itself ignores it: its x already is the model input.
-    obs_features: ObsFeatures | None = None
-
-    @property
-    def num_members(self) -> int:
-        return int(self.biases[0].shape[0])
-
-    @property
-    def sizes(self) -> tuple[int, ...]:
-        """Layer widths (d_0, d_1, ..., d_L)."""
-        return (self.in_features,) + tuple(int(b.shape[1]) for b in self.biases)
-
-    @property
-    def in_features(self) -> int:
-        if self.in_dim is not None:
-            return int(self.in_dim)
-        if self.in_mean is not None:
-            return int(self.in_mean.shape[0])
-        w = self.weights[0]
-        return int(w.shape[1]) if w.dim() == 3 else 2 * int(w.shape[1])
-
-    @property
-    def is_bf16(self) -> bool:
-        return self.weights[0].dtype == torch.bfloat16
-
-    @property
-    def gaussian(self) -> bool:
-        return self.max_logvar is not None
-
-    @property
-    def device(self) -> torch.device:
-        return self.biases[0].device
-
-
-def pack_bf16(weight: torch.Tensor) -> torch.Tensor:
-    """[E, d_in, d_out] float -> bf16 kernel layout [E, ceil(d_in/2), d_out, 2] (zero-padded)."""
-    if weight.dim() != 3:
-        raise ValueError(f"weight must be [E, in, out], got shape {tuple(weight.shape)}")
-    e, d_in, d_out = weight.shape
-    w = weight.detach().to(torch.float32)
-    if d_in % 2:
-        w = torch.cat([w, w.new_zeros(e, 1, d_out)], dim=1)
-    return w.reshape(e, -1, 2, d_out).permute(0, 1, 3, 2).contiguous().to(torch.bfloat16)
-
-
-def unpack_bf16(packed: torch.Tensor, d_in: int) -> torch.Tensor:
-    """bf16 kernel layout [E, ceil(d_in/2), d_out, 2] -> float32 [E, d_in, d_out]."""
-    e, half, d_out, two = packed.shape
-    w = packed.to(torch.float32).permute(0, 1, 3, 2).reshape(e, 2 * half, d_out)
-    return w[:, :d_in]
-
+__all__ = ["ACTIVATIONS", "ACTIVATION_IDS", "MLPParams", "activation_fn", "check_params",
+           "ensemble_mlp", "ensemble_mlp_reference", "layer_weights_fp32", "pack_bf16",
+           "soft_bound_logvar", "unpack_bf16"]
 
 def check_params(params: MLPParams, name: str = "params") -> tuple[int, ...]:
     """Validate an MLPParams once at the Python boundary; returns its layer sizes."""
@@ -248,18 +184,9 @@ def ensemble_mlp(x: torch.Tensor, params: MLPParams, *, backend: str = "auto"):
     """
     sizes = check_params(params)
     x = _check_x(x, params, sizes)
-    name = backends.select(backend, x.device, ("cpu", "triton", "cuda"), "ensemble_mlp",
+    name = backends.select(backend, x.device, backends.supporting("ensemble_mlp"),
+                           "ensemble_mlp",
                            {"members": x.shape[0], "batch": x.shape[1], "sizes": sizes})
     if name == "reference" or x.shape[1] == 0:
         return ensemble_mlp_reference(x, params)
-    if name == "cpu":
-        from mbrl_fast.ops._cpu import ensemble_mlp_cpu
-
-        return ensemble_mlp_cpu(x, params, sizes)
-    if name == "triton":
-        from mbrl_fast.ops._triton.ensemble_mlp import ensemble_mlp_triton
-
-        return ensemble_mlp_triton(x, params, sizes)
-    from mbrl_fast.ops._cuda import ensemble_mlp_cuda
-
-    return ensemble_mlp_cuda(x, params, sizes)
+    return registry.launcher("ensemble_mlp", name)(x, params, sizes)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from mbrl_fast import backends
+from mbrl_fast.ops import registry
 
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85
@@ -84,8 +85,11 @@ def _words(start: int, stop: int, seed: int, offset: int, device) -> tuple[torch
                          torch.full_like(block, offset >> 32), (seed & _MASK32, seed >> 32))
 
 
+UNIFORM_SCALE = 2.0**-24  # 24-bit integer k -> (k + 0.5) * 2**-24 in (0, 1), exact in float32
+
+
 def _uint32_to_uniform(x: torch.Tensor) -> torch.Tensor:
-    return ((x >> 8).to(torch.float32) + 0.5) * 2.0**-24
+    return ((x >> 8).to(torch.float32) + 0.5) * UNIFORM_SCALE
 
 
 def _box_muller(*words: torch.Tensor) -> torch.Tensor:
@@ -93,8 +97,8 @@ def _box_muller(*words: torch.Tensor) -> torch.Tensor:
     word pairs (0, 1) and (2, 3) each give (r cos theta, r sin theta)."""
     out = []
     for a, b in ((words[0], words[1]), (words[2], words[3])):
-        r = torch.sqrt(-2.0 * torch.log(((a >> 8).to(torch.float64) + 0.5) * 2.0**-24))
-        theta = 2.0 * math.pi * (((b >> 8).to(torch.float64) + 0.5) * 2.0**-24)
+        r = torch.sqrt(-2.0 * torch.log(((a >> 8).to(torch.float64) + 0.5) * UNIFORM_SCALE))
+        theta = 2.0 * math.pi * (((b >> 8).to(torch.float64) + 0.5) * UNIFORM_SCALE)
         out += [r * torch.cos(theta), r * torch.sin(theta)]
     return torch.stack(out, dim=1)
 
@@ -133,30 +137,12 @@ def _dispatch(kind: str, shape, seed, offset, device, backend) -> torch.Tensor:
     _check_key(seed, offset)
     n = _numel(shape)
     device = torch.device(device)
-    name = backends.select(backend, device, ("cpu", "cuda", "triton"), f"noise.{kind}")
+    name = backends.select(backend, device, backends.supporting("noise"), f"noise.{kind}")
     if name == "reference" or n == 0:
         fn = {"uint32": _uint32_reference, "uniform": _uniform_reference,
               "normal": _normal_reference}[kind]
         return fn(n, seed, offset, device).reshape(tuple(shape))
-    if name == "cpu":
-        dtype = torch.int32 if kind == "uint32" else torch.float32
-        out = torch.empty(n, dtype=dtype)
-        from mbrl_fast.ops._cpu import philox_fill_cpu
-
-        philox_fill_cpu(kind, out, seed, offset)
-        if kind == "uint32":
-            out = out.to(torch.int64) & _MASK32
-        return out.reshape(tuple(shape))
-    if name == "triton":
-        from mbrl_fast.ops._triton import noise as triton_noise
-
-        return triton_noise.fill(kind, n, seed, offset, device).reshape(tuple(shape))
-    out = torch.empty(n, dtype=torch.int32 if kind == "uint32" else torch.float32, device=device)
-    stream = torch.cuda.current_stream(device).cuda_stream
-    getattr(backends.cuda_module(), f"philox_{kind}")(out.data_ptr(), n, seed, offset, stream)
-    if kind == "uint32":
-        out = out.to(torch.int64) & _MASK32
-    return out.reshape(tuple(shape))
+    return registry.launcher("noise", name)(kind, n, seed, offset, device).reshape(tuple(shape))
 
 
 def philox_uint32(shape: Sequence[int], seed: int, offset: int = 0, *, device="cpu",

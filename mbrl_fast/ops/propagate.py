@@ -43,46 +43,29 @@ A non-finite state raises FloatingPointError naming the step, member and sequenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops import noise, rewards
-from mbrl_fast.ops.ensemble_mlp import MLPParams, check_params, ensemble_mlp_reference
+from mbrl_fast.ops import noise, registry, rewards
+from mbrl_fast.ops.contract import (
+    MODE_IDS,
+    MODES,
+    OFFSETS_PER_CALL,
+    MLPParams,
+    PropagateResult,
+    PropagateSpec,
+    Reward,
+    raise_non_finite,
+    raise_non_finite_row,
+)
+from mbrl_fast.ops.ensemble_mlp import check_params, ensemble_mlp_reference
 from mbrl_fast.ops.features import obs_features_reference
 
-MODES = ("ts1", "tsinf", "expectation", "fixed")
-MODE_IDS = {name: i for i, name in enumerate(MODES)}  # shared with csrc
-OFFSETS_PER_CALL = 3
-
-
-@dataclass
-class PropagateResult:
-    states: torch.Tensor | None  # [N, P, K, H + 1, D]
-    rewards: torch.Tensor | None  # [N, P, K, H]
-    returns: torch.Tensor | None  # [N, P]
-    actions: torch.Tensor | None = None  # [N, P, K, H, A] (policy in the loop only)
-
-
-@dataclass(frozen=True)
-class PropagateSpec:
-    """The validated arguments of one propagate call (what every backend receives)."""
-
-    n: int
-    p: int
-    k: int
-    h: int
-    d: int
-    a: int
-    d_out: int
-    mode: str
-    member: int
-    members: torch.Tensor  # [E'] int64
-    seed: int
-    offset: int
-    reward: object  # None | "model" | rewards.Reward
-    return_states: bool
+__all__ = ["MODES", "MODE_IDS", "OFFSETS_PER_CALL", "PropagateResult", "PropagateSpec",
+           "check_args", "propagate", "propagate_reference", "raise_non_finite",
+           "score_states"]
 
 
 def _bad(name: str, expected: str, got) -> ValueError:
@@ -182,13 +165,6 @@ def _member_indices(spec: PropagateSpec, device) -> torch.Tensor:
                              backend="reference")
         draw = draw.unsqueeze(-1).expand(-1, -1, -1, s.h)
     return s.members.to(device)[draw]
-
-
-def _raise_non_finite(t: int, member: int, n: int, p: int, k: int) -> None:
-    raise FloatingPointError(
-        f"propagate: the model produced a non-finite state at step {t} (member {member}, "
-        f"start state {n}, sequence {p}, particle {k}); check the model's weights and "
-        "normalizer, or the action bounds")
 
 
 def _select_members(params: MLPParams, idx: torch.Tensor) -> MLPParams:
@@ -300,7 +276,7 @@ def propagate_reference(params: MLPParams, obs, actions, spec: PropagateSpec, po
         t = int(bad.any(dim=1).nonzero()[0, 0])
         r = int(bad[t].nonzero()[0, 0])
         mem = -1 if s.mode == "expectation" else int(member_of[r, t])
-        _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
+        raise_non_finite_row(t, mem, r, s)
     out_rewards = returns = None
     if s.reward == "model":
         out_rewards = torch.stack(model_rewards, dim=1)  # [rows, H]
@@ -333,29 +309,22 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
                       reward, return_states, policy, horizon)
     obs = obs.contiguous()
     actions = actions.contiguous() if actions is not None else None
-    supported = ["cuda", "triton", "cpu"]
-    name = backends.select(backend, obs.device, supported, "propagate")
+    features = ("propagate", "propagate.policy") if policy is not None else ("propagate",)
+    name = backends.select(backend, obs.device, backends.supporting(*features), "propagate")
     if name == "reference":
         return propagate_reference(params, obs, actions, spec, policy)
-    # A reward the kernel cannot apply inside the rollout (a plain torch function):
-    # roll out states, then score every transition in one batched torch call.
-    torch_reward = isinstance(spec.reward, rewards.Reward) and not spec.reward.fused
+    # A reward this backend's kernel does not apply inside the rollout (a plain torch
+    # function; a numba callback off the CPU): roll out states, then score every
+    # transition in one batched torch call.
+    torch_reward = isinstance(spec.reward, Reward) and not (
+        spec.reward.fused_on(name) and (name != "cpu" or registry.cpu_fuses(spec.reward)))
     run = replace(spec, reward=None, return_states=True) if torch_reward else spec
-    if name == "cpu":
-        from mbrl_fast.ops._cpu import propagate_cpu
-
-        result = propagate_cpu(params, obs, actions, run, policy)
-    elif name == "triton":
-        from mbrl_fast.ops._triton.propagate import propagate_triton
-
-        result = propagate_triton(params, obs, actions, run, policy)
-    else:
-        from mbrl_fast.ops._cuda import propagate_cuda
-
-        result = propagate_cuda(params, obs, actions, run, policy)
+    result = registry.launcher("propagate", name)(params, obs, actions, run, policy)
     if torch_reward:
-        result = score_states(result, actions, spec)
-    return result
+        return score_states(result, actions, spec)
+    # The launchers return per-particle returns [N, P, K]: the mean over K, here only.
+    returns = None if result.returns is None else result.returns.mean(dim=-1)
+    return replace(result, returns=returns)
 
 
 def score_states(result: PropagateResult, actions, spec: PropagateSpec) -> PropagateResult:

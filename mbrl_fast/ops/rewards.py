@@ -16,48 +16,27 @@ The C callback ABI (csrc/include/reward_callback.h)::
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import torch
+
+from mbrl_fast.ops.contract import Reward, RewardKind
+
+__all__ = ["BUILTIN", "HALFCHEETAH_DT", "Reward", "RewardKind", "halfcheetah_reward", "resolve"]
 
 HALFCHEETAH_DT = 0.05  # gymnasium HalfCheetah-v5: frame_skip 5 x timestep 0.01
 
 
-@dataclass(frozen=True)
-class Reward:
-    """A reward the propagate op understands.
-
-    torch_fn: batched reference ``(obs, act, next_obs) -> [...]``.
-    builtin_id: >= 0 when the compiled kernels fuse it (see BUILTIN_IDS in csrc).
-    address: a C function pointer with the callback ABI above (0: none).
-    """
-
-    name: str
-    torch_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-    builtin_id: int = -1
-    address: int = 0
-    keepalive: object = None  # whatever owns the code behind ``address``
-
-    @property
-    def cpu_kernel_ok(self) -> bool:
-        """True when the C++ kernel applies it inside the rollout."""
-        return self.builtin_id >= 0 or self.address != 0
-
-    @property
-    def fused(self) -> bool:
-        return self.cpu_kernel_ok
-
-
-def halfcheetah_reward(obs: torch.Tensor, act: torch.Tensor,
-                       next_obs: torch.Tensor) -> torch.Tensor:
+def halfcheetah_reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
+                       dt: float = HALFCHEETAH_DT) -> torch.Tensor:
     """HalfCheetah-v5 with exclude_current_positions_from_observation=False (obs 18):
-    forward velocity (x_{t+1} - x_t) / dt  minus  0.1 * |a|^2."""
-    return (next_obs[..., 0] - obs[..., 0]) / HALFCHEETAH_DT - 0.1 * (act * act).sum(dim=-1)
+    forward velocity (x_{t+1} - x_t) / dt  minus  0.1 * |a|^2. The specification of
+    ``RewardKind.HALFCHEETAH`` (kernels: csrc/include/builtin_rewards.h, the Triton
+    ``halfcheetah_reward``), which the kernels take with ``dt`` as a parameter."""
+    return (next_obs[..., 0] - obs[..., 0]) / dt - 0.1 * (act * act).sum(dim=-1)
 
 
 BUILTIN: dict[str, Reward] = {
-    "halfcheetah": Reward("halfcheetah", halfcheetah_reward, builtin_id=0),
+    "halfcheetah": Reward("halfcheetah", halfcheetah_reward, kind=RewardKind.HALFCHEETAH,
+                          dt=HALFCHEETAH_DT),
 }
 
 

@@ -195,7 +195,9 @@ class Planner:
 
     @property
     def op_backend(self) -> str:
-        """Backend for the elite_update ops (CPU C++ or reference only)."""
+        """Backend for the sampler and elite_update ops: the planner's, unless it is "cuda"
+        or "triton", which not every sampler implements (backends.CAPABILITIES); "auto"
+        then picks the fastest backend that does, on the samples' device."""
         return self.backend if self.backend in ("auto", "reference", "cpu") else "auto"
 
     def initial_mean(self, n: int) -> torch.Tensor:

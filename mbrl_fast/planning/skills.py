@@ -166,7 +166,7 @@ class SkillPlanner:
         common = dict(particles=1, mode="expectation", seed=self.seed,
                       offset=self._offsets(OFFSETS_PER_CALL), backend=c.backend)
         params = self.dynamics.mlp_params()
-        if reward.fused:  # applied inside the compiled rollout
+        if reward.kind != rewards.RewardKind.TORCH:  # fused where the backend can (propagate)
             return propagate(params, start, actions, reward=reward, return_states=False,
                              **common).returns
         states = propagate(params, start, actions, **common).states  # [N, K, 1, H + 1, D]

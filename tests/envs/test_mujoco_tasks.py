@@ -15,6 +15,7 @@ pytest.importorskip("mujoco")
 from mbrl_fast.envs import get_task  # noqa: E402
 from mbrl_fast.envs import mujoco_tasks as mt  # noqa: E402
 from mbrl_fast.ops import rewards  # noqa: E402
+from mbrl_fast.ops.contract import RewardKind  # noqa: E402
 
 STEPS = 100
 TOL = 1e-4
@@ -157,4 +158,4 @@ def test_halfcheetah_uses_the_fused_builtin():
     assert task.builtin_reward == "halfcheetah"
     assert task.reward is rewards.BUILTIN["halfcheetah"]
     assert task.env_kwargs == {"exclude_current_positions_from_observation": False}
-    assert get_task("Hopper-v5").reward.builtin_id == -1  # no fused built-in: a torch reward
+    assert get_task("Hopper-v5").reward.kind == RewardKind.TORCH  # no fused built-in

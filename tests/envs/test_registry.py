@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mbrl_fast.envs import Task, get_task, list_tasks, never_terminates, register_task, registry
+from mbrl_fast.ops.contract import RewardKind
 from mbrl_fast.ops.features import ObsFeatures
 
 SUPPORTED = ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5",
@@ -145,7 +146,7 @@ def test_halfcheetah_shaping_is_zero_upright_and_costs_a_flip():
     obs = torch.randn(6, 18, dtype=torch.float64)
     torch.testing.assert_close(task.planning_reward.torch_fn(obs, act, nxt),
                                task.reward_fn(obs, act, nxt) + cost)
-    assert task.reward.builtin_id >= 0
+    assert task.reward.kind == RewardKind.HALFCHEETAH
 
 
 @pytest.mark.parametrize("env_id", SUPPORTED)

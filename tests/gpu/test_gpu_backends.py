@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import TOL, random_mlp_params
+from helpers import assert_close, random_mlp_params
 
 from mbrl_fast import backends
 from mbrl_fast.ops import noise
@@ -40,18 +40,6 @@ def cpu(params: MLPParams) -> MLPParams:
                    biases=tuple(map(move, params.biases)), in_mean=move(params.in_mean),
                    in_std=move(params.in_std), max_logvar=move(params.max_logvar),
                    min_logvar=move(params.min_logvar))
-
-
-def assert_close(got, ref, dtype="fp32", what=""):
-    if ref is None:
-        assert got is None, what
-        return
-    got = got.cpu()
-    assert got.shape == ref.shape and got.dtype == ref.dtype, what
-    tol = TOL[dtype]
-    err = float((got.double() - ref.double()).abs().max())
-    bound = tol["rtol"] * float(ref.abs().max()) + tol["atol"]
-    assert err <= bound, f"{what}: max error {err:.3g} > {bound:.3g}"
 
 
 # ---- noise -------------------------------------------------------------------------

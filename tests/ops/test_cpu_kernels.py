@@ -34,7 +34,7 @@ def test_auto_picks_the_best_path_this_cpu_runs(monkeypatch):
     best = next(p for p in ("avx512", "avx2", "portable") if not cpu_path_missing(p))
     assert backends.cpu_isa() == best
     assert backends.cpu_kernels().isa == best
-    ok, why = backends.available()["cpu"]
+    ok, why, _ = backends.available()["cpu"]
     assert ok and why.startswith(f"available: {best} (")
 
 
@@ -44,7 +44,7 @@ def test_forcing_a_path(monkeypatch, path):
         pytest.skip(cpu_path_missing(path))
     monkeypatch.setenv(ENV, path)
     assert backends.cpu_isa() == path
-    assert backends.available()["cpu"] == (True, backends.available()["cpu"][1])
+    assert backends.available()["cpu"].available
     assert f"available: {path} (" in backends.available()["cpu"][1]
     assert f"{ENV}={path}" in backends.available()["cpu"][1]
     native = path == "avx512" and backends.cpu_module().cpu_has_avx512_bf16()
@@ -60,7 +60,7 @@ def test_unknown_value_names_the_variable(monkeypatch):
         ensemble_mlp(torch.zeros(1, 2, 3), params, backend="cpu")
     with pytest.raises(ValueError, match=ENV):
         backends.cpu_isa()
-    ok, why = backends.available()["cpu"]
+    ok, why, _ = backends.available()["cpu"]
     assert ok and "cpu calls raise" in why and "avx9000" in why
 
 
@@ -76,7 +76,7 @@ def test_forcing_a_path_the_cpu_lacks_names_the_features(monkeypatch, cpu_withou
     assert "portable" in str(err.value)  # what this CPU can run instead
     with pytest.raises(backends.BackendUnavailable, match="lacks"):
         noise.normal((5,), 1, backend="cpu")
-    ok, why = backends.available()["cpu"]
+    ok, why, _ = backends.available()["cpu"]
     assert ok and "cpu calls raise" in why
 
 

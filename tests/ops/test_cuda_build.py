@@ -87,5 +87,5 @@ def test_backends_report_cuda_unavailable_without_a_device():
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    ok, why = backends.available()["cuda"]
+    ok, why, _ = backends.available()["cuda"]
     assert not ok and why, "cuda must be reported unavailable, with a reason"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TOL, cpu_backends, random_mlp_params
+from helpers import assert_close, cpu_backends, random_mlp_params
 
 from mbrl_fast import backends
 from mbrl_fast.ops._cpu import KERNELS_ENV_VAR
@@ -13,17 +13,6 @@ from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp
 
 pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
 
-
-
-def assert_close(got, ref, dtype):
-    """|got - ref| <= rtol * max|ref| + atol, elementwise over the output."""
-    tol = TOL[dtype]
-    got, ref = (got, ref) if isinstance(ref, tuple) else ((got,), (ref,))
-    for g, r in zip(got, ref, strict=True):
-        assert g.shape == r.shape and g.dtype == r.dtype
-        scale = float(r.abs().max()) if r.numel() else 1.0
-        err = float((g - r).abs().max()) if r.numel() else 0.0
-        assert err <= tol["rtol"] * scale + tol["atol"], f"max error {err:.3g}, scale {scale:.3g}"
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

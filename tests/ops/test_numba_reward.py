@@ -16,6 +16,7 @@ from helpers import TOL, random_mlp_params  # noqa: E402
 from mbrl_fast import backends  # noqa: E402
 from mbrl_fast.ops import propagate  # noqa: E402
 from mbrl_fast.ops._numba import compile_reward  # noqa: E402
+from mbrl_fast.ops.contract import RewardKind  # noqa: E402
 
 D, A = 5, 2  # helpers's default ensemble: sizes (D + A = 7, 16, 16, 2 D = 10)
 CALLBACK = ctypes.CFUNCTYPE(ctypes.c_float, *[ctypes.POINTER(ctypes.c_float)] * 3,
@@ -65,7 +66,8 @@ def test_math_functions_match_the_task_reward():
 
     reward = compile_reward(pole_tip, 4, 1, name="tip")
     obs, act, nxt = random_transitions((64,), d=4, a=1)
-    assert reward.name == "tip" and reward.cpu_kernel_ok and reward.builtin_id == -1
+    assert reward.name == "tip" and reward.kind == RewardKind.CALLBACK
+    assert reward.fused_on("cpu") and not reward.fused_on("cuda") and not reward.fused_on("triton")
     torch.testing.assert_close(reward.torch_fn(obs, act, nxt), swingup_reward(obs, act, nxt),
                                rtol=1e-5, atol=1e-6)
 

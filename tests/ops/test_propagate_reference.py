@@ -15,15 +15,10 @@ import torch
 from helpers import random_mlp_params
 
 from mbrl_fast.ops import noise
+from mbrl_fast.ops.contract import raise_non_finite_row
 from mbrl_fast.ops.ensemble_mlp import ensemble_mlp_reference
 from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
-from mbrl_fast.ops.propagate import (
-    MODES,
-    _member_indices,
-    _raise_non_finite,
-    check_args,
-    propagate,
-)
+from mbrl_fast.ops.propagate import MODES, _member_indices, check_args, propagate
 
 
 def oracle(params, obs, actions, policy=None, **kw):
@@ -58,7 +53,7 @@ def oracle(params, obs, actions, policy=None, **kw):
         if bad.any():
             r = int(bad.nonzero()[0, 0])
             mem = -1 if s.mode == "expectation" else int(member_of[r, t])
-            _raise_non_finite(t, mem, r // (s.p * s.k), (r // s.k) % s.p, r % s.k)
+            raise_non_finite_row(t, mem, r, s)
         if s.reward == "model":
             rewards.append(delta[:, s.d])
         elif s.reward is not None:

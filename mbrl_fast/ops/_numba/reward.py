@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mbrl_fast.ops.rewards import Reward
+from mbrl_fast.ops.contract import Reward, RewardKind
 
 
 def _numba():
@@ -116,5 +116,5 @@ def compile_reward(fn, obs_dim: int, act_dim: int, name: str | None = None) -> R
         return torch.from_numpy(out).reshape(lead).to(obs.device)
 
     torch_fn.__name__ = name
-    return Reward(name, torch_fn, address=int(callback.address),
+    return Reward(name, torch_fn, kind=RewardKind.CALLBACK, address=int(callback.address),
                   keepalive=(callback, rows, user))

@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from mbrl_fast import backends
-from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
+from mbrl_fast.ops.contract import ACTIVATION_IDS, MLPParams
 
 BM = 32  # rows per tile: tl.dot needs >= 16
 PANEL = 64  # output columns per tl.dot panel (BN)

@@ -22,6 +22,9 @@ import triton
 import triton.language as tl
 
 _MASK32 = 0xFFFFFFFF
+# 2**-24: a 24-bit integer k -> (k + 0.5) * 2**-24 in (0, 1), exact in float32
+# (ops/noise.py UNIFORM_SCALE).
+UNIFORM_SCALE = tl.constexpr(2.0**-24)
 # One program fills BLOCK counter blocks = 4 * BLOCK elements. 256 blocks over 4 warps
 # (2 per thread): at 1024 the float64 Box-Muller of the normal kernel spilled 1 KB/thread
 # on sm_90 (ptxas via triton 3.9, no GPU); the launch is memory-bound either way.
@@ -70,8 +73,8 @@ def randint_at(i, high, seed_lo, seed_hi, off_lo, off_hi):
 @triton.jit
 def box_muller(xa, xb, use_sin):
     """Box-Muller in float64 on uint32 (xa, xb): r cos(theta) or r sin(theta), to float32."""
-    ua = ((xa >> 8).to(tl.float64) + 0.5) * 5.9604644775390625e-08
-    ub = ((xb >> 8).to(tl.float64) + 0.5) * 5.9604644775390625e-08
+    ua = ((xa >> 8).to(tl.float64) + 0.5) * UNIFORM_SCALE
+    ub = ((xb >> 8).to(tl.float64) + 0.5) * UNIFORM_SCALE
     r = tl.sqrt(-2.0 * tl.log(ua))
     theta = 6.283185307179586 * ub
     return tl.where(use_sin, r * tl.sin(theta), r * tl.cos(theta)).to(tl.float32)
@@ -96,10 +99,10 @@ def _fill_kernel(out, n, seed_lo, seed_hi, off_lo, off_hi, KIND: tl.constexpr,
     if KIND == 0:
         v0, v1, v2, v3 = x0.to(tl.int64), x1.to(tl.int64), x2.to(tl.int64), x3.to(tl.int64)
     elif KIND == 1:
-        v0 = ((x0 >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        v1 = ((x1 >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        v2 = ((x2 >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08
-        v3 = ((x3 >> 8).to(tl.float32) + 0.5) * 5.9604644775390625e-08
+        v0 = ((x0 >> 8).to(tl.float32) + 0.5) * UNIFORM_SCALE
+        v1 = ((x1 >> 8).to(tl.float32) + 0.5) * UNIFORM_SCALE
+        v2 = ((x2 >> 8).to(tl.float32) + 0.5) * UNIFORM_SCALE
+        v3 = ((x3 >> 8).to(tl.float32) + 0.5) * UNIFORM_SCALE
     else:
         v0 = box_muller(x0, x1, False)
         v1 = box_muller(x0, x1, True)

@@ -32,31 +32,40 @@ reads one int64 back per call.
 from __future__ import annotations
 
 import functools
-from dataclasses import replace
 
 import torch
 import triton
 import triton.language as tl
 
-from mbrl_fast.ops import rewards
+from mbrl_fast.ops import _gpu
 from mbrl_fast.ops._triton import ensemble_mlp as tmlp
 from mbrl_fast.ops._triton.noise import fill, key_halves, normal_at, randint_at
-from mbrl_fast.ops.ensemble_mlp import ACTIVATION_IDS, MLPParams
-from mbrl_fast.ops.features import ObsFeatures
-from mbrl_fast.ops.propagate import (
+from mbrl_fast.ops.contract import (
+    ACTIVATION_IDS,
     MODE_IDS,
+    NO_NON_FINITE,
+    MLPParams,
     PropagateResult,
     PropagateSpec,
-    _raise_non_finite,
-    score_states,
+    RewardKind,
 )
+from mbrl_fast.ops.features import ObsFeatures
 
-_NO_BAD = 2**63 - 1
 # 8 warps: the per-particle work ([BM, D] Philox + float64 Box-Muller eps, state, head)
 # spread over 256 threads; at 4 warps the sm_90 cubin spilled ~1.2 KB/thread (ptxas, no GPU).
 PROPAGATE_WARPS = 8
-REWARD_NONE, REWARD_MODEL, REWARD_HALFCHEETAH = 0, 1, 2  # the kernel's REWARD ids
-FUSED_BUILTINS = {rewards.BUILTIN["halfcheetah"].builtin_id: REWARD_HALFCHEETAH}
+# The kernel's REWARD constexpr takes ops/contract.RewardKind values.
+REWARD_NONE = tl.constexpr(int(RewardKind.NONE))
+REWARD_MODEL = tl.constexpr(int(RewardKind.MODEL))
+REWARD_HALFCHEETAH = tl.constexpr(int(RewardKind.HALFCHEETAH))
+_NO_NON_FINITE = tl.constexpr(NO_NON_FINITE)  # ops/contract.py: the non-finite key's "none"
+
+
+@triton.jit
+def halfcheetah_reward(x0, x1, act_sq, dt):
+    """RewardKind.HALFCHEETAH (ops/rewards.halfcheetah_reward): x0 / x1 the position before
+    and after the step, act_sq = |a|^2."""
+    return (x1 - x0) / dt - 0.1 * act_sq
 
 
 @triton.jit
@@ -175,7 +184,7 @@ def _propagate_kernel(
             if MODE != 2:
                 e_idx = (row * H + t) * D_OUT
                 eps = normal_at(e_idx[:, None] + jd[None, :], seed_lo, seed_hi, o0_lo, o0_hi)
-                if REWARD == 1:
+                if REWARD == REWARD_MODEL:
                     eps_r = normal_at(e_idx + D, seed_lo, seed_hi, o0_lo, o0_hi)
             for slot in range(num_members):
                 sel = (draw == slot) & row_ok
@@ -196,7 +205,7 @@ def _propagate_kernel(
                         lo = tl.load(min_lv + jd, mask=d_ok, other=0.0)
                         lv = tmlp.soft_bound(raw, hi[None, :], lo[None, :])
                         delta = tl.where(sel[:, None], mu + tl.exp(0.5 * lv) * eps, delta)
-                        if REWARD == 1:
+                        if REWARD == REWARD_MODEL:
                             lv_r = tmlp.soft_bound(tl.load(out_slot + r * WN + D_OUT + D),
                                                    tl.load(max_lv + D), tl.load(min_lv + D))
                             r_delta = tl.where(sel, mu_r + tl.exp(0.5 * lv_r) * eps_r, r_delta)
@@ -214,14 +223,14 @@ def _propagate_kernel(
                 else:
                     mem = tl.load(members + draw, mask=row_ok, other=0).to(tl.int64)
                 key = ((t * rows_total + row) * (num_members_all + 1) + mem + 1)
-                tl.atomic_min(bad, tl.min(tl.where(is_bad, key, 9223372036854775807), axis=0))
+                tl.atomic_min(bad, tl.min(tl.where(is_bad, key, _NO_NON_FINITE), axis=0))
             # ---- reward ----
-            if REWARD == 1:
+            if REWARD == REWARD_MODEL:
                 rew = r_delta
-            elif REWARD == 2:
+            elif REWARD == REWARD_HALFCHEETAH:
                 x0 = tl.sum(tl.where(jd[None, :] == 0, s, 0.0), axis=1)
                 x1 = tl.sum(tl.where(jd[None, :] == 0, nxt, 0.0), axis=1)
-                rew = (x1 - x0) / dt - 0.1 * tl.sum(a * a, axis=1)
+                rew = halfcheetah_reward(x0, x1, tl.sum(a * a, axis=1), dt)
             else:
                 rew = tl.zeros((BM,), dtype=tl.float32)
             total += rew
@@ -229,9 +238,9 @@ def _propagate_kernel(
             if RETURN_STATES:
                 tl.store(states + (row * (H + 1) + t + 1)[:, None] * D + jd[None, :], s,
                          mask=row_ok[:, None] & d_ok[None, :])
-                if REWARD != 0:
+                if REWARD != REWARD_NONE:
                     tl.store(step_rewards + row * H + t, rew, mask=row_ok)
-        if REWARD != 0:
+        if REWARD != REWARD_NONE:
             tl.store(row_returns + row, total, mask=row_ok)
 
 
@@ -246,61 +255,30 @@ def _feature_table(features: ObsFeatures, device: str) -> tuple[torch.Tensor, to
     return features.table(device)
 
 
-def _reward_id(spec: PropagateSpec) -> int:
-    if spec.reward is None:
-        return REWARD_NONE
-    if spec.reward == "model":
-        return REWARD_MODEL
-    if spec.reward.builtin_id in FUSED_BUILTINS:
-        return FUSED_BUILTINS[spec.reward.builtin_id]
-    raise ValueError(f"propagate_triton: reward {spec.reward.name!r} is not fused in the Triton "
-                     "kernel (only 'halfcheetah' and 'model'); call it through ops.propagate")
-
-
-def tsinf_order(spec: PropagateSpec, rows: int, device) -> torch.Tensor:
-    """[rows] int64 particle order sorted by drawn member slot (device argsort, no sync)."""
-    m = spec.members.numel()
-    x = fill("uint32", rows, spec.seed, spec.offset + 1, device)
-    return torch.argsort((x * m) >> 32, stable=True)
-
-
-def decode_bad(key: int, spec: PropagateSpec, num_members_all: int) -> None:
-    """Raise the reference's FloatingPointError from the kernel's encoded first bad particle."""
-    rows = spec.n * spec.p * spec.k
-    mem = key % (num_members_all + 1) - 1
-    t, row = divmod(key // (num_members_all + 1), rows)
-    _raise_non_finite(t, mem, row // (spec.p * spec.k), (row // spec.k) % spec.p, row % spec.k)
-
-
 def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                      spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
-    """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult."""
+    """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult with
+    returns per particle [N, P, K] (ops/_gpu.py). The reward must be one the Triton kernel
+    fuses (backends.CAPABILITIES); ops.propagate scores the others with torch."""
     s = spec
-    if isinstance(s.reward, rewards.Reward) and s.reward.builtin_id not in FUSED_BUILTINS:
-        # e.g. a numba C callback: not callable from a GPU kernel -> states, then torch reward
-        run = replace(s, reward=None, return_states=True)
-        return score_states(propagate_triton(params, obs, actions, run, policy), actions, s)
     dev = obs.device
-    rows = s.n * s.p * s.k
+    rows = s.rows
     sizes = params.sizes
     psizes = policy.sizes if policy is not None else (1,)
     feats = params.obs_features
     feats = None if feats is None or feats.is_identity else feats
     f = s.d if feats is None else feats.width
     wn = tmlp.width(sizes, psizes, (s.d,))  # slot 0 also stages s [D] for the features
-    slots = (s.member,) if s.mode == "fixed" else tuple(int(m) for m in s.members.tolist())
+    slots = _gpu.member_slots(s)
     members = _members_on(slots, str(dev))
-    perm = tsinf_order(s, rows, dev) if s.mode == "tsinf" and len(slots) > 1 else None
-    f32 = dict(dtype=torch.float32, device=dev)
-    states = torch.empty(rows, s.h + 1, s.d, **f32) if s.return_states else obs
-    reward_id = _reward_id(s)
-    step_rewards = torch.empty(rows, s.h, **f32) if s.return_states and reward_id else obs
-    row_returns = torch.empty(rows, **f32) if reward_id else obs
-    taken = torch.empty(rows, s.h, s.a, **f32) if policy is not None else obs
-    bad = torch.full((1,), _NO_BAD, dtype=torch.int64, device=dev)
+    perm = _gpu.tsinf_order(s, fill, dev)
+    reward_id = _gpu.reward_id(s, "triton")
+    out = _gpu.row_outputs(s, reward_id != 0, policy is not None, dev)
+    bad = out.bad
+    unused = lambda t: t if t is not None else obs  # noqa: E731  (a pointer never read)
     tiles = triton.cdiv(rows, tmlp.BM)
     grid = tmlp.num_programs(tiles, dev)
-    scratch = torch.empty(grid, 3, tmlp.BM, wn, **f32)
+    scratch = torch.empty(grid, 3, tmlp.BM, wn, dtype=torch.float32, device=dev)
     w_t, b_t, size_t = tmlp.param_tables(params, sizes)
     pol = policy if policy is not None else params
     pw_t, pb_t, psize_t = tmlp.param_tables(pol, pol.sizes)
@@ -311,14 +289,15 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
     o1_lo, o1_hi = key_halves(0, s.offset + 1)[2:]
     o2_lo, o2_hi = key_halves(0, s.offset + 2)[2:]
     _propagate_kernel[(grid,)](
-        obs, actions if actions is not None else obs, perm if perm is not None else bad, members,
-        states, step_rewards, row_returns, taken, bad, scratch,
+        obs, unused(actions), perm if perm is not None else bad, members,
+        unused(out.states), unused(out.rewards), unused(out.returns), unused(out.taken), bad,
+        scratch,
         w_t, b_t, size_t, len(params.weights), opt(params.in_mean), opt(params.in_std),
         params.max_logvar, params.min_logvar, float(params.leaky_slope),
         pw_t, pb_t, psize_t, len(pol.weights), opt(pol.in_mean), opt(pol.in_std),
         opt(pol.max_logvar), opt(pol.min_logvar), float(pol.leaky_slope),
         f_src, f_kind, s.p, s.k, s.h, s.d, s.a, f, s.d_out, len(slots), rows, params.num_members,
-        seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, rewards.HALFCHEETAH_DT,
+        seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, _gpu.reward_dt(s),
         MODE=MODE_IDS[s.mode], REWARD=reward_id, RETURN_STATES=s.return_states,
         HAS_PERM=perm is not None, POLICY=policy is not None,
         P_NORMALIZE=pol.in_mean is not None, NORMALIZE=params.in_mean is not None,
@@ -328,12 +307,4 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
         AP=triton.next_power_of_2(max(s.a, 2)), FEATURES=feats is not None,
         FP=triton.next_power_of_2(max(f, 2)), PRECISION=tmlp.FP32_DOT,
         num_warps=PROPAGATE_WARPS, enable_fp_fusion=True)
-    key = int(bad.item())  # one int64 read back: the op raises on a non-finite state
-    if key != _NO_BAD:
-        decode_bad(key, s, params.num_members)
-    return PropagateResult(
-        states=states.view(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None,
-        rewards=step_rewards.view(s.n, s.p, s.k, s.h) if s.return_states and reward_id else None,
-        returns=row_returns.view(s.n, s.p, s.k).mean(dim=-1) if reward_id else None,
-        actions=taken.view(s.n, s.p, s.k, s.h, s.a) if policy is not None else None,
-    )
+    return _gpu.to_result(out, s, params.num_members)

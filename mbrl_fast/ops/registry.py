@@ -1,0 +1,83 @@
+"""The launchers of every op on every compiled backend: the ops' dispatch looks them up here.
+
+A launcher takes the op's validated, contiguous arguments and returns what the
+reference returns, with one exception written in the contract: propagate launchers
+return per-particle returns [N, P, K] (ops/contract.PropagateResult); the op averages.
+
+The cpu and cuda launcher modules import nothing optional (their compiled modules load
+lazily through :mod:`mbrl_fast.backends`) and are imported here. The Triton launchers
+need the optional ``triton`` package, so their modules are imported on first use.
+What each backend implements is :data:`mbrl_fast.backends.CAPABILITIES`; a test checks
+that this table has a launcher for every entry there.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import replace
+
+from mbrl_fast import backends
+from mbrl_fast.ops import _cpu, _cpu_sampling, _cuda
+from mbrl_fast.ops.contract import PropagateResult, RewardKind
+
+
+def _propagate_cpu(params, obs, actions, spec, policy=None) -> PropagateResult:
+    """The CPU kernel to the contract: it averages its returns over the particles itself
+    ([N, P]), which as [N, P, 1] are the per-particle returns of one particle each (the
+    op's mean over K leaves them unchanged). Its HalfCheetah reward has dt fixed at 0.05
+    (the op sends any other dt to the torch reward, see ops/propagate.py)."""
+    result = _cpu.propagate_cpu(params, obs, actions, spec, policy)
+    if result.returns is None:
+        return result
+    return replace(result, returns=result.returns.unsqueeze(-1))
+
+
+CPU_FIXED_HALFCHEETAH_DT = 0.05  # what the CPU kernel divides by (csrc/cpu/propagate.cpp)
+
+
+def cpu_fuses(reward) -> bool:
+    """Whether the CPU kernel computes this propagate reward as specified (its HalfCheetah
+    dt is not yet a parameter)."""
+    return not (getattr(reward, "kind", None) == RewardKind.HALFCHEETAH
+                and reward.dt != CPU_FIXED_HALFCHEETAH_DT)
+
+
+_LAUNCHERS: dict[str, dict[str, Callable]] = {
+    "cpu": {
+        "ensemble_mlp": _cpu.ensemble_mlp_cpu,
+        "propagate": _propagate_cpu,
+        "noise": _cpu_sampling.philox_fill,
+        "cem_update": _cpu_sampling.cem_update_cpu,
+        "mppi_update": _cpu_sampling.mppi_update_cpu,
+        "truncated_normal": _cpu_sampling.truncated_normal_cpu,
+        "colored_noise": _cpu_sampling.colored_noise_cpu,
+    },
+    "cuda": {
+        "ensemble_mlp": _cuda.ensemble_mlp_cuda,
+        "propagate": _cuda.propagate_cuda,
+        "noise": _cuda.philox_fill,
+        "cem_update": _cuda.cem_update_cuda,
+        "mppi_update": _cuda.mppi_update_cuda,
+        "truncated_normal": _cuda.truncated_normal_cuda,
+    },
+}
+
+# op -> (module under mbrl_fast/ops/_triton, launcher name), imported on first use.
+_TRITON: dict[str, tuple[str, str]] = {
+    "ensemble_mlp": ("ensemble_mlp", "ensemble_mlp_triton"),
+    "propagate": ("propagate", "propagate_triton"),
+    "noise": ("noise", "fill"),
+    "cem_update": ("elite_update", "cem_update_triton"),
+    "mppi_update": ("elite_update", "mppi_update_triton"),
+}
+
+
+def launcher(op: str, backend: str) -> Callable:
+    """The launcher of ``op`` (a CAPABILITIES key naming an op) on compiled ``backend``."""
+    if backend not in backends.CAPABILITIES.get(op, ()):
+        raise KeyError(f"backends.CAPABILITIES has no {backend!r} launcher for {op!r}")
+    if backend == "triton":
+        module, name = _TRITON[op]
+        return getattr(importlib.import_module(f"mbrl_fast.ops._triton.{module}"), name)
+    return _LAUNCHERS[backend][op]
