@@ -59,6 +59,8 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "mppi_update": ("cpu", "triton", "cuda"),
     "truncated_normal": ("cpu", "cuda"),
     "colored_noise": ("cpu",),
+    "imagine": ("cpu",),  # Dreamer's imagination rollout, forward and backward
+    "skill_reward": ("cpu",),  # DADS's intrinsic reward
 }
 
 

@@ -27,6 +27,8 @@ from mbrl_fast.ops.contract import (
     PropagateResult,
     PropagateSpec,
     Reward,
+    SkillReward,
+    SkillRewardSpec,
     unpack_bf16,
 )
 from mbrl_fast.ops.contract import raise_non_finite as _raise_non_finite
@@ -150,3 +152,20 @@ def philox_fill_cpu(kind: str, out: torch.Tensor, seed: int, offset: int) -> Non
         mod.philox_normal(out.data_ptr(), out.numel(), seed, offset, backends.cpu_kernels().isa_id)
     else:
         getattr(mod, f"philox_{kind}")(out.data_ptr(), out.numel(), seed, offset)
+
+
+def skill_reward_cpu(params: MLPParams, x: torch.Tensor, target: torch.Tensor,
+                     skill: torch.Tensor, prior: torch.Tensor,
+                     spec: SkillRewardSpec) -> SkillReward:
+    """x [M, F], target [M, P], skill [M, Z], prior [M, L, Z] or [L, Z] contiguous ->
+    SkillReward (ops/skill_reward.py); q goes in as the MLPDesc every CPU op takes."""
+    s = spec
+    log_q = torch.empty(s.m, s.l + 1)
+    reward = torch.empty(s.m)
+    kernels = backends.cpu_kernels()
+    mlp, _weights = mlp_desc(params, kernels)  # _weights: alive for the call
+    backends.cpu_module().skill_reward(
+        mlp, s.m, s.l, s.f, s.z, s.p, s.prior_shared,
+        s.include_skill, x.data_ptr() if s.f else 0, target.data_ptr(), skill.data_ptr(),
+        prior.data_ptr(), log_q.data_ptr(), reward.data_ptr(), kernels.isa_id)
+    return SkillReward(reward, log_q[:, 0], log_q[:, 1:])

@@ -19,7 +19,8 @@ import weakref
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops.imagine import ACTIVATION_IDS, ImagineParams, ImagineResult
+from mbrl_fast.ops.contract import IMAGINE_ACTIVATION_IDS as ACTIVATION_IDS
+from mbrl_fast.ops.contract import ImagineParams, ImagineResult
 
 KERNELS_ENV_VAR = "MBRL_FAST_CPU_KERNELS"
 _ISA = {"auto": 2, "avx512": 2, "avx2": 1, "portable": 0}  # csrc ImagineIsa

@@ -51,111 +51,24 @@ nearest even) and accumulates in fp32, in the forward and in both backward produ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-
 import torch
 import torch.nn.functional as F
 
 from mbrl_fast import backends
-from mbrl_fast.ops import noise
+from mbrl_fast.ops import noise, registry
+from mbrl_fast.ops.contract import (
+    IMAGINE_ACTIVATION_IDS,
+    IMAGINE_ACTIVATIONS,
+    IMAGINE_OFFSETS_PER_CALL,
+    IMAGINE_PRECISIONS,
+    IMAGINE_STOCH,
+    ImagineParams,
+    ImagineResult,
+    Layer,
+)
 
-ACTIVATIONS = ("elu", "silu", "relu", "tanh")
-ACTIVATION_IDS = {name: i for i, name in enumerate(ACTIVATIONS)}  # shared with csrc/cpu/imagine.h
-STOCH = ("gaussian", "categorical")
-PRECISIONS = ("fp32", "bf16")
-OFFSETS_PER_CALL = 2
-
-Layer = tuple[torch.Tensor, torch.Tensor]  # (weight [in, out], bias [out])
-
-
-@dataclass(frozen=True)
-class ImagineParams:
-    """The networks of one imagination rollout, weights as [in, out] (``x @ W + b``).
-
-    img_in: ([S + A, Hi], [Hi]); gru: ([Hi + D, 3D], [3D]); prior: layers D -> ... -> 2S
-    (gaussian) or G*C (categorical); actor: layers D + S -> ... -> 2A; heads: one MLP per
-    head, D + S -> ... -> out_k.
-    """
-
-    img_in: Layer
-    gru: Layer
-    prior: tuple[Layer, ...]
-    actor: tuple[Layer, ...]
-    heads: tuple[tuple[Layer, ...], ...] = ()
-    detached_heads: int = 0  # the last k heads read stop-gradient features (a critic's regression)
-    stoch: str = "gaussian"
-    classes: int = 0  # C (categorical): S = G * C
-    activation: str = "elu"
-    unimix: float = 0.01
-    z_min_std: float = 0.1
-    act_min_std: float = 0.1
-    act_max_std: float = 1.0
-    act_mean_scale: float = 5.0
-
-    # ---- sizes ----------------------------------------------------------------------
-    @property
-    def deter(self) -> int:
-        return int(self.gru[1].shape[0]) // 3
-
-    @property
-    def hidden(self) -> int:
-        return int(self.img_in[1].shape[0])
-
-    @property
-    def act_dim(self) -> int:
-        return int(self.actor[-1][1].shape[0]) // 2
-
-    @property
-    def stoch_dim(self) -> int:
-        return int(self.img_in[0].shape[0]) - self.act_dim
-
-    @property
-    def groups(self) -> int:
-        return self.stoch_dim // self.classes if self.stoch == "categorical" else 0
-
-    # ---- a flat tuple of tensors (the autograd.Function's inputs) and back ----------------
-    def tensors(self) -> list[torch.Tensor]:
-        out = [*self.img_in, *self.gru]
-        for mlp in (self.prior, self.actor, *self.heads):
-            for w, b in mlp:
-                out += [w, b]
-        return out
-
-    def with_tensors(self, tensors) -> ImagineParams:
-        it = iter(tensors)
-
-        def layers(n):
-            return tuple((next(it), next(it)) for _ in range(n))
-
-        img_in, gru = layers(1)[0], layers(1)[0]
-        prior, actor = layers(len(self.prior)), layers(len(self.actor))
-        heads = tuple(layers(len(h)) for h in self.heads)
-        return replace(self, img_in=img_in, gru=gru, prior=prior, actor=actor, heads=heads)
-
-    def detach(self) -> ImagineParams:
-        return self.with_tensors([t.detach() for t in self.tensors()])
-
-    def options(self) -> dict:
-        """The non-tensor fields."""
-        skip = {"img_in", "gru", "prior", "actor", "heads"}
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
-
-
-@dataclass
-class ImagineResult:
-    """What :func:`imagine` returns (see the module docstring for the math)."""
-
-    h: torch.Tensor  # [H+1, B, D]
-    z: torch.Tensor  # [H+1, B, S]
-    action: torch.Tensor  # [H, B, A]
-    mean: torch.Tensor  # [H, B, A]
-    std: torch.Tensor  # [H, B, A]
-    heads: list[torch.Tensor]  # [H+1, B, out_k] each
-
-    @property
-    def feat(self) -> torch.Tensor:
-        """[H+1, B, D + S]: the features the heads read."""
-        return torch.cat([self.h, self.z], -1)
+ACTIVATIONS, ACTIVATION_IDS = IMAGINE_ACTIVATIONS, IMAGINE_ACTIVATION_IDS
+STOCH, PRECISIONS, OFFSETS_PER_CALL = IMAGINE_STOCH, IMAGINE_PRECISIONS, IMAGINE_OFFSETS_PER_CALL
 
 
 # ---- the reference (the specification) --------------------------------------------------
@@ -369,12 +282,12 @@ def imagine(start_h: torch.Tensor, start_z: torch.Tensor, params: ImagineParams,
     offsets ``offset`` and ``offset + 1``.
     """
     _check_inputs(start_h, start_z, params, horizon, seed, offset, precision)
-    from mbrl_fast.ops import _cpu_imagine
-
-    supported = ("cpu",) if _cpu_imagine.supports(params) else ()
+    supported = tuple(b for b in backends.supporting("imagine")
+                      if registry.accepts("imagine", b, params))
     name = backends.select(backend, start_h.device, supported, "imagine")
     eps, noise_z = draw_noise(params, start_h.shape[0], horizon, seed, offset, start_h.device,
                               backend)
     if name == "reference":
         return imagine_reference(start_h, start_z, params, horizon, eps, noise_z, precision)
-    return _cpu_imagine.imagine_cpu(start_h, start_z, params, horizon, eps, noise_z, precision)
+    return registry.launcher("imagine", name)(start_h, start_z, params, horizon, eps, noise_z,
+                                              precision)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from mbrl_fast import backends
-from mbrl_fast.ops import _cpu, _cpu_sampling, _cuda
+from mbrl_fast.ops import _cpu, _cpu_imagine, _cpu_sampling, _cuda
 from mbrl_fast.ops.contract import PropagateResult, RewardKind
 
 
@@ -52,6 +52,8 @@ _LAUNCHERS: dict[str, dict[str, Callable]] = {
         "mppi_update": _cpu_sampling.mppi_update_cpu,
         "truncated_normal": _cpu_sampling.truncated_normal_cpu,
         "colored_noise": _cpu_sampling.colored_noise_cpu,
+        "imagine": _cpu_imagine.imagine_cpu,
+        "skill_reward": _cpu.skill_reward_cpu,
     },
     "cuda": {
         "ensemble_mlp": _cuda.ensemble_mlp_cuda,
@@ -71,6 +73,20 @@ _TRITON: dict[str, tuple[str, str]] = {
     "cem_update": ("elite_update", "cem_update_triton"),
     "mppi_update": ("elite_update", "mppi_update_triton"),
 }
+
+
+# (op, backend) -> whether that launcher takes these arguments: limits of a kernel that the
+# capability table cannot say (e.g. the CPU imagine kernels' layer and head counts).
+_ACCEPTS: dict[tuple[str, str], Callable[..., bool]] = {
+    ("imagine", "cpu"): _cpu_imagine.supports,
+}
+
+
+def accepts(op: str, backend: str, *args) -> bool:
+    """Whether ``backend``'s launcher of ``op`` runs these arguments (True unless a limit
+    in ``_ACCEPTS`` says otherwise)."""
+    check = _ACCEPTS.get((op, backend))
+    return True if check is None else bool(check(*args))
 
 
 def launcher(op: str, backend: str) -> Callable:

@@ -38,33 +38,16 @@ kernel runs M + L passes instead of M (L + 1) (the same numbers).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops.ensemble_mlp import MLPParams, check_params, ensemble_mlp_reference
+from mbrl_fast.ops import registry
+from mbrl_fast.ops.contract import MLPParams, SkillReward, SkillRewardSpec
+from mbrl_fast.ops.ensemble_mlp import check_params, ensemble_mlp_reference
 
 _LOG_2PI = math.log(2 * math.pi)
 REFERENCE_CHUNK_ROWS = 1 << 16  # rows per reference forward ([2^16, 512] fp32 = 128 MiB)
-
-
-class SkillReward(NamedTuple):
-    reward: torch.Tensor  # [M]
-    log_q: torch.Tensor  # [M]    l(m, z_m)
-    log_q_prior: torch.Tensor  # [M, L] l(m, z_{m,i})
-
-
-class SkillRewardSpec(NamedTuple):
-    """The validated sizes of one call (what every backend receives)."""
-
-    m: int
-    l: int
-    f: int
-    z: int
-    p: int
-    prior_shared: bool
-    include_skill: bool
 
 
 def _tensor(name: str, t, dims: int, shape: str) -> torch.Tensor:
@@ -165,14 +148,14 @@ def skill_reward(params: MLPParams, x: torch.Tensor, target: torch.Tensor, skill
     transition.
     """
     spec = check_args(params, x, target, skill, prior, include_skill)
-    name = backends.select(backend, skill.device, ("cpu",), "skill_reward")
+    name = backends.select(backend, skill.device, backends.supporting("skill_reward"),
+                           "skill_reward")
     if name == "reference":
         out = skill_reward_reference(params, x, target, skill, prior, spec)
     else:
-        from mbrl_fast.ops._skill_reward_cpu import skill_reward_cpu
-
-        out = skill_reward_cpu(params, x.contiguous(), target.contiguous(), skill.contiguous(),
-                               prior.contiguous(), spec)
+        out = registry.launcher("skill_reward", name)(
+            params, x.contiguous(), target.contiguous(), skill.contiguous(), prior.contiguous(),
+            spec)
     bad = ~torch.isfinite(out.reward)
     if bad.any():
         m = int(bad.nonzero()[0, 0])

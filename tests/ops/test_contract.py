@@ -14,8 +14,9 @@ from mbrl_fast.ops import registry
 from mbrl_fast.ops.contract import Reward, RewardKind
 
 OPS = Path(__file__).resolve().parents[2] / "mbrl_fast" / "ops"
-OP_MODULES = {"ensemble_mlp", "propagate", "elite_update", "samplers", "noise", "registry"}
-LAUNCHERS = {"_cpu", "_cpu_sampling", "_cuda", "_gpu", "_triton.ensemble_mlp",
+OP_MODULES = {"ensemble_mlp", "propagate", "elite_update", "samplers", "noise", "imagine",
+              "skill_reward", "registry"}
+LAUNCHERS = {"_cpu", "_cpu_sampling", "_cpu_imagine", "_cuda", "_gpu", "_triton.ensemble_mlp",
              "_triton.propagate", "_triton.noise", "_triton.elite_update"}
 OPTIONAL = {"triton", "numba"}  # may be imported inside functions
 
@@ -86,9 +87,9 @@ def test_no_imports_inside_functions_except_optional_dependencies():
 
 
 def test_every_capability_has_a_launcher():
-    ops = {"ensemble_mlp", "propagate", "noise", "cem_update", "mppi_update", "truncated_normal",
-           "colored_noise"}
-    for op in ops:
+    ops = {f for f in backends.CAPABILITIES if "." not in f}  # the rest are features
+    assert {"imagine", "skill_reward", "colored_noise"} <= ops
+    for op in sorted(ops):
         for backend in backends.CAPABILITIES[op]:
             if backend == "triton":
                 pytest.importorskip("triton")
