@@ -46,13 +46,13 @@ class PropagateDesc:
     a: int
     d_out: int
     mode: int  # ops/propagate.MODE_IDS
-    reward: int  # 0 none, 1 model head, 2 HalfCheetah, 3 C callback
+    reward: int  # ops/contract.RewardKind: 0 none, 1 model head, 2 HalfCheetah, 3 C callback
     members: list[int]  # member slots (fixed: [member])
     feat_src: list[int]
     feat_kind: list[int]
     seed: int
     offset: int
-    dt: float
+    dt: float  # the HalfCheetah reward's control step (Reward.dt)
     callback: int
     obs: int  # [N, D]
     actions: int  # [N, P, H, A], 0 with a policy

@@ -238,14 +238,14 @@ class Rollout {
         finite &= std::isfinite(nxt[j]);
       }
       if (!finite) bad_row = std::min(bad_row, r);
-      if (a.reward == kRewardNone) continue;
+      if (a.reward == rewards::kNone) continue;
       float rew;
-      if (a.reward == kRewardModel) {
+      if (a.reward == rewards::kModel) {
         rew = delta[D];
-      } else if (a.reward == kRewardHalfCheetah) {
+      } else if (a.reward == rewards::kHalfCheetah) {
         float aa = 0.f;
         for (int64_t j = 0; j < A; ++j) aa += st[D + j] * st[D + j];
-        rew = (nxt[0] - st[0]) / a.dt - 0.1f * aa;
+        rew = rewards::halfcheetah(st[0], nxt[0], aa, a.dt);
       } else {
         rew = callback_(st, st + D, nxt, D, A);
       }
@@ -343,11 +343,12 @@ NonFinite propagate(const MLPDesc& model, const MLPDesc* policy, const Propagate
   if (a.mode == kFixed && a.members.size() != 1) bad("mode fixed takes members = [member]");
   for (int64_t m : a.members)
     if (m < 0 || m >= v.num_members) bad("members out of range");
-  if (a.reward < kRewardNone || a.reward > kRewardCallback) bad("unknown reward id " + std::to_string(a.reward));
-  if (a.reward == kRewardModel && a.d_out != a.d + 1) bad("reward 'model' needs D + 1 outputs");
-  if (a.reward == kRewardCallback && a.callback == 0) bad("null reward callback");
-  if (a.row_returns && a.reward == kRewardNone) bad("returns need a reward");
-  if (a.rewards && a.reward == kRewardNone) bad("rewards need a reward");
+  if (a.reward < rewards::kNone || a.reward > rewards::kCallback) bad("unknown reward id " + std::to_string(a.reward));
+  if (a.reward == rewards::kModel && a.d_out != a.d + 1) bad("reward 'model' needs D + 1 outputs");
+  if (a.reward == rewards::kHalfCheetah && !(a.dt > 0.0f)) bad("the HalfCheetah reward needs dt > 0");
+  if (a.reward == rewards::kCallback && a.callback == 0) bad("null reward callback");
+  if (a.row_returns && a.reward == rewards::kNone) bad("returns need a reward");
+  if (a.rewards && a.reward == rewards::kNone) bad("rewards need a reward");
   if (!a.obs) bad("obs is null");
   MLPView pi;
   if (policy) {

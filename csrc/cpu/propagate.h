@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "builtin_rewards.h"
 #include "cpu/ensemble_mlp.h"
 #include "mlp_desc.h"
 #include "reward_callback.h"
@@ -13,8 +14,6 @@ namespace mbrl_fast::cpu {
 
 // Mode ids: MODE_IDS in mbrl_fast/ops/propagate.py.
 enum PropagateMode : int { kTs1 = 0, kTsInf = 1, kExpectation = 2, kFixed = 3 };
-// The per-step reward; ids 0-2 are the CUDA module's (csrc/cuda/ops_cuda.h PropagateDesc).
-enum RewardKind : int { kRewardNone = 0, kRewardModel = 1, kRewardHalfCheetah = 2, kRewardCallback = 3 };
 enum FeatureKind : int { kFeatValue = 0, kFeatSin = 1, kFeatCos = 2 };
 
 // One propagate call (ops/propagate.PropagateSpec plus the output buffers). The fields
@@ -25,7 +24,7 @@ struct PropagateDesc {
   int64_t n = 1, p = 1, k = 1, h = 1;  // start states, sequences, particles, horizon
   int64_t d = 1, a = 1, d_out = 1;     // state, action, model output (D or D + 1) widths
   int mode = kTs1;
-  int reward = kRewardNone;            // RewardKind
+  int reward = rewards::kNone;         // rewards::Kind (builtin_rewards.h, ops/contract.RewardKind)
   // The member slots a particle draws from (ops/propagate's `members`, e.g. the
   // elites); mode fixed: [member]. Indices into the model's E members.
   std::vector<int64_t> members;
@@ -35,8 +34,8 @@ struct PropagateDesc {
   std::vector<int64_t> feat_src;   // [F]
   std::vector<int64_t> feat_kind;  // [F]
   uint64_t seed = 0, offset = 0;
-  float dt = 0.05f;                // HalfCheetah control step
-  uintptr_t callback = 0;          // reward kRewardCallback: a RewardCallback
+  float dt = 0.0f;                 // the built-in reward's control step (Reward.dt)
+  uintptr_t callback = 0;          // reward rewards::kCallback: a RewardCallback
   uintptr_t obs = 0;               // [N, D]
   uintptr_t actions = 0;           // [N, P, H, A] (0 with a policy)
   uintptr_t states = 0;            // [N P K, H + 1, D] or 0

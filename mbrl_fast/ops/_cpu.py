@@ -20,24 +20,21 @@ import weakref
 import torch
 
 from mbrl_fast import backends
+from mbrl_fast.ops import _launch
 from mbrl_fast.ops.contract import (
     ACTIVATION_IDS,
     MODE_IDS,
     MLPParams,
     PropagateResult,
     PropagateSpec,
-    Reward,
+    RewardKind,
     SkillReward,
     SkillRewardSpec,
     unpack_bf16,
 )
 from mbrl_fast.ops.contract import raise_non_finite as _raise_non_finite
-from mbrl_fast.ops.rewards import BUILTIN, HALFCHEETAH_DT
 
 KERNELS_ENV_VAR = backends.CPU_KERNELS_ENV_VAR
-# Reward ids (csrc/cpu/propagate.h RewardKind; 0-2 as in the CUDA module).
-_REWARD_NONE, _REWARD_MODEL, _REWARD_HALFCHEETAH, _REWARD_CALLBACK = range(4)
-_FUSED_BUILTINS = {BUILTIN["halfcheetah"].builtin_id: _REWARD_HALFCHEETAH}
 _UNPACKED_CACHE_SIZE = 8  # ensembles whose bf16 weights are kept unpacked (2.6 MB each at 5x200x4)
 _unpacked: dict[tuple[int, ...], tuple] = {}
 
@@ -98,25 +95,13 @@ def ensemble_mlp_cpu(x: torch.Tensor, params: MLPParams, sizes):
     return (out, logvar) if params.gaussian else out
 
 
-def _reward_args(reward) -> tuple[int, int]:
-    """(reward id, callback address) for the kernel."""
-    if reward is None:
-        return _REWARD_NONE, 0
-    if reward == "model":
-        return _REWARD_MODEL, 0
-    if isinstance(reward, Reward) and reward.builtin_id in _FUSED_BUILTINS:
-        return _FUSED_BUILTINS[reward.builtin_id], 0
-    if isinstance(reward, Reward) and reward.address:
-        return _REWARD_CALLBACK, int(reward.address)
-    raise ValueError(f"propagate: the cpu kernel cannot apply reward {reward!r} inside the rollout")
-
-
 def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                   spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
     """obs [N, D], actions [N, P, H, A] contiguous (or None with a policy in the loop)
     -> PropagateResult (see ops/propagate.py)."""
     s = spec
-    reward, callback = _reward_args(s.reward)
+    reward = _launch.reward_id(s, "cpu")  # a RewardKind id, as every compiled kernel takes
+    callback = int(s.reward.address) if reward == RewardKind.CALLBACK else 0
     states = torch.empty(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None
     rewards = torch.empty(s.n, s.p, s.k, s.h) if s.return_states and reward else None
     row_returns = torch.empty(s.n, s.p, s.k) if reward else None
@@ -134,7 +119,7 @@ def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | 
     desc.members = [s.member] if s.mode == "fixed" else s.members.tolist()
     if src is not None:
         desc.feat_src, desc.feat_kind = src.tolist(), feat_kind.tolist()
-    desc.seed, desc.offset, desc.dt = s.seed, s.offset, HALFCHEETAH_DT
+    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _launch.reward_dt(s)
     desc.obs, desc.actions = obs.data_ptr(), _addr(actions)
     desc.states, desc.rewards, desc.row_returns = _addr(states), _addr(rewards), _addr(row_returns)
     desc.taken = _addr(taken)

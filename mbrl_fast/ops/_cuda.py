@@ -13,7 +13,7 @@ import functools
 import torch
 
 from mbrl_fast import backends
-from mbrl_fast.ops import _gpu
+from mbrl_fast.ops import _launch
 from mbrl_fast.ops.contract import (
     ACTIVATION_IDS,
     MODE_IDS,
@@ -81,27 +81,27 @@ def _feature_lists(features: ObsFeatures | None) -> tuple[tuple[int, ...], tuple
 def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                    spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
     """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult with
-    returns per particle [N, P, K] (ops/_gpu.py). The reward must be one the CUDA kernel
+    returns per particle [N, P, K] (ops/_launch.py). The reward must be one the CUDA kernel
     fuses (backends.CAPABILITIES); ops.propagate scores the others with torch."""
     s = spec
     dev = obs.device
-    reward_id = _gpu.reward_id(s, "cuda")
-    out = _gpu.row_outputs(s, reward_id != 0, policy is not None, dev)
+    reward_id = _launch.reward_id(s, "cuda")
+    out = _launch.row_outputs(s, reward_id != 0, policy is not None, dev)
     desc = backends.cuda_module().PropagateDesc()
     desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
     desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
     desc.mode, desc.reward, desc.return_states = MODE_IDS[s.mode], reward_id, s.return_states
-    desc.members, desc.num_members_all = list(_gpu.member_slots(s)), params.num_members
+    desc.members, desc.num_members_all = list(_launch.member_slots(s)), params.num_members
     desc.feat_src, desc.feat_kind = _feature_lists(params.obs_features)
-    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _gpu.reward_dt(s)
-    order = _gpu.tsinf_order(s, philox_fill, dev)  # kept alive until the launch
+    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _launch.reward_dt(s)
+    order = _launch.tsinf_order(s, philox_fill, dev)  # kept alive until the launch
     desc.obs, desc.actions, desc.order = obs.data_ptr(), _addr(actions), _addr(order)
     desc.states, desc.rewards = _addr(out.states), _addr(out.rewards)
     desc.row_returns = _addr(out.returns)
     desc.taken, desc.bad = _addr(out.taken), out.bad.data_ptr()
     backends.cuda_module().propagate(mlp_desc(params), None if policy is None else mlp_desc(policy),
                                      desc, _stream(dev))
-    return _gpu.to_result(out, s, params.num_members)
+    return _launch.to_result(out, s, params.num_members)
 
 
 # ---- elite_update (ops/elite_update.py: CEMUpdate / MPPIUpdate fields) ------------

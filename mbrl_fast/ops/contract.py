@@ -2,7 +2,7 @@
 
 A leaf module (it imports torch, ``mbrl_fast.backends`` and ``ops/features.py``, never an
 op module or a backend). The compiled backends' launchers (ops/_cpu.py, ops/_cuda.py,
-ops/_gpu.py, ops/_triton/*) import what they need from here; the op modules
+ops/_launch.py, ops/_triton/*) import what they need from here; the op modules
 (ops/ensemble_mlp.py, ops/propagate.py, ops/elite_update.py, ...) re-export it, validate
 their arguments and dispatch to the launcher ops/registry.py looks up. The dependency
 runs one way: op module -> registry -> launchers -> contract.
@@ -146,6 +146,9 @@ class Reward:
             object.__setattr__(self, "kind", RewardKind.CALLBACK)
         if self.kind == RewardKind.CALLBACK and not self.address:
             raise ValueError(f"Reward {self.name!r}: kind CALLBACK needs a function address")
+        if self.kind == RewardKind.HALFCHEETAH and not self.dt > 0:
+            raise ValueError(f"Reward {self.name!r}: kind HALFCHEETAH needs its control step "
+                             f"dt > 0, got {self.dt!r}")
         if self.kind in (RewardKind.NONE, RewardKind.MODEL):
             raise ValueError(f"Reward {self.name!r}: kind {self.kind.name} is not a Reward "
                              "(pass reward=None or reward='model' to propagate)")
@@ -154,12 +157,6 @@ class Reward:
         """True when ``backend``'s propagate kernel applies it inside the rollout (else the
         kernel returns states and ``torch_fn`` scores them in one batched call)."""
         return backend in backends.CAPABILITIES.get(self.kind.feature, ())
-
-    @property
-    def builtin_id(self) -> int:
-        """The CPU kernel's BuiltinReward id (csrc/cpu/propagate.h), -1 for none: the CPU
-        kernel still takes (kind, builtin id); this goes once it takes RewardKind."""
-        return 0 if self.kind == RewardKind.HALFCHEETAH else -1
 
 
 def reward_kind(reward) -> RewardKind:

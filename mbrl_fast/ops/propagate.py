@@ -316,8 +316,7 @@ def propagate(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None
     # A reward this backend's kernel does not apply inside the rollout (a plain torch
     # function; a numba callback off the CPU): roll out states, then score every
     # transition in one batched torch call.
-    torch_reward = isinstance(spec.reward, Reward) and not (
-        spec.reward.fused_on(name) and (name != "cpu" or registry.cpu_fuses(spec.reward)))
+    torch_reward = isinstance(spec.reward, Reward) and not spec.reward.fused_on(name)
     run = replace(spec, reward=None, return_states=True) if torch_reward else spec
     result = registry.launcher("propagate", name)(params, obs, actions, run, policy)
     if torch_reward:

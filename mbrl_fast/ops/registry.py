@@ -19,28 +19,17 @@ from dataclasses import replace
 
 from mbrl_fast import backends
 from mbrl_fast.ops import _cpu, _cpu_imagine, _cpu_sampling, _cuda
-from mbrl_fast.ops.contract import PropagateResult, RewardKind
+from mbrl_fast.ops.contract import PropagateResult
 
 
 def _propagate_cpu(params, obs, actions, spec, policy=None) -> PropagateResult:
     """The CPU kernel to the contract: it averages its returns over the particles itself
     ([N, P]), which as [N, P, 1] are the per-particle returns of one particle each (the
-    op's mean over K leaves them unchanged). Its HalfCheetah reward has dt fixed at 0.05
-    (the op sends any other dt to the torch reward, see ops/propagate.py)."""
+    op's mean over K leaves them unchanged)."""
     result = _cpu.propagate_cpu(params, obs, actions, spec, policy)
     if result.returns is None:
         return result
     return replace(result, returns=result.returns.unsqueeze(-1))
-
-
-CPU_FIXED_HALFCHEETAH_DT = 0.05  # what the CPU kernel divides by (csrc/cpu/propagate.cpp)
-
-
-def cpu_fuses(reward) -> bool:
-    """Whether the CPU kernel computes this propagate reward as specified (its HalfCheetah
-    dt is not yet a parameter)."""
-    return not (getattr(reward, "kind", None) == RewardKind.HALFCHEETAH
-                and reward.dt != CPU_FIXED_HALFCHEETAH_DT)
 
 
 _LAUNCHERS: dict[str, dict[str, Callable]] = {

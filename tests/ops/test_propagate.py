@@ -7,6 +7,7 @@ sample for sample; tolerances are relative to the largest state / return.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import replace
 
 import pytest
@@ -19,7 +20,7 @@ from mbrl_fast import backends
 from mbrl_fast.ops.ensemble_mlp import MLPParams
 from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.ops.propagate import MODES, propagate
-from mbrl_fast.ops.rewards import Reward, halfcheetah_reward
+from mbrl_fast.ops.rewards import Reward, RewardKind, halfcheetah_reward
 
 pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
 
@@ -180,6 +181,17 @@ def test_builtin_halfcheetah_matches_torch_reward():
     unfused = propagate(params, obs, actions, backend="cpu", particles=3,
                         reward=Reward("plain", halfcheetah_reward))
     assert_close(fused.rewards, unfused.rewards, what="rewards")
+
+
+def test_builtin_halfcheetah_takes_its_dt():
+    """The kernel divides by Reward.dt (a PropagateDesc field), not a fixed 0.05."""
+    params, obs, actions = make_case(D=18, A=6, H=4)
+    fn = functools.partial(halfcheetah_reward, dt=0.02)
+    cheetah = Reward("cheetah_dt", fn, kind=RewardKind.HALFCHEETAH, dt=0.02)
+    assert cheetah.fused_on("cpu")
+    compare(params, obs, actions, particles=3, reward=cheetah, seed=2)
+    with pytest.raises(ValueError, match="dt > 0"):
+        Reward("no_dt", fn, kind=RewardKind.HALFCHEETAH)
 
 
 def _with_nan_member(params: MLPParams, member: int) -> MLPParams:

@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mbrl_fast.ops import _gpu
+from mbrl_fast.ops import _launch
 from mbrl_fast.ops._triton import ensemble_mlp as tmlp
 from mbrl_fast.ops._triton.noise import fill, key_halves, normal_at, randint_at
 from mbrl_fast.ops.contract import (
@@ -258,7 +258,7 @@ def _feature_table(features: ObsFeatures, device: str) -> tuple[torch.Tensor, to
 def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                      spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
     """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult with
-    returns per particle [N, P, K] (ops/_gpu.py). The reward must be one the Triton kernel
+    returns per particle [N, P, K] (ops/_launch.py). The reward must be one the Triton kernel
     fuses (backends.CAPABILITIES); ops.propagate scores the others with torch."""
     s = spec
     dev = obs.device
@@ -269,11 +269,11 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
     feats = None if feats is None or feats.is_identity else feats
     f = s.d if feats is None else feats.width
     wn = tmlp.width(sizes, psizes, (s.d,))  # slot 0 also stages s [D] for the features
-    slots = _gpu.member_slots(s)
+    slots = _launch.member_slots(s)
     members = _members_on(slots, str(dev))
-    perm = _gpu.tsinf_order(s, fill, dev)
-    reward_id = _gpu.reward_id(s, "triton")
-    out = _gpu.row_outputs(s, reward_id != 0, policy is not None, dev)
+    perm = _launch.tsinf_order(s, fill, dev)
+    reward_id = _launch.reward_id(s, "triton")
+    out = _launch.row_outputs(s, reward_id != 0, policy is not None, dev)
     bad = out.bad
     unused = lambda t: t if t is not None else obs  # noqa: E731  (a pointer never read)
     tiles = triton.cdiv(rows, tmlp.BM)
@@ -297,7 +297,7 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
         pw_t, pb_t, psize_t, len(pol.weights), opt(pol.in_mean), opt(pol.in_std),
         opt(pol.max_logvar), opt(pol.min_logvar), float(pol.leaky_slope),
         f_src, f_kind, s.p, s.k, s.h, s.d, s.a, f, s.d_out, len(slots), rows, params.num_members,
-        seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, _gpu.reward_dt(s),
+        seed_lo, seed_hi, o0_lo, o0_hi, o1_lo, o1_hi, o2_lo, o2_hi, _launch.reward_dt(s),
         MODE=MODE_IDS[s.mode], REWARD=reward_id, RETURN_STATES=s.return_states,
         HAS_PERM=perm is not None, POLICY=policy is not None,
         P_NORMALIZE=pol.in_mean is not None, NORMALIZE=params.in_mean is not None,
@@ -307,4 +307,4 @@ def propagate_triton(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor
         AP=triton.next_power_of_2(max(s.a, 2)), FEATURES=feats is not None,
         FP=triton.next_power_of_2(max(f, 2)), PRECISION=tmlp.FP32_DOT,
         num_warps=PROPAGATE_WARPS, enable_fp_fusion=True)
-    return _gpu.to_result(out, s, params.num_members)
+    return _launch.to_result(out, s, params.num_members)

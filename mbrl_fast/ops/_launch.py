@@ -1,9 +1,9 @@
-"""Launcher glue the CUDA and Triton propagate backends share (ops/_cuda.py,
+"""Launcher glue the compiled propagate backends share (ops/_cpu.py, ops/_cuda.py,
 ops/_triton/propagate.py): the reward id and dt a kernel gets, the member slots and the
 TS-inf visiting order, the per-row output buffers and their reshape into the contract's
 result, and the decoding of the non-finite report.
 
-The kernels of both backends see particles as rows, row = (n P + p) K + k, and write
+The kernels of every backend see particles as rows, row = (n P + p) K + k, and write
 states [rows, H + 1, D], rewards [rows, H], per-row returns [rows] and taken actions
 [rows, H, A]; :func:`to_result` views them as the contract's shapes.
 """
