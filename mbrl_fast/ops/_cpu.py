@@ -98,14 +98,11 @@ def ensemble_mlp_cpu(x: torch.Tensor, params: MLPParams, sizes):
 def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                   spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
     """obs [N, D], actions [N, P, H, A] contiguous (or None with a policy in the loop)
-    -> PropagateResult (see ops/propagate.py)."""
+    -> PropagateResult with returns per particle [N, P, K] (ops/_launch.py)."""
     s = spec
     reward = _launch.reward_id(s, "cpu")  # a RewardKind id, as every compiled kernel takes
     callback = int(s.reward.address) if reward == RewardKind.CALLBACK else 0
-    states = torch.empty(s.n, s.p, s.k, s.h + 1, s.d) if s.return_states else None
-    rewards = torch.empty(s.n, s.p, s.k, s.h) if s.return_states and reward else None
-    row_returns = torch.empty(s.n, s.p, s.k) if reward else None
-    taken = torch.empty(s.n, s.p, s.k, s.h, s.a) if policy is not None else None
+    out = _launch.row_outputs(s, reward != RewardKind.NONE, policy is not None, obs.device)
     feats = params.obs_features
     src, feat_kind = (None, None) if feats is None or feats.is_identity else feats.table()
     kernels = backends.cpu_kernels()
@@ -116,18 +113,17 @@ def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | 
     desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
     desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
     desc.mode, desc.reward, desc.callback = MODE_IDS[s.mode], reward, callback
-    desc.members = [s.member] if s.mode == "fixed" else s.members.tolist()
+    desc.members = list(_launch.member_slots(s))
     if src is not None:
         desc.feat_src, desc.feat_kind = src.tolist(), feat_kind.tolist()
     desc.seed, desc.offset, desc.dt = s.seed, s.offset, _launch.reward_dt(s)
     desc.obs, desc.actions = obs.data_ptr(), _addr(actions)
-    desc.states, desc.rewards, desc.row_returns = _addr(states), _addr(rewards), _addr(row_returns)
-    desc.taken = _addr(taken)
+    desc.states, desc.rewards = _addr(out.states), _addr(out.rewards)
+    desc.row_returns, desc.taken = _addr(out.returns), _addr(out.taken)
     bad = mod.propagate(model, pi, desc, kernels.isa_id)
-    if bad[0] >= 0:
+    if bad[0] >= 0:  # the CPU kernel reports (t, member, n, p, k) itself, not a key
         _raise_non_finite(*bad)
-    return PropagateResult(states=states, rewards=rewards,
-                           returns=row_returns.mean(dim=-1) if reward else None, actions=taken)
+    return _launch.to_result(out, s, params.num_members)
 
 
 def philox_fill_cpu(kind: str, out: torch.Tensor, seed: int, offset: int) -> None:

@@ -15,27 +15,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import replace
 
 from mbrl_fast import backends
 from mbrl_fast.ops import _cpu, _cpu_imagine, _cpu_sampling, _cuda
-from mbrl_fast.ops.contract import PropagateResult
-
-
-def _propagate_cpu(params, obs, actions, spec, policy=None) -> PropagateResult:
-    """The CPU kernel to the contract: it averages its returns over the particles itself
-    ([N, P]), which as [N, P, 1] are the per-particle returns of one particle each (the
-    op's mean over K leaves them unchanged)."""
-    result = _cpu.propagate_cpu(params, obs, actions, spec, policy)
-    if result.returns is None:
-        return result
-    return replace(result, returns=result.returns.unsqueeze(-1))
-
 
 _LAUNCHERS: dict[str, dict[str, Callable]] = {
     "cpu": {
         "ensemble_mlp": _cpu.ensemble_mlp_cpu,
-        "propagate": _propagate_cpu,
+        "propagate": _cpu.propagate_cpu,
         "noise": _cpu_sampling.philox_fill,
         "cem_update": _cpu_sampling.cem_update_cpu,
         "mppi_update": _cpu_sampling.mppi_update_cpu,
