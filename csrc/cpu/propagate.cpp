@@ -141,9 +141,8 @@ class Rollout {
   }
 
   // One barrier per step: every thread regroups the rows itself (identical, ~1% of a
-  // step) instead of waiting on one thread. With a serial regroup and 3 barriers per
-  // step, ts1 ran at 31 GFLOP per CPU-second on 2 threads vs 80 on 1; now 61
-  // (P = 100, K = 20, H = 10, headline model, loaded 2-core machine, 2026-11-23).
+  // step) instead of waiting on one thread. A serial regroup with 3 barriers per step
+  // halved ts1's GFLOP per CPU-second on 2 threads (31 vs 61 now; docs/measurements.md).
   void run_ts1() {
     // Tasks per step: about one per member and tile.
     const int64_t tasks = (rows_ + kTileRows - 1) / kTileRows + v_.num_members - 1;
