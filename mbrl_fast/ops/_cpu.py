@@ -2,8 +2,10 @@
 
 They allocate the outputs, pass addresses and sizes to ``_C`` (which does not link
 libtorch and releases the GIL), and turn the kernels' error reports into the
-references' exceptions. Inputs were validated by the op (ops/ensemble_mlp.py,
-ops/propagate.py); tensors are contiguous float32 on the CPU.
+references' exceptions. Inputs were validated by the ops (ensemble_mlp, propagate,
+skill_reward, noise, samplers, elite_update); tensors are contiguous float32 on the CPU.
+Signatures match the CUDA and Triton launchers of the same op (ops/registry.py). The
+imagine launcher, an autograd Function of its own, is ops/_cpu_imagine.py.
 
 Kernel choice (:func:`mbrl_fast.backends.cpu_kernels`, read at every call): the
 AVX-512, AVX2 or portable path, forced with ``MBRL_FAST_CPU_KERNELS``. bf16-packed
@@ -126,15 +128,6 @@ def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | 
     return _launch.to_result(out, s, params.num_members)
 
 
-def philox_fill_cpu(kind: str, out: torch.Tensor, seed: int, offset: int) -> None:
-    """Fill contiguous ``out`` (int32 for "uint32", else float32) with stream (seed, offset)."""
-    mod = backends.cpu_module()
-    if kind == "normal":
-        mod.philox_normal(out.data_ptr(), out.numel(), seed, offset, backends.cpu_kernels().isa_id)
-    else:
-        getattr(mod, f"philox_{kind}")(out.data_ptr(), out.numel(), seed, offset)
-
-
 def skill_reward_cpu(params: MLPParams, x: torch.Tensor, target: torch.Tensor,
                      skill: torch.Tensor, prior: torch.Tensor,
                      spec: SkillRewardSpec) -> SkillReward:
@@ -150,3 +143,63 @@ def skill_reward_cpu(params: MLPParams, x: torch.Tensor, target: torch.Tensor,
         s.include_skill, x.data_ptr() if s.f else 0, target.data_ptr(), skill.data_ptr(),
         prior.data_ptr(), log_q.data_ptr(), reward.data_ptr(), kernels.isa_id)
     return SkillReward(reward, log_q[:, 0], log_q[:, 1:])
+
+
+# ---- noise, the planners' samplers and the elite updates ---------------------------------
+
+def philox_fill(kind: str, n: int, seed: int, offset: int, device) -> torch.Tensor:
+    """[n] samples of stream (seed, offset): int64 uint32 values, or float32 uniform/normal."""
+    out = torch.empty(n, dtype=torch.int32 if kind == "uint32" else torch.float32)
+    mod = backends.cpu_module()
+    if kind == "normal":
+        mod.philox_normal(out.data_ptr(), n, seed, offset, backends.cpu_kernels().isa_id)
+    else:
+        getattr(mod, f"philox_{kind}")(out.data_ptr(), n, seed, offset)
+    return out.to(torch.int64) & 0xFFFFFFFF if kind == "uint32" else out
+
+
+def cem_update_cpu(samples, returns, mean, var, num_elites: int, alpha: float, epsilon: float):
+    """samples [N, P, H, A], returns [N, P], mean / var [N, H, A] -> (new_mean, new_var,
+    elites [N, K] int64, best [N, H, A], best_return [N], converged [N] bool)."""
+    n, p, h, a = samples.shape
+    new_mean, new_var, best = (torch.empty(n, h, a) for _ in range(3))
+    elites = torch.empty(n, num_elites, dtype=torch.int64)
+    best_return = torch.empty(n)
+    converged = torch.empty(n, dtype=torch.uint8)
+    backends.cpu_module().cem_update(
+        _addr(samples), _addr(returns), _addr(mean), _addr(var), n, p, h * a, num_elites, alpha,
+        epsilon, _addr(new_mean), _addr(new_var), _addr(elites), _addr(best), _addr(best_return),
+        _addr(converged))
+    return new_mean, new_var, elites, best, best_return, converged.bool()
+
+
+def mppi_update_cpu(samples, returns, temperature: float):
+    """samples [N, P, H, A], returns [N, P] -> (mean [N, H, A], var [N, H, A], weights [N, P])."""
+    n, p, h, a = samples.shape
+    mean, var = torch.empty(n, h, a), torch.empty(n, h, a)
+    weights = torch.empty(n, p)
+    backends.cpu_module().mppi_update(_addr(samples), _addr(returns), n, p, h * a, temperature,
+                                      _addr(mean), _addr(var), _addr(weights))
+    return mean, var, weights
+
+
+def truncated_normal_cpu(mean, var, lower, upper, population: int, seed: int, offset: int):
+    """mean / var [N, H, A], lower / upper [A] -> samples [N, population, H, A]."""
+    n, h, a = mean.shape
+    out = torch.empty(n, population, h, a)
+    backends.cpu_module().truncated_normal(_addr(mean), _addr(var), _addr(lower), _addr(upper), n,
+                                           population, h, a, seed, offset, _addr(out))
+    return out
+
+
+def colored_noise_cpu(mean, var, lower, upper, population: int, scales: list[float],
+                      sigma: float, seed: int, offset: int):
+    """mean / var [N, H, A], lower / upper [A], the amplitudes s_k [F] and output std sigma
+    of ops/samplers.powerlaw_scales -> samples [N, population, H, A]."""
+    n, h, a = mean.shape
+    scales = torch.tensor(scales, dtype=torch.float64)
+    out = torch.empty(n, population, h, a)
+    backends.cpu_module().colored_noise(_addr(mean), _addr(var), _addr(lower), _addr(upper), n,
+                                        population, h, a, _addr(scales), sigma, seed, offset,
+                                        _addr(out))
+    return out

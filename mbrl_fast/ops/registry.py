@@ -17,17 +17,17 @@ import importlib
 from collections.abc import Callable
 
 from mbrl_fast import backends
-from mbrl_fast.ops import _cpu, _cpu_imagine, _cpu_sampling, _cuda
+from mbrl_fast.ops import _cpu, _cpu_imagine, _cuda
 
 _LAUNCHERS: dict[str, dict[str, Callable]] = {
     "cpu": {
         "ensemble_mlp": _cpu.ensemble_mlp_cpu,
         "propagate": _cpu.propagate_cpu,
-        "noise": _cpu_sampling.philox_fill,
-        "cem_update": _cpu_sampling.cem_update_cpu,
-        "mppi_update": _cpu_sampling.mppi_update_cpu,
-        "truncated_normal": _cpu_sampling.truncated_normal_cpu,
-        "colored_noise": _cpu_sampling.colored_noise_cpu,
+        "noise": _cpu.philox_fill,
+        "cem_update": _cpu.cem_update_cpu,
+        "mppi_update": _cpu.mppi_update_cpu,
+        "truncated_normal": _cpu.truncated_normal_cpu,
+        "colored_noise": _cpu.colored_noise_cpu,
         "imagine": _cpu_imagine.imagine_cpu,
         "skill_reward": _cpu.skill_reward_cpu,
     },

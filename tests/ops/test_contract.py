@@ -16,7 +16,7 @@ from mbrl_fast.ops.contract import Reward, RewardKind
 OPS = Path(__file__).resolve().parents[2] / "mbrl_fast" / "ops"
 OP_MODULES = {"ensemble_mlp", "propagate", "elite_update", "samplers", "noise", "imagine",
               "skill_reward", "registry"}
-LAUNCHERS = {"_cpu", "_cpu_sampling", "_cpu_imagine", "_cuda", "_launch", "_triton.ensemble_mlp",
+LAUNCHERS = {"_cpu", "_cpu_imagine", "_cuda", "_launch", "_triton.ensemble_mlp",
              "_triton.propagate", "_triton.noise", "_triton.elite_update"}
 OPTIONAL = {"triton", "numba"}  # may be imported inside functions
 
