@@ -24,8 +24,6 @@ import torch
 from mbrl_fast import backends
 from mbrl_fast.ops import _launch
 from mbrl_fast.ops.contract import (
-    ACTIVATION_IDS,
-    MODE_IDS,
     MLPParams,
     PropagateResult,
     PropagateSpec,
@@ -59,27 +57,17 @@ def _unpacked_weights(params: MLPParams) -> tuple[torch.Tensor, ...]:
     return fp32
 
 
-def _addr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+_addr = _launch.addr
 
 
 def mlp_desc(params: MLPParams, kernels: backends.CpuKernels, sizes=None):
-    """The ``_C.MLPDesc`` of a network (the fields of ``_C_cuda.MLPDesc``: addresses of its
-    tensors, read in place) and the weight tensors it points at (the caller keeps them
-    alive for the call: bf16 weights the path cannot run natively are unpacked to fp32)."""
+    """The ``_C.MLPDesc`` of a network (ops/_launch.fill_mlp_desc, as for CUDA) and the
+    weight tensors it points at (the caller keeps them alive for the call: bf16 weights
+    the path cannot run natively are unpacked to fp32)."""
     weights, bf16 = params.weights, params.is_bf16
     if bf16 and not kernels.native_bf16:
         weights, bf16 = _unpacked_weights(params), False
-    d = backends.cpu_module().MLPDesc()
-    d.sizes = [int(s) for s in (sizes if sizes is not None else params.sizes)]
-    d.weights = [w.data_ptr() for w in weights]
-    d.biases = [b.data_ptr() for b in params.biases]
-    d.members = params.num_members
-    d.bf16 = bf16
-    d.activation = ACTIVATION_IDS[params.activation]
-    d.slope = float(params.leaky_slope)
-    d.in_mean, d.in_std = _addr(params.in_mean), _addr(params.in_std)
-    d.max_logvar, d.min_logvar = _addr(params.max_logvar), _addr(params.min_logvar)
+    d = _launch.fill_mlp_desc(backends.cpu_module().MLPDesc(), params, sizes, weights, bf16)
     return d, weights
 
 
@@ -105,23 +93,12 @@ def propagate_cpu(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | 
     reward = _launch.reward_id(s, "cpu")  # a RewardKind id, as every compiled kernel takes
     callback = int(s.reward.address) if reward == RewardKind.CALLBACK else 0
     out = _launch.row_outputs(s, reward != RewardKind.NONE, policy is not None, obs.device)
-    feats = params.obs_features
-    src, feat_kind = (None, None) if feats is None or feats.is_identity else feats.table()
     kernels = backends.cpu_kernels()
     mod = backends.cpu_module()
     model, _model_weights = mlp_desc(params, kernels)
     pi, _policy_weights = mlp_desc(policy, kernels) if policy is not None else (None, None)
-    desc = mod.PropagateDesc()
-    desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
-    desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
-    desc.mode, desc.reward, desc.callback = MODE_IDS[s.mode], reward, callback
-    desc.members = list(_launch.member_slots(s))
-    if src is not None:
-        desc.feat_src, desc.feat_kind = src.tolist(), feat_kind.tolist()
-    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _launch.reward_dt(s)
-    desc.obs, desc.actions = obs.data_ptr(), _addr(actions)
-    desc.states, desc.rewards = _addr(out.states), _addr(out.rewards)
-    desc.row_returns, desc.taken = _addr(out.returns), _addr(out.taken)
+    desc = _launch.fill_propagate_desc(mod.PropagateDesc(), s, params, reward, obs, actions, out)
+    desc.callback = callback
     bad = mod.propagate(model, pi, desc, kernels.isa_id)
     if bad[0] >= 0:  # the CPU kernel reports (t, member, n, p, k) itself, not a key
         _raise_non_finite(*bad)

@@ -19,6 +19,7 @@ import weakref
 import torch
 
 from mbrl_fast import backends
+from mbrl_fast.ops import _launch
 from mbrl_fast.ops.contract import IMAGINE_ACTIVATION_IDS as ACTIVATION_IDS
 from mbrl_fast.ops.contract import ImagineParams, ImagineResult
 
@@ -46,8 +47,7 @@ def supports(params: ImagineParams) -> bool:
     return len(params.heads) <= MAX_HEADS and all(len(m) <= MAX_LAYERS for m in mlps)
 
 
-def _addr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+_addr = _launch.addr
 
 
 # The saved activations of a call whose graph is gone, reused by the next forward: a fresh

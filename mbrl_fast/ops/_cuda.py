@@ -8,43 +8,27 @@ Inputs were validated by the ops; tensors are contiguous float32 on one CUDA dev
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from mbrl_fast import backends
 from mbrl_fast.ops import _launch
 from mbrl_fast.ops.contract import (
-    ACTIVATION_IDS,
-    MODE_IDS,
     MLPParams,
     PropagateResult,
     PropagateSpec,
 )
-from mbrl_fast.ops.features import ObsFeatures
 
 
 def _stream(device: torch.device) -> int:
     return torch.cuda.current_stream(device).cuda_stream
 
 
-def _addr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
+_addr = _launch.addr
 
 
 def mlp_desc(params: MLPParams, sizes=None):
     """The ``_C_cuda.MLPDesc`` of an ensemble (addresses of its tensors, read in place)."""
-    d = backends.cuda_module().MLPDesc()
-    d.sizes = [int(s) for s in (sizes if sizes is not None else params.sizes)]
-    d.weights = [w.data_ptr() for w in params.weights]
-    d.biases = [b.data_ptr() for b in params.biases]
-    d.members = params.num_members
-    d.bf16 = params.is_bf16
-    d.activation = ACTIVATION_IDS[params.activation]
-    d.slope = float(params.leaky_slope)
-    d.in_mean, d.in_std = _addr(params.in_mean), _addr(params.in_std)
-    d.max_logvar, d.min_logvar = _addr(params.max_logvar), _addr(params.min_logvar)
-    return d
+    return _launch.fill_mlp_desc(backends.cuda_module().MLPDesc(), params, sizes)
 
 
 def philox_fill(kind: str, n: int, seed: int, offset: int, device) -> torch.Tensor:
@@ -68,16 +52,6 @@ def ensemble_mlp_cuda(x: torch.Tensor, params: MLPParams, sizes):
     return (out, logvar) if params.gaussian else out
 
 
-@functools.lru_cache(maxsize=32)
-def _feature_lists(features: ObsFeatures | None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(src [F], kind [F]) of the model input map on the host: the kernel takes the table
-    in its parameters; ((), ()) for features(s) = s."""
-    if features is None or features.is_identity:
-        return (), ()
-    src, kind = features.table()
-    return tuple(src.tolist()), tuple(kind.tolist())
-
-
 def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor | None,
                    spec: PropagateSpec, policy: MLPParams | None = None) -> PropagateResult:
     """obs [N, D], actions [N, P, H, A] (or None with a policy) -> PropagateResult with
@@ -87,18 +61,11 @@ def propagate_cuda(params: MLPParams, obs: torch.Tensor, actions: torch.Tensor |
     dev = obs.device
     reward_id = _launch.reward_id(s, "cuda")
     out = _launch.row_outputs(s, reward_id != 0, policy is not None, dev)
-    desc = backends.cuda_module().PropagateDesc()
-    desc.n, desc.p, desc.k, desc.h = s.n, s.p, s.k, s.h
-    desc.d, desc.a, desc.d_out = s.d, s.a, s.d_out
-    desc.mode, desc.reward, desc.return_states = MODE_IDS[s.mode], reward_id, s.return_states
-    desc.members, desc.num_members_all = list(_launch.member_slots(s)), params.num_members
-    desc.feat_src, desc.feat_kind = _feature_lists(params.obs_features)
-    desc.seed, desc.offset, desc.dt = s.seed, s.offset, _launch.reward_dt(s)
+    desc = _launch.fill_propagate_desc(backends.cuda_module().PropagateDesc(), s, params,
+                                       reward_id, obs, actions, out)
+    desc.return_states, desc.num_members_all = s.return_states, params.num_members
     order = _launch.tsinf_order(s, philox_fill, dev)  # kept alive until the launch
-    desc.obs, desc.actions, desc.order = obs.data_ptr(), _addr(actions), _addr(order)
-    desc.states, desc.rewards = _addr(out.states), _addr(out.rewards)
-    desc.row_returns = _addr(out.returns)
-    desc.taken, desc.bad = _addr(out.taken), out.bad.data_ptr()
+    desc.order, desc.bad = _addr(order), out.bad.data_ptr()
     backends.cuda_module().propagate(mlp_desc(params), None if policy is None else mlp_desc(policy),
                                      desc, _stream(dev))
     return _launch.to_result(out, s, params.num_members)
