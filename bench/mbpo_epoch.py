@@ -266,6 +266,12 @@ def summarize(rounds: dict, steps: int) -> dict:
         out[f"{name}_estimate_s"] = est
         out[f"{name}_speedup"] = {n: round(est["mbrl_lib"][n] / est["mbrl_fast"][n], 2)
                                   for n in ("total_s", *PHASES)}
+    # the ratio per repeat (both sides' rounds of one repeat ran back to back: same load)
+    per_rep = [epoch_estimate(b, steps, EPOCH_STEPS / MODEL_TRAIN_FREQ)["total_s"]
+               / epoch_estimate(a, steps, EPOCH_STEPS / MODEL_TRAIN_FREQ)["total_s"]
+               for a, b in zip(rounds["mbrl_fast"], rounds["mbrl_lib"], strict=True)]
+    out["epoch_speedup_per_repeat"] = [round(x, 2) for x in per_rep]
+    out["epoch_speedup_median_of_repeats"] = round(statistics.median(per_rep), 2)
     out["speedup_per_phase_round"] = {n: round(med["mbrl_lib"][n] / med["mbrl_fast"][n], 2)
                                       for n in ("total_s", *PHASES)}
     return out
