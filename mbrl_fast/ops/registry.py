@@ -65,6 +65,12 @@ def accepts(op: str, backend: str, *args) -> bool:
     return True if check is None else bool(check(*args))
 
 
+def triton_modules() -> tuple[str, ...]:
+    """The modules under mbrl_fast/ops/_triton that hold launchers (imported on first use;
+    the op tests import them ahead to decorate the kernels for Triton's interpreter)."""
+    return tuple(sorted({module for module, _ in _TRITON.values()}))
+
+
 def launcher(op: str, backend: str) -> Callable:
     """The launcher of ``op`` (a CAPABILITIES key naming an op) on compiled ``backend``."""
     if backend not in backends.CAPABILITIES.get(op, ()):
