@@ -119,7 +119,7 @@ __device__ __forceinline__ float soft_bound(float raw, float hi, float lo) {
 __device__ __forceinline__ float activate(float x, int act, float slope) {
   switch (act) {
     case 0: return x / (1.0f + expf(-x));         // silu
-    case 1: return fmaxf(x, 0.0f);                // relu
+    case 1: return x > 0.0f || x != x ? x : 0.0f;  // relu; NaN stays NaN (fmaxf drops it)
     case 2: return tanhf(x);                      // tanh
     case 3: return x > 0.0f ? x : expm1f(x);      // elu
     case 4: return x > 0.0f ? x : x * slope;      // leaky_relu

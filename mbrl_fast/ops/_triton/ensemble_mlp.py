@@ -62,7 +62,7 @@ def activate(x, slope, ACT: tl.constexpr):
     if ACT == 0:
         return x / (1.0 + tl.exp(-x))
     elif ACT == 1:
-        return tl.maximum(x, 0.0)
+        return tl.where((x > 0.0) | (x != x), x, 0.0)  # NaN stays NaN, as torch.relu
     elif ACT == 2:
         return tanh(x)
     elif ACT == 3:
