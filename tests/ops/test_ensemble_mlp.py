@@ -1,5 +1,5 @@
-"""ensemble_mlp: the compiled CPU kernels (every kernel path this CPU runs, see conftest.py)
-against the reference."""
+"""ensemble_mlp: every compiled backend and kernel path (tests/ops/conftest.py) against the
+reference, and the op's bad-input errors."""
 
 from __future__ import annotations
 
@@ -7,22 +7,24 @@ import pytest
 import torch
 from helpers import assert_close, cpu_backends, random_mlp_params
 
-from mbrl_fast import backends
-from mbrl_fast.ops._cpu import KERNELS_ENV_VAR
 from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, MLPParams, ensemble_mlp
 
-pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
+pytestmark = pytest.mark.op("ensemble_mlp")
 
+
+def run(backend, x, params):
+    """ensemble_mlp on ``backend`` (inputs moved to its device)."""
+    return ensemble_mlp(backend.to(x), backend.to(params), backend=backend.name)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_every_activation(kernels, activation, dtype):
+def test_every_activation(backend, activation, dtype):
     params = random_mlp_params(E=3, sizes=(7, 33, 16, 10), activation=activation,
                                bf16=dtype == "bf16")
     x = torch.randn(3, 123, 7, generator=torch.Generator().manual_seed(1)) * 2
     ref = ensemble_mlp(x, params, backend="reference")
-    assert_close(ensemble_mlp(x, params, backend="cpu"), ref, dtype)
+    assert_close(run(backend, x, params), ref, dtype)
 
 
 @pytest.mark.parametrize("E,B,sizes", [(1, 1, (5, 13, 3)), (2, 7, (5, 13, 3)), (1, 123, (3, 1, 4)),
@@ -31,89 +33,99 @@ def test_every_activation(kernels, activation, dtype):
                                        (2, 13, (7, 64, 128, 10)), (1, 5, (3, 256, 18))])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("normalize,gaussian", [(True, True), (False, False), (True, False)])
-def test_shapes_and_options(kernels, E, B, sizes, dtype, normalize, gaussian):
+def test_shapes_and_options(backend, E, B, sizes, dtype, normalize, gaussian):
     gaussian = gaussian and sizes[-1] % 2 == 0
     params = random_mlp_params(E=E, sizes=sizes, bf16=dtype == "bf16", normalize=normalize,
                                gaussian=gaussian, seed=B)
     x = torch.randn(E, B, sizes[0], generator=torch.Generator().manual_seed(2))
-    got = ensemble_mlp(x, params, backend="cpu")
+    got = run(backend, x, params)
     assert isinstance(got, tuple) == gaussian
     assert_close(got, ensemble_mlp(x, params, backend="reference"), dtype)
 
 
 @pytest.mark.parametrize("B", [1, 2, 3, 5, 11, 13, 25, 95, 96, 97, 191, 193])
-def test_batch_sizes_across_tile_and_block_boundaries(kernels, B):
+def test_batch_sizes_across_tile_and_block_boundaries(backend, B):
     """Short tiles run 4-row blocks, tiles of a multiple of 12 / 24 rows taller ones."""
     params = random_mlp_params(E=2, sizes=(6, 40, 33, 8), seed=B)
     x = torch.randn(2, B, 6, generator=torch.Generator().manual_seed(B))
     ref = ensemble_mlp(x, params, backend="reference")
-    assert_close(ensemble_mlp(x, params, backend="cpu"), ref, "fp32")
+    assert_close(run(backend, x, params), ref, "fp32")
 
 
+# Triton's interpreter evaluates exp() in numpy, which warns on the overflow the kernels
+# are written to absorb (exp -> inf, then x / inf -> 0); the results are checked.
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_extreme_preactivations(kernels, activation):
+def test_extreme_preactivations(backend, activation):
     """|pre-activations| up to ~300: the vectorized exp clamps its argument; silu of a large
     negative value once came out NaN (1 + exp(-x) = inf, then 0 * inf in the reciprocal)."""
     params = random_mlp_params(E=1, sizes=(4, 16, 6), activation=activation, scale=60.0,
                                normalize=False)
     x = torch.randn(1, 200, 4, generator=torch.Generator().manual_seed(3)) * 10
     ref = ensemble_mlp(x, params, backend="reference")
-    got = ensemble_mlp(x, params, backend="cpu")
+    got = run(backend, x, params)
     assert all(torch.isfinite(t).all() for t in got)
     assert_close(got, ref, "fp32")
 
 
-def test_gaussian_head_bounds_are_applied():
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_propagates_like_torch(backend, activation):
+    """A NaN weight makes NaN outputs on every activation, as in torch (a max(x, 0) ReLU on
+    the GPU backends once mapped NaN to 0, hiding a broken policy from propagate's check)."""
+    params = random_mlp_params(E=2, sizes=(4, 8, 8, 6), activation=activation, gaussian=False)
+    params.biases[0][1, 3] = float("nan")  # member 1, one hidden unit
+    x = torch.randn(2, 9, 4, generator=torch.Generator().manual_seed(5))
+    ref = ensemble_mlp(x, params, backend="reference")
+    got = run(backend, x, params).cpu()
+    assert torch.isnan(ref[1]).all() and not torch.isnan(ref[0]).any()
+    assert torch.equal(torch.isnan(got), torch.isnan(ref))
+    assert_close(got[0], ref[0], "fp32")
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")
+def test_gaussian_head_bounds_are_applied(backend):
     params = random_mlp_params(E=2, sizes=(4, 8, 6), scale=30.0)  # large raw logvars
     x = torch.randn(2, 50, 4) * 10
-    mean, logvar = ensemble_mlp(x, params, backend="cpu")
+    mean, logvar = (t.cpu() for t in run(backend, x, params))
     ref_mean, ref_logvar = ensemble_mlp(x, params, backend="reference")
     assert_close((mean, logvar), (ref_mean, ref_logvar), "fp32")
     # soft bounds: within softplus(min - max) ~ 3e-5 of [min, max]
     assert (logvar <= params.max_logvar + 1e-3).all() and (logvar >= params.min_logvar - 1e-3).all()
 
 
-def test_shared_and_non_contiguous_inputs():
+def test_shared_and_non_contiguous_inputs(backend):
     params = random_mlp_params(E=3, sizes=(6, 11, 4), gaussian=False)
     x2 = torch.randn(17, 6)
     ref = ensemble_mlp(x2, params, backend="reference")
-    assert_close(ensemble_mlp(x2, params, backend="cpu"), ref, "fp32")
+    assert_close(run(backend, x2, params), ref, "fp32")
     xt = torch.randn(3, 6, 17).transpose(1, 2)  # non-contiguous [3, 17, 6]: copied
     assert not xt.is_contiguous()
-    assert_close(ensemble_mlp(xt, params, backend="cpu"), ensemble_mlp(xt.contiguous(), params,
-                 backend="reference"), "fp32")
+    assert_close(ensemble_mlp(backend.to(xt), backend.to(params), backend=backend.name),
+                 ensemble_mlp(xt.contiguous(), params, backend="reference"), "fp32")
 
 
-def test_empty_batch():
+def test_empty_batch(backend):
     params = random_mlp_params(E=2, sizes=(3, 5, 4))
-    mean, logvar = ensemble_mlp(torch.zeros(2, 0, 3), params, backend="cpu")
+    mean, logvar = run(backend, torch.zeros(2, 0, 3), params)
     assert mean.shape == (2, 0, 2) and logvar.shape == (2, 0, 2)
 
 
 def test_bad_inputs():
     params = random_mlp_params(E=2, sizes=(3, 5, 4))
     with pytest.raises(ValueError, match="x must be"):
-        ensemble_mlp(torch.zeros(2, 4, 3, 1), params, backend="cpu")
+        ensemble_mlp(torch.zeros(2, 4, 3, 1), params)
     with pytest.raises(ValueError, match="x must be"):
-        ensemble_mlp(torch.zeros(3, 4, 3), params, backend="cpu")
+        ensemble_mlp(torch.zeros(3, 4, 3), params)
     with pytest.raises(ValueError, match="x must be"):
-        ensemble_mlp(torch.zeros(2, 4, 5), params, backend="cpu")
+        ensemble_mlp(torch.zeros(2, 4, 5), params)
     with pytest.raises(TypeError, match="float32"):
-        ensemble_mlp(torch.zeros(2, 4, 3, dtype=torch.float64), params, backend="cpu")
+        ensemble_mlp(torch.zeros(2, 4, 3, dtype=torch.float64), params)
     bad = MLPParams(params.weights, params.biases, "gelu")
     with pytest.raises(ValueError, match="activation"):
-        ensemble_mlp(torch.zeros(2, 4, 3), bad, backend="cpu")
+        ensemble_mlp(torch.zeros(2, 4, 3), bad)
     with pytest.raises(ValueError, match="contiguous"):
         w0 = params.weights[0].transpose(1, 2).contiguous().transpose(1, 2)
-        ensemble_mlp(torch.zeros(2, 4, 3), MLPParams((w0,) + params.weights[1:], params.biases),
-                     backend="cpu")
-
-
-def test_kernels_switch_is_validated(monkeypatch):
-    monkeypatch.setenv(KERNELS_ENV_VAR, "avx9000")
-    params = random_mlp_params(E=1, sizes=(3, 4))
-    with pytest.raises(ValueError, match=KERNELS_ENV_VAR):
-        ensemble_mlp(torch.zeros(1, 2, 3), params, backend="cpu")
+        ensemble_mlp(torch.zeros(2, 4, 3), MLPParams((w0,) + params.weights[1:], params.biases))
 
 
 def test_cpu_is_auto_choice_here():

@@ -1,74 +1,84 @@
-"""Philox noise: every compiled backend against the reference, sample for sample."""
+"""Philox noise: every compiled backend (tests/ops/conftest.py) against the reference, sample
+for sample; the reference against Random123's known answer and Python integers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from helpers import cpu_backends
 
 from mbrl_fast.ops import noise
 
-BACKENDS = ["reference"] + cpu_backends()
+pytestmark = pytest.mark.op("noise")
 SHAPES = [(0,), (1,), (7,), (3, 5), (2, 3, 123)]
 KEYS = [(0, 0), (1234, 5), (2**64 - 1, 2**64 - 1), (2**40 + 7, 2**33 + 1)]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_known_answer(backend):
+def test_reference_known_answer():
     # Philox4x32-10 on counter 0, key 0 (Random123 known-answer test vector).
-    x = noise.philox_uint32((4,), seed=0, offset=0, backend=backend)
+    x = noise.philox_uint32((4,), seed=0, offset=0, backend="reference")
     assert x.tolist() == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
 
 
-@pytest.mark.parametrize("backend", cpu_backends())
+def test_known_answer(backend):
+    x = noise.philox_uint32((4,), seed=0, offset=0, device=backend.device, backend=backend.name)
+    assert x.device.type == backend.device.type
+    assert x.tolist() == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("seed,offset", KEYS)
 def test_uint32_and_uniform_bit_exact(backend, shape, seed, offset):
     for fn in (noise.philox_uint32, noise.uniform):
         ref = fn(shape, seed, offset, backend="reference")
-        got = fn(shape, seed, offset, backend=backend)
+        got = fn(shape, seed, offset, device=backend.device, backend=backend.name)
         assert got.shape == ref.shape and got.dtype == ref.dtype
-        assert torch.equal(got, ref)
+        assert torch.equal(got.cpu(), ref)
 
 
-@pytest.mark.parametrize("backend", cpu_backends())
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("seed,offset", KEYS)
 def test_normal_matches(backend, shape, seed, offset):
     ref = noise.normal(shape, seed, offset, backend="reference")
-    got = noise.normal(shape, seed, offset, backend=backend)
+    got = noise.normal(shape, seed, offset, device=backend.device, backend=backend.name)
     assert got.shape == ref.shape and got.dtype == torch.float32
-    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got.cpu(), ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.skipif("cpu" not in cpu_backends(), reason="mbrl_fast._C not built")
 @pytest.mark.parametrize("seed,offset", KEYS)
-def test_normal_every_cpu_kernel_path(kernels, seed, offset):
-    """The vectorized Box-Muller of each path (double-precision polynomials) gives the
-    reference's floats: equal but for a rare last-bit difference at a rounding boundary."""
+def test_normal_long_streams(backend, seed, offset):
+    """The vectorized Box-Muller of each path (double-precision polynomials; the GPUs' log /
+    sin / cos) gives the reference's floats: equal but for a rare last-bit difference at a
+    rounding boundary."""
     n = 100_003  # crosses the 256-block chunks and the threading threshold, odd tail
     ref = noise.normal((n,), seed, offset, backend="reference")
-    got = noise.normal((n,), seed, offset, backend="cpu")
+    got = noise.normal((n,), seed, offset, device=backend.device, backend=backend.name).cpu()
     torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
     assert (got != ref).float().mean() < 1e-4
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def test_reference_streams_are_prefix_consistent_and_distinct():
+    _check_prefix_consistent_and_distinct(backend="reference")
+
+
 def test_streams_are_prefix_consistent_and_distinct(backend):
-    long = noise.philox_uint32((1001,), 3, 9, backend=backend)
-    short = noise.philox_uint32((13,), 3, 9, backend=backend)
+    _check_prefix_consistent_and_distinct(device=backend.device, backend=backend.name)
+
+
+def _check_prefix_consistent_and_distinct(**kw):
+    long = noise.philox_uint32((1001,), 3, 9, **kw)
+    short = noise.philox_uint32((13,), 3, 9, **kw)
     assert torch.equal(long[:13], short)
-    assert not torch.equal(noise.philox_uint32((8,), 3, 10, backend=backend), long[:8])
-    assert not torch.equal(noise.philox_uint32((8,), 4, 9, backend=backend), long[:8])
+    assert not torch.equal(noise.philox_uint32((8,), 3, 10, **kw), long[:8])
+    assert not torch.equal(noise.philox_uint32((8,), 4, 9, **kw), long[:8])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_ranges(backend):
-    u = noise.uniform((4096,), 1, 2, backend=backend)
+    kw = dict(device=backend.device, backend=backend.name)
+    u = noise.uniform((4096,), 1, 2, **kw)
     assert (u > 0).all() and (u < 1).all()
-    n = noise.normal((4096,), 1, 2, backend=backend)
+    n = noise.normal((4096,), 1, 2, **kw)
     assert abs(float(n.mean())) < 0.1 and abs(float(n.std()) - 1) < 0.1
-    r = noise.randint((4096,), 5, 1, 2, backend=backend)
+    r = noise.randint((4096,), 5, 1, 2, **kw)
     assert r.min() == 0 and r.max() == 4
 
 

@@ -13,7 +13,6 @@ import torch
 pytest.importorskip("numba")
 from helpers import TOL, random_mlp_params  # noqa: E402
 
-from mbrl_fast import backends  # noqa: E402
 from mbrl_fast.ops import propagate  # noqa: E402
 from mbrl_fast.ops._numba import compile_reward  # noqa: E402
 from mbrl_fast.ops.contract import RewardKind  # noqa: E402
@@ -132,17 +131,19 @@ def test_missing_numba_is_a_clear_error(monkeypatch):
         compile_reward(forward_minus_ctrl, D, A)
 
 
-@pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C is not built")
+@pytest.mark.op("propagate", "reward.callback")
 @pytest.mark.parametrize("mode", ["tsinf", "ts1", "expectation"])
 @pytest.mark.parametrize("n, p, k, h", [(1, 1, 1, 1), (2, 3, 7, 4)])
-def test_propagate_cpu_calls_the_callback_like_the_reference(compiled, mode, n, p, k, h):
+def test_propagate_calls_the_callback_like_the_reference(backend, compiled, mode, n, p, k, h):
+    """Every backend with ``reward.callback`` (tests/ops/conftest.py): the cpu kernel paths."""
     params = random_mlp_params(E=3, sizes=(D + A, 16, 16, 2 * D), seed=1)
     g = torch.Generator().manual_seed(2)
     obs = torch.randn(n, D, generator=g)
     actions = torch.rand(n, p, h, A, generator=g) * 2 - 1
     kw = dict(particles=k, mode=mode, seed=3, reward=compiled)
     ref = propagate(params, obs, actions, backend="reference", **kw)
-    cpu = propagate(params, obs, actions, backend="cpu", **kw)
+    cpu = propagate(backend.to(params), backend.to(obs), backend.to(actions),
+                    backend=backend.name, **kw)
     torch.testing.assert_close(cpu.states, ref.states, **TOL["fp32"])
     # the reward divides state differences by 0.05: allow 20x the state tolerance
     torch.testing.assert_close(cpu.rewards, ref.rewards, rtol=1e-4, atol=2e-4)
