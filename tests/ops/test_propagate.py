@@ -1,7 +1,23 @@
-"""propagate: the compiled CPU kernel (AVX-512 and portable) against the reference.
+"""propagate: every compiled backend and kernel path (tests/ops/conftest.py) against the
+reference, and the reference against the module docstring read literally.
 
-Every case uses the same Philox streams as the reference, so the comparison is
-sample for sample; tolerances are relative to the largest state / return.
+Sections:
+
+- the reference against an oracle that runs the docstring literally (no compiled backend);
+- given action sequences: modes, dtypes, fused rewards, member subsets, odd sizes, the
+  noise streams, and the rows spanning the kernels' tiles;
+- observation features (``params.obs_features``);
+- rewards: torch functions, a C callback (cpu only), the built-in HalfCheetah;
+- non-finite states: the reference's error, word for word;
+- a policy in the loop (MBPO branched rollouts);
+- property-based fuzzing of both forms against the reference;
+- the op's own bad-input errors.
+
+Every compiled case draws the reference's Philox streams, so the comparison is sample for
+sample; tolerances are relative to the largest state / reward / return (helpers.TOL).
+Under Triton's CPU interpreter (``backend.interpreted``, slow) the large product tests run
+shorter horizons, the fuzz tests fewer examples, and the cases that stress the CPU kernels'
+96-row tiles fewer rows (still several of Triton's 32-row tiles).
 """
 
 from __future__ import annotations
@@ -17,17 +33,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mbrl_fast import backends
-from mbrl_fast.ops.ensemble_mlp import MLPParams
-from mbrl_fast.ops.features import ObsFeatures
-from mbrl_fast.ops.propagate import MODES, propagate
+from mbrl_fast.ops import noise
+from mbrl_fast.ops.contract import raise_non_finite_row
+from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp_reference, soft_bound_logvar
+from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
+from mbrl_fast.ops.propagate import MODES, _member_indices, check_args, propagate
 from mbrl_fast.ops.rewards import Reward, RewardKind, halfcheetah_reward
 
-pytestmark = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
+pytestmark = pytest.mark.op("propagate")
+policy_in_the_loop = pytest.mark.op("propagate.policy")
 
+FIELDS = ("states", "rewards", "returns", "actions")
+HALFCHEETAH_FEATURES = ObsFeatures(18, drop=(0,), angles=(2,))  # the task's: F = 18
+_NEEDS = {"model": "reward.model", "halfcheetah": "reward.halfcheetah"}
+
+
+def reward_params(*kinds):
+    """pytest params of fused reward kinds, each marked with the capability it needs."""
+    return [pytest.param(r, marks=pytest.mark.op(_NEEDS[r])) if r in _NEEDS else r
+            for r in kinds]
+
+
+REWARDS = reward_params(None, "model", "halfcheetah")
 
 
 def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2, P=3, H=5, seed=0,
               features: ObsFeatures | None = None):
+    """(params, obs [N, D], actions [N, P, H, A]): the model reads (features(s), a)."""
     d_out = D + 1 if reward_head else D
     f = D if features is None else features.width
     params = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), bf16=bf16, seed=seed)
@@ -37,118 +69,350 @@ def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2
     return params, torch.randn(N, D, generator=g) * 3, torch.rand(N, P, H, A, generator=g) * 2 - 1
 
 
-def compare(params, obs, actions, dtype="fp32", **kw):
-    ref = propagate(params, obs, actions, backend="reference", **kw)
-    got = propagate(params, obs, actions, backend="cpu", **kw)
-    for field in ("states", "rewards", "returns"):
+def make_policy_case(D=5, A=3, E=4, hidden=(33, 33), policy_hidden=(7,), model_act="silu",
+                     policy_act="relu", reward_head=True, bf16=False, N=3, seed=0, features=None):
+    """(model, policy, obs): the model reads (features(s), a), the policy the raw state."""
+    d_out = D + 1 if reward_head else D
+    f = D if features is None else features.width
+    model = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), activation=model_act,
+                              bf16=bf16, seed=seed)
+    model = replace(model, obs_features=features)
+    policy = random_mlp_params(E=1, sizes=(D, *policy_hidden, 2 * A), activation=policy_act,
+                               bf16=bf16, seed=seed + 7)
+    obs = torch.randn(N, D, generator=torch.Generator().manual_seed(seed + 1))
+    return model, policy, obs
+
+
+def run(backend, params, obs, actions, policy=None, **kw):
+    """propagate on ``backend`` (inputs moved to its device)."""
+    return propagate(backend.to(params), backend.to(obs), backend.to(actions),
+                     policy=backend.to(policy), backend=backend.name, **kw)
+
+
+def compare(backend, params, obs, actions, dtype="fp32", policy=None, **kw):
+    """``backend`` against the reference (on the CPU inputs), every output."""
+    ref = propagate(params, obs, actions, policy=policy, backend="reference", **kw)
+    got = run(backend, params, obs, actions, policy, **kw)
+    for field in FIELDS:
         assert_close(getattr(got, field), getattr(ref, field), dtype, field)
+    if policy is not None:
+        assert bool((got.actions.abs() <= 1).all())
+    return got
+
+
+def compare_policy(backend, model, policy, obs, dtype="fp32", **kw):
+    return compare(backend, model, obs, None, dtype, policy=policy, **kw)
+
+
+def kw_for(mode, **kw):
+    return dict(mode=mode, member=1 if mode == "fixed" else None, **kw)
+
+
+def raises_like_reference(backend, params, obs, actions, policy=None, match=None, **kw) -> str:
+    """Both the reference and ``backend`` raise FloatingPointError, with the same message."""
+    with pytest.raises(FloatingPointError) as ref:
+        propagate(params, obs, actions, policy=policy, backend="reference", **kw)
+    with pytest.raises(FloatingPointError, match=match) as got:
+        run(backend, params, obs, actions, policy, **kw)
+    assert str(got.value) == str(ref.value)
+    return str(got.value)
+
+
+# ---- the reference against the docstring read literally ---------------------------------
+# The reference groups particle rows by member (each row meets only its own member); the
+# oracle runs every member on every row at every step and then picks each row's member, as
+# the docstring states it. They must agree to fp32 rounding in every mode.
+
+oracle_case = functools.partial(make_case, D=5, E=4, P=7)
+
+
+def oracle(params, obs, actions, policy=None, **kw):
+    """Every member on every row, then the row's member picked (E times the work)."""
+    s = check_args(params, obs, actions, kw.get("particles", 20), kw.get("mode", "tsinf"),
+                   kw.get("member"), kw.get("members"), kw.get("seed", 0), kw.get("offset", 0),
+                   kw.get("reward"), True, policy, kw.get("horizon"))
+    rows = s.n * s.p * s.k
+    eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset).reshape(rows, s.h, -1)
+    eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2).reshape(rows, s.h, -1)
+    if s.mode != "expectation":
+        member_of = _member_indices(s, obs.device).reshape(rows, s.h)
+    state = obs.repeat_interleave(s.p * s.k, dim=0)  # [rows, D]
+    act = None if actions is None else actions.repeat_interleave(s.k, dim=1).reshape(rows, s.h, -1)
+    states, taken, rewards = [state], [], []
+    for t in range(s.h):
+        if policy is not None:
+            mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
+            a_t = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
+        else:
+            a_t = act[:, t]
+        z = torch.cat([obs_features_reference(state, params.obs_features), a_t], dim=-1)
+        z = z.expand(params.num_members, -1, -1)
+        mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
+        if s.mode == "expectation":
+            delta = mu[s.members].mean(dim=0)
+        else:
+            e, r = member_of[:, t], torch.arange(rows)
+            delta = mu[e, r] + torch.exp(0.5 * logvar[e, r]) * eps[:, t]
+        nxt = state + delta[:, : s.d]
+        bad = ~torch.isfinite(nxt).all(dim=-1)
+        if bad.any():
+            r = int(bad.nonzero()[0, 0])
+            mem = -1 if s.mode == "expectation" else int(member_of[r, t])
+            raise_non_finite_row(t, mem, r, s)
+        if s.reward == "model":
+            rewards.append(delta[:, s.d])
+        elif s.reward is not None:
+            rewards.append(s.reward.torch_fn(state, a_t, nxt))
+        state = nxt
+        states.append(state)
+        taken.append(a_t)
+    out = {"states": torch.stack(states, 1).reshape(s.n, s.p, s.k, s.h + 1, s.d),
+           "actions": torch.stack(taken, 1).reshape(s.n, s.p, s.k, s.h, s.a)}
+    if rewards:
+        out["rewards"] = torch.stack(rewards, 1).reshape(s.n, s.p, s.k, s.h)
+        out["returns"] = out["rewards"].sum(-1).mean(-1)
+    return out
+
+
+def check_oracle(params, obs, actions, policy=None, **kw):
+    want = oracle(params, obs, actions, policy, **kw)
+    got = propagate(params, obs, actions, policy=policy, backend="reference", **kw)
+    for name, ref in want.items():
+        if name == "actions" and policy is None:
+            assert got.actions is None
+            continue
+        out = getattr(got, name)
+        assert out.shape == ref.shape, name
+        # Rows meet their member in a different batch than in the oracle: fp32 rounding.
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
     return got
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("reward", [None, "model", "halfcheetah"])
-def test_modes_rewards_dtypes(kernels, mode, dtype, reward):
-    D = 18 if reward == "halfcheetah" else 4
-    params, obs, actions = make_case(D=D, reward_head=reward == "model", bf16=dtype == "bf16")
-    member = 1 if mode == "fixed" else None
-    compare(params, obs, actions, dtype, particles=5, mode=mode, member=member, seed=3, offset=12,
-            reward=reward)
+@pytest.mark.parametrize("bf16", [False, True])
+def test_reference_matches_the_literal_docstring(mode, reward, bf16):
+    D = 18 if reward == "halfcheetah" else 5
+    features = HALFCHEETAH_FEATURES if D == 18 else None
+    params, obs, actions = oracle_case(D=D, A=6 if D == 18 else 2, reward_head=reward == "model",
+                                       bf16=bf16, features=features)
+    check_oracle(params, obs, actions, particles=5, mode=mode,
+                 member=2 if mode == "fixed" else None, seed=3, offset=12, reward=reward)
 
 
-HALFCHEETAH_FEATURES = ObsFeatures(18, drop=(0,), angles=(2,))  # the task's: F = 18
+@pytest.mark.parametrize("mode", MODES)
+def test_reference_member_subsets_with_repeats_and_empty_groups(mode):
+    # members [3, 1, 3]: member 3 drawn twice as often, members 0 and 2 never run.
+    params, obs, actions = oracle_case(N=1, P=3, H=4)
+    got = check_oracle(params, obs, actions, particles=3, mode=mode,
+                       member=0 if mode == "fixed" else None, members=[3, 1, 3],
+                       seed=2**63 + 5, offset=2**40,
+                       reward=lambda o, a, n: n[..., 0] - (a * a).sum(-1))
+    assert got.returns.shape == (1, 3)
+
+
+@pytest.mark.parametrize("rows", [(1, 1, 1), (1, 1, 7), (3, 4, 5)])
+def test_reference_odd_row_counts(rows):
+    n, p, k = rows  # down to a single row: a single group of one
+    params, obs, actions = oracle_case(E=5, N=n, P=p, H=3)
+    for mode in ("ts1", "tsinf"):
+        check_oracle(params, obs, actions, particles=k, mode=mode, seed=7)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reference_policy_in_the_loop(mode):
+    params, obs, _ = oracle_case(D=4, A=2, reward_head=True)
+    policy = random_mlp_params(E=1, sizes=(4, 16, 4), seed=5)
+    check_oracle(params, obs, None, policy, particles=4, mode=mode,
+                 member=1 if mode == "fixed" else None, horizon=6, reward="model", seed=2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("step", [0, 3])
+def test_reference_non_finite_names_the_first_step_and_row(mode, step):
+    params, obs, actions = oracle_case(P=5, H=6)
+    actions[1, 3, step, 0] = float("inf")  # start state 1, sequence 3
+    actions[1, 4, step + 1, 0] = float("nan")  # a later step: not the one reported
+    kw = dict(particles=2, mode=mode, member=1 if mode == "fixed" else None)
+    with pytest.raises(FloatingPointError) as want:
+        oracle(params, obs, actions, **kw)
+    with pytest.raises(FloatingPointError, match=f"step {step} ") as got:
+        propagate(params, obs, actions, backend="reference", **kw)
+    assert str(got.value) == str(want.value)
+    assert "start state 1, sequence 3, particle 0" in str(got.value)
+
+
+# ---- given action sequences: every backend against the reference -------------------------
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-@pytest.mark.parametrize("reward", [None, "model", "halfcheetah"])
-def test_obs_features(kernels, mode, dtype, reward):
+@pytest.mark.parametrize("reward", REWARDS)
+def test_modes_rewards_dtypes(backend, mode, dtype, reward):
+    D = 18 if reward == "halfcheetah" else 4
+    params, obs, actions = make_case(D=D, reward_head=reward == "model", bf16=dtype == "bf16",
+                                     H=3 if backend.interpreted else 5)
+    member = 1 if mode == "fixed" else None
+    compare(backend, params, obs, actions, dtype, particles=5, mode=mode, member=member, seed=3,
+            offset=12, reward=reward)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reward", REWARDS)
+def test_one_member_and_one_row(backend, mode, reward):
+    """E = 1, and a single particle row (N = P = K = H = 1) of E = 1 and of E = 3."""
+    for E, (N, P, K, H) in ((1, (1, 1, 1, 1)), (3, (1, 1, 1, 1)), (1, (2, 7, 3, 3))):
+        params, obs, actions = make_case(D=5, A=3, E=E, hidden=(16,), N=N, P=P, H=H,
+                                         reward_head=reward == "model", seed=E + H)
+        compare(backend, params, obs, actions, particles=K, mode=mode,
+                member=E - 1 if mode == "fixed" else None, seed=7, offset=5, reward=reward)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_horizon_one_members_subset_odd_rows(backend, mode):
+    # P * K = 7 * 3 = 21 rows, not divisible by E = 4; members is a subset with a repeat.
+    params, obs, actions = make_case(E=4, P=7, H=1, N=1)
+    compare(backend, params, obs, actions, particles=3, mode=mode,
+            member=3 if mode == "fixed" else None, members=[3, 1, 3], seed=2**63 + 5,
+            offset=2**40)
+
+
+@pytest.mark.parametrize("features", [None, ObsFeatures(5, drop=(0,), angles=(2, 4))],
+                         ids=["raw", "features"])
+@pytest.mark.parametrize("reward", reward_params("model", "halfcheetah"))
+@pytest.mark.parametrize("mode", ["ts1", "tsinf"])
+def test_members_subset_with_a_duplicate_without_states(backend, features, reward, mode):
+    """A fused reward's returns with return_states=False: the kernels skip the stores."""
+    params, obs, actions = make_case(D=5, A=3, E=4, features=features, bf16=True, P=5, H=3,
+                                     reward_head=reward == "model")
+    got = compare(backend, params, obs, actions, "bf16", particles=3, mode=mode,
+                  members=[0, 2, 2], seed=3, reward=reward, return_states=False)
+    assert got.states is None and got.rewards is None and got.returns.shape == (2, 5)
+
+
+@pytest.mark.parametrize("policy", [False, pytest.param(True, marks=policy_in_the_loop)],
+                         ids=["actions", "policy"])
+@pytest.mark.parametrize("mode", ["ts1", "tsinf"])
+@pytest.mark.op("reward.model")
+def test_last_offsets(backend, policy, mode):
+    """offset = 2**64 - 10: the counters of offset + 1 and + 2 still within 64 bits."""
+    kw = dict(particles=3, mode=mode, seed=1, offset=2**64 - 10, reward="model")
+    if policy:
+        model, pol, obs = make_policy_case(E=3, hidden=(16,), policy_hidden=(16,), N=4)
+        compare_policy(backend, model, pol, obs, horizon=3, **kw)
+    else:
+        params, obs, actions = make_case(D=5, A=3, reward_head=True, H=3)
+        compare(backend, params, obs, actions, **kw)
+
+
+def test_noise_is_the_reference_stream(backend):
+    """A zero network: every step adds std * eps, so the states expose eps sample for sample."""
+    D, A, E = 7, 2, 2
+    sizes = (D + A, 5, 2 * D)
+    zeros = [torch.zeros(E, i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    params = MLPParams(tuple(zeros), tuple(torch.zeros(E, o) for o in sizes[1:]), "silu", None,
+                       None, torch.zeros(D), torch.full((D,), -1.0))
+    P = 7 if backend.interpreted else 37  # 63 rows: two 32-row Triton tiles
+    obs, actions = torch.zeros(1, D), torch.zeros(1, P, 6, A)
+    kw = dict(particles=9, seed=2**50 + 3, offset=5)
+    ref = propagate(params, obs, actions, backend="reference", **kw)
+    got = run(backend, params, obs, actions, **kw)
+    torch.testing.assert_close(got.states.diff(dim=3).cpu(), ref.states.diff(dim=3),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_many_rows_span_tiles(backend):
+    # 2 * 50 * 7 = 700 rows: several 96-row cpu tiles per member, tails of every size;
+    # 2 * 10 * 7 = 140 rows under the interpreter: five 32-row Triton tiles, a tail of 12.
+    P = 10 if backend.interpreted else 50
+    params, obs, actions = make_case(E=5, hidden=(40, 40, 40), P=P, H=3)
+    for mode in ("ts1", "tsinf"):
+        compare(backend, params, obs, actions, particles=7, mode=mode, members=[0, 2, 4], seed=9)
+
+
+@pytest.mark.op("reward.model")
+def test_return_states_false_and_returns(backend):
+    params, obs, actions = make_case(reward_head=True)
+    kw = dict(particles=4, reward="model", seed=1)
+    got = run(backend, params, obs, actions, return_states=False, **kw)
+    ref = propagate(params, obs, actions, backend="reference", **kw)
+    assert got.states is None and got.rewards is None
+    assert_close(got.returns, ref.returns, what="returns")
+    assert_close(ref.rewards.sum(-1).mean(-1), got.returns.cpu(), what="returns = mean_k sum_t r")
+    none = run(backend, params, obs, actions, particles=4, return_states=False)
+    assert none.states is None and none.rewards is None and none.returns is None
+
+
+# ---- observation features ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+@pytest.mark.parametrize("reward", REWARDS)
+def test_obs_features(backend, mode, dtype, reward):
     """The model reads features(s_t): sin / cos of angles, dropped entries (ops/features.py)."""
     if reward == "halfcheetah":
         features, D = HALFCHEETAH_FEATURES, 18
     else:  # F = 2 + 2 * 2 = 6 from D = 5: an odd input width F + A = 7 with A = 1
         features, D = ObsFeatures(5, drop=(3,), angles=(0, 4)), 5
+    P, H = (3, 3) if backend.interpreted else (5, 5)  # 24 rows: one Triton tile
     params, obs, actions = make_case(D=D, A=6 if D == 18 else 1, reward_head=reward == "model",
-                                     bf16=dtype == "bf16", features=features, P=5)
+                                     bf16=dtype == "bf16", features=features, P=P, H=H)
     member = 1 if mode == "fixed" else None
-    got = compare(params, obs, actions, dtype, particles=4, mode=mode, member=member, seed=11,
-                  reward=reward)
+    got = compare(backend, params, obs, actions, dtype, particles=4, mode=mode, member=member,
+                  seed=11, reward=reward)
     # Not the raw state: the same weights reading raw inputs would be a different model.
-    assert got.states.shape == (2, 5, 4, 6, D)
+    assert got.states.shape == (2, P, 4, H + 1, D)
 
 
-def test_obs_features_torch_reward_and_angles_only(kernels):
+@pytest.mark.parametrize("features", [ObsFeatures(5, angles=(1,)),  # F = 6
+                                      ObsFeatures(5, drop=(0, 3)),  # F = 3
+                                      ObsFeatures(5)],  # F = D: the no-features path
+                         ids=["angles-only", "drop-only", "identity"])
+@pytest.mark.op("reward.halfcheetah")
+def test_obs_features_one_row(backend, features):
+    """N = P = K = H = 1 with each kind of map alone."""
+    params, obs, actions = make_case(D=5, A=3, hidden=(16,), N=1, P=1, H=1, features=features,
+                                     seed=5)
+    compare(backend, params, obs, actions, particles=1, mode="ts1", seed=6, reward="halfcheetah")
+
+
+def test_obs_features_torch_reward_and_angles_only(backend):
     params, obs, actions = make_case(D=3, features=ObsFeatures(3, angles=(0, 1, 2)), H=4)
 
     def reward(o, a, n):
         return torch.cos(n[..., 0]) - 0.1 * (a * a).sum(-1)
 
-    compare(params, obs, actions, particles=3, mode="tsinf", reward=reward, seed=5)
+    compare(backend, params, obs, actions, particles=3, mode="tsinf", reward=reward, seed=5)
 
 
-def test_obs_features_change_the_rollout():
+def test_obs_features_change_the_rollout(backend):
     """Guard against a backend that ignores the map: wrapping an angle by 2 pi leaves the
     prediction unchanged with features and changes it without."""
     features = ObsFeatures(4, angles=(1,))
     params, obs, actions = make_case(features=features)
     shifted = obs.clone()
     shifted[:, 1] += 2 * torch.pi
-    kw = dict(particles=3, mode="expectation", backend="cpu")
-    a = propagate(params, obs, actions, **kw).states
-    b = propagate(params, shifted, actions, **kw).states
+    kw = dict(particles=3, mode="expectation")
+    a = run(backend, params, obs, actions, **kw).states.cpu()
+    b = run(backend, params, shifted, actions, **kw).states.cpu()
     torch.testing.assert_close((b - a)[..., 1], torch.full_like(a[..., 1], 2 * torch.pi))
     torch.testing.assert_close(torch.cat([(b - a)[..., :1], (b - a)[..., 2:]], -1),
                                torch.zeros_like(a[..., :3]), atol=1e-4, rtol=0)
 
 
-def test_obs_features_bad_inputs():
-    features = ObsFeatures(4, drop=(0,))
-    params, obs, actions = make_case(features=features)
-    with pytest.raises(ValueError, match="obs_features"):
-        propagate(params, obs[:, :3], actions, backend="cpu")
-    raw, _, _ = make_case()  # input width D + A = 6, but the map needs F + A = 5
-    with pytest.raises(ValueError, match="F \\+ A"):
-        propagate(replace(raw, obs_features=features), obs, actions, backend="cpu")
-    with pytest.raises(TypeError, match="obs_features"):
-        propagate(replace(raw, obs_features=(0,)), obs, actions, backend="cpu")
+# ---- rewards: torch functions, C callbacks, the built-in HalfCheetah ----------------------
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_horizon_one_members_subset_odd_rows(kernels, mode):
-    # P * K = 7 * 3 = 21 rows, not divisible by E = 4; members is a subset with a repeat.
-    params, obs, actions = make_case(E=4, P=7, H=1, N=1)
-    compare(params, obs, actions, particles=3, mode=mode, member=3 if mode == "fixed" else None,
-            members=[3, 1, 3], seed=2**63 + 5, offset=2**40)
-
-
-def test_many_rows_span_tiles(kernels):
-    # 2 * 50 * 7 = 700 rows: several 96-row tiles per member, tails of every size.
-    params, obs, actions = make_case(E=5, hidden=(40, 40, 40), P=50, H=3)
-    for mode in ("ts1", "tsinf"):
-        compare(params, obs, actions, particles=7, mode=mode, members=[0, 2, 4], seed=9)
-
-
-def test_return_states_false_and_returns(kernels):
-    params, obs, actions = make_case(reward_head=True)
-    kw = dict(particles=4, reward="model", seed=1)
-    got = propagate(params, obs, actions, backend="cpu", return_states=False, **kw)
-    ref = propagate(params, obs, actions, backend="reference", **kw)
-    assert got.states is None and got.rewards is None
-    assert_close(got.returns, ref.returns, what="returns")
-    assert_close(ref.rewards.sum(-1).mean(-1), got.returns, what="returns = mean_k sum_t r")
-    none = propagate(params, obs, actions, backend="cpu", particles=4, return_states=False)
-    assert none.states is None and none.rewards is None and none.returns is None
-
-
-def test_torch_reward_function(kernels):
-    params, obs, actions = make_case()
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_torch_reward_function(backend, dtype):
+    params, obs, actions = make_case(bf16=dtype == "bf16")
 
     def reward(o, a, n):
         return (n - o).sum(-1) - 0.5 * (a * a).sum(-1)
 
-    compare(params, obs, actions, particles=3, mode="ts1", reward=reward, seed=4)
-    got = propagate(params, obs, actions, backend="cpu", particles=3, reward=reward,
-                    return_states=False)
+    compare(backend, params, obs, actions, dtype, particles=3, mode="ts1", reward=reward, seed=4)
+    got = run(backend, params, obs, actions, particles=3, reward=reward, return_states=False)
     assert got.states is None and got.returns.shape == (2, 3)
 
 
@@ -157,7 +421,8 @@ CALLBACK = ctypes.CFUNCTYPE(ctypes.c_float, ctypes.POINTER(ctypes.c_float),
                             ctypes.c_int64, ctypes.c_int64)
 
 
-def test_c_callback_reward(kernels):
+@pytest.mark.op("reward.callback")
+def test_c_callback_reward(backend):
     """A C function pointer with the ABI of csrc/include/reward_callback.h (here from ctypes)."""
 
     def py_reward(obs, act, nxt, obs_dim, act_dim):
@@ -170,60 +435,266 @@ def test_c_callback_reward(kernels):
 
     reward = Reward("ctypes", torch_reward, address=ctypes.cast(fn, ctypes.c_void_p).value,
                     keepalive=fn)
+    assert reward.fused_on(backend.name)
     params, obs, actions = make_case(P=2, H=3)
     for mode in ("ts1", "expectation"):
-        compare(params, obs, actions, particles=3, mode=mode, reward=reward, seed=6)
+        compare(backend, params, obs, actions, particles=3, mode=mode, reward=reward, seed=6)
 
 
-def test_builtin_halfcheetah_matches_torch_reward():
+@pytest.mark.op("reward.halfcheetah")
+def test_builtin_halfcheetah_matches_torch_reward(backend):
     params, obs, actions = make_case(D=18, A=6, H=4)
-    fused = propagate(params, obs, actions, backend="cpu", particles=3, reward="halfcheetah")
-    unfused = propagate(params, obs, actions, backend="cpu", particles=3,
-                        reward=Reward("plain", halfcheetah_reward))
-    assert_close(fused.rewards, unfused.rewards, what="rewards")
+    fused = run(backend, params, obs, actions, particles=3, reward="halfcheetah")
+    unfused = run(backend, params, obs, actions, particles=3,
+                  reward=Reward("plain", halfcheetah_reward))
+    assert_close(fused.rewards, unfused.rewards.cpu(), what="rewards")
 
 
-def test_builtin_halfcheetah_takes_its_dt():
+@pytest.mark.op("reward.halfcheetah")
+def test_builtin_halfcheetah_takes_its_dt(backend):
     """The kernel divides by Reward.dt (a PropagateDesc field), not a fixed 0.05."""
     params, obs, actions = make_case(D=18, A=6, H=4)
     fn = functools.partial(halfcheetah_reward, dt=0.02)
     cheetah = Reward("cheetah_dt", fn, kind=RewardKind.HALFCHEETAH, dt=0.02)
-    assert cheetah.fused_on("cpu")
-    compare(params, obs, actions, particles=3, reward=cheetah, seed=2)
+    assert cheetah.fused_on(backend.name)
+    compare(backend, params, obs, actions, particles=3, reward=cheetah, seed=2)
     with pytest.raises(ValueError, match="dt > 0"):
         Reward("no_dt", fn, kind=RewardKind.HALFCHEETAH)
 
 
-def _with_nan_member(params: MLPParams, member: int) -> MLPParams:
+# ---- non-finite states: the reference's error --------------------------------------------
+
+
+def _with_bad_member(params: MLPParams, member: int, value: float, column: int) -> MLPParams:
     biases = list(params.biases)
     biases[-1] = biases[-1].clone()
-    biases[-1][member, 0] = float("nan")
-    return MLPParams(params.weights, tuple(biases), params.activation, params.in_mean,
-                     params.in_std, params.max_logvar, params.min_logvar)
+    biases[-1][member, column] = value
+    return replace(params, biases=tuple(biases))
 
 
+# (Triton's interpreter warns of the inf - inf / inf * 0 its numpy ops meet on the way.)
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("mode", MODES)
-def test_nan_weights_raise_like_reference(kernels, mode):
-    params, obs, actions = make_case(E=3, P=4)
-    params = _with_nan_member(params, 2)
+@pytest.mark.parametrize("value,column", [(float("nan"), 0), (float("inf"), 2)],
+                         ids=["nan", "inf"])
+def test_non_finite_weights_raise_like_reference(backend, mode, value, column):
+    params, obs, actions = make_case(E=3, P=4, H=2 if backend.interpreted else 5)
+    params = _with_bad_member(params, 2, value, column)
     kw = dict(particles=5, mode=mode, member=2 if mode == "fixed" else None, seed=8)
-    with pytest.raises(FloatingPointError) as ref:
-        propagate(params, obs, actions, backend="reference", **kw)
-    with pytest.raises(FloatingPointError, match="step 0") as got:
-        propagate(params, obs, actions, backend="cpu", **kw)
-    assert str(got.value) == str(ref.value)
-    assert ("member -1" if mode == "expectation" else "member 2") in str(got.value)
+    message = raises_like_reference(backend, params, obs, actions, match="step 0", **kw)
+    assert ("member -1" if mode == "expectation" else "member 2") in message
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("mode", ["ts1", "tsinf"])
-def test_non_finite_at_a_later_step(kernels, mode):
+def test_non_finite_at_a_later_step(backend, mode):
     params, obs, actions = make_case(P=5, H=6)
     actions[1, 3, 4, 0] = float("inf")  # start state 1, sequence 3 blows up at step 4
-    with pytest.raises(FloatingPointError) as ref:
-        propagate(params, obs, actions, backend="reference", particles=2, mode=mode)
-    with pytest.raises(FloatingPointError, match="step 4") as got:
-        propagate(params, obs, actions, backend="cpu", particles=2, mode=mode)
-    assert str(got.value) == str(ref.value)
+    raises_like_reference(backend, params, obs, actions, match="step 4", particles=2, mode=mode)
+
+
+# ---- a policy in the loop (MBPO branched rollouts) ---------------------------------------
+# eps_pi is normal(seed, offset + 2): the taken actions are compared sample for sample too.
+
+
+@policy_in_the_loop
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("policy_act", ["relu", "silu"])
+@pytest.mark.parametrize("reward", REWARDS)
+def test_policy_modes_activations_rewards(backend, mode, policy_act, reward):
+    # The model keeps SiLU: the policy's activation is its own (MBPO: ReLU policy).
+    D, A = (18, 6) if reward == "halfcheetah" else (5, 3)
+    model, policy, obs = make_policy_case(D=D, A=A, policy_act=policy_act,
+                                          reward_head=reward == "model")
+    H = 2 if backend.interpreted else 6
+    got = compare_policy(backend, model, policy, obs, particles=3, horizon=H, seed=3, offset=12,
+                         reward=reward, **kw_for(mode))
+    assert got.actions.shape == (3, 1, 3, H, A)
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.model")
+@pytest.mark.parametrize("mode", ["ts1", "tsinf"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_policy_bf16_weights(backend, mode, dtype):
+    model, policy, obs = make_policy_case(bf16=dtype == "bf16", policy_hidden=(33, 33))
+    compare_policy(backend, model, policy, obs, dtype, particles=2, horizon=5, seed=1,
+                   reward="model", **kw_for(mode))
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.model")
+@pytest.mark.parametrize("case", [
+    # (D, A, model hidden, policy hidden, N, K, H)
+    (1, 1, (7,), (7,), 1, 1, 1),           # one row, one step, width-1 state and action
+    (11, 3, (200, 200), (33, 33), 2, 3, 4),  # Hopper-like sizes, odd widths
+    (3, 2, (33,), (200,), 1, 5, 7),
+    (17, 5, (7, 33, 7), (16, 16, 16), 3, 1, 3),
+])
+@pytest.mark.parametrize("mode", ["ts1", "expectation"])
+def test_policy_odd_sizes(backend, case, mode):
+    D, A, hidden, policy_hidden, N, K, H = case
+    model, policy, obs = make_policy_case(D=D, A=A, E=3, hidden=hidden,
+                                          policy_hidden=policy_hidden, N=N)
+    compare_policy(backend, model, policy, obs, particles=K, horizon=H, seed=2**63 + 5,
+                   offset=2**40, reward="model", **kw_for(mode))
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.model")
+def test_policy_many_rows_span_tiles_members_subset(backend):
+    # 37 * 9 = 333 rows: several 96-row cpu tiles per member, tails of every size;
+    # 8 * 9 = 72 under the interpreter: three 32-row Triton tiles.
+    N = 8 if backend.interpreted else 37
+    model, policy, obs = make_policy_case(E=5, N=N, policy_hidden=(40, 40))
+    for mode in ("ts1", "tsinf"):
+        compare_policy(backend, model, policy, obs, particles=9, horizon=3, mode=mode,
+                       members=[0, 2, 4, 2], seed=9, reward="model")
+
+
+@policy_in_the_loop
+@pytest.mark.parametrize("reward", reward_params(None, "model"))
+def test_policy_features_model_reads_features_policy_reads_state(backend, reward):
+    features = ObsFeatures(5, drop=(3,), angles=(0, 4))  # F = 6, F + A = 9
+    model, policy, obs = make_policy_case(features=features, reward_head=reward == "model")
+    obs = obs * 3  # angles of a few turns
+    for mode in ("ts1", "tsinf", "fixed"):
+        compare_policy(backend, model, policy, obs, particles=2, horizon=4, seed=4,
+                       reward=reward, **kw_for(mode))
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.halfcheetah")
+@pytest.mark.parametrize("return_states", [True, False])
+def test_policy_return_states_and_torch_reward(backend, return_states):
+    model, policy, obs = make_policy_case(D=18, A=6, reward_head=False)
+    plain = Reward("plain", halfcheetah_reward)  # not fused: scored in torch after the rollout
+    kw = dict(particles=3, horizon=4, mode="ts1", seed=5, return_states=return_states)
+    for reward in ("halfcheetah", plain):
+        got = compare_policy(backend, model, policy, obs, reward=reward, **kw)
+        assert (got.states is None) == (not return_states)
+        assert got.actions.shape == (3, 1, 3, 4, 6)  # taken actions are always returned
+    none = run(backend, model, obs, None, policy, particles=3, horizon=4, return_states=False)
+    assert none.states is None and none.returns is None and none.actions is not None
+
+
+@policy_in_the_loop
+def test_policy_noise_is_the_reference_stream(backend):
+    """A zero policy with a fixed log-variance: a_t = tanh(std * eps_pi) exposes eps_pi."""
+    D, A = 4, 5
+    sizes = (D, 3, 2 * A)
+    policy = MLPParams(tuple(torch.zeros(1, i, o) for i, o in zip(sizes[:-1], sizes[1:],
+                                                                   strict=True)),
+                       tuple(torch.zeros(1, o) for o in sizes[1:]), "relu", None, None,
+                       torch.zeros(A), torch.full((A,), -1.0))
+    model, _, obs = make_policy_case(D=D, A=A, E=2, reward_head=False)
+    kw = dict(particles=7, horizon=5, mode="ts1", seed=2**50 + 3, offset=5)
+    got = run(backend, model, obs, None, policy, **kw)
+    std = torch.exp(0.5 * soft_bound_logvar(torch.zeros(A), policy.max_logvar, policy.min_logvar))
+    eps = noise.normal((3, 1, 7, 5, A), kw["seed"], kw["offset"] + 2, backend="reference")
+    torch.testing.assert_close(got.actions.cpu(), torch.tanh(std * eps), rtol=1e-6, atol=1e-6)
+
+
+def _nan_layer(params: MLPParams, layer: int) -> MLPParams:
+    biases = list(params.biases)
+    biases[layer] = biases[layer].clone()
+    biases[layer][0, 0] = float("nan")
+    return replace(params, biases=tuple(biases))
+
+
+@policy_in_the_loop
+@pytest.mark.parametrize("mode", MODES)
+def test_nan_policy_raises_like_reference(backend, mode):
+    model, policy, obs = make_policy_case()  # a ReLU policy
+    raises_like_reference(backend, model, obs, None, _nan_layer(policy, 0), match="step 0",
+                          particles=3, horizon=4, seed=8, **kw_for(mode))
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.model")
+def test_policy_non_finite_at_a_later_step(backend):
+    """ts1 with a NaN member: the first (step, row) that draws it is reported, as the
+    reference reports it (a seed where that is not step 0)."""
+    model, policy, obs = make_policy_case(E=4, N=2)
+    model = _nan_layer(model, 1)  # member 0 is NaN
+    kw = dict(particles=2, horizon=6, mode="ts1", reward="model")
+    for seed in range(50):
+        with pytest.raises(FloatingPointError) as ref:
+            propagate(model, obs, None, policy=policy, backend="reference", seed=seed, **kw)
+        if "step 0" not in str(ref.value):
+            break
+    message = raises_like_reference(backend, model, obs, None, policy, seed=seed, **kw)
+    assert "step 0" not in message and "member 0" in message
+
+
+@pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
+def test_auto_runs_the_compiled_kernel():
+    """MBPO's rollouts (models/rollouts.branched_rollout, backend "auto") reach the kernel."""
+    model, policy, obs = make_policy_case()
+    kw = dict(particles=1, horizon=3, mode="ts1", seed=2, reward="model", policy=policy)
+    auto = propagate(model, obs, None, backend="auto", **kw)
+    cpu = propagate(model, obs, None, backend="cpu", **kw)
+    for field in FIELDS:
+        assert torch.equal(getattr(auto, field), getattr(cpu, field)), field
+
+
+# ---- fuzzing against the reference -------------------------------------------------------
+# Hypothesis runs inside the test (the backend fixture is per test, not per example); fewer
+# examples under Triton's interpreter.
+
+
+@pytest.mark.op("reward.model")
+def test_fuzz_against_reference(backend):
+    @settings(max_examples=8 if backend.interpreted else 30, deadline=None)
+    @given(E=st.integers(1, 4), D=st.integers(1, 5), A=st.integers(1, 3),
+           width=st.integers(1, 20), layers=st.integers(1, 3), N=st.integers(1, 2),
+           P=st.integers(1, 4), K=st.integers(1, 4), H=st.integers(1, 4),
+           mode=st.sampled_from(MODES), head=st.booleans(), bf16=st.booleans(),
+           seed=st.integers(0, 2**64 - 4), data=st.data())
+    def check(E, D, A, width, layers, N, P, K, H, mode, head, bf16, seed, data):
+        # each state entry kept, dropped or read as an angle
+        roles = data.draw(st.lists(st.sampled_from("kda"), min_size=D, max_size=D))
+        if all(r == "d" for r in roles):
+            roles[0] = "k"
+        features = ObsFeatures(D, drop=[i for i, r in enumerate(roles) if r == "d"],
+                               angles=[i for i, r in enumerate(roles) if r == "a"])
+        params, obs, actions = make_case(D=D, A=A, E=E, hidden=(width,) * layers,
+                                         reward_head=head, bf16=bf16, N=N, P=P, H=H,
+                                         seed=seed % 1000,
+                                         features=data.draw(st.sampled_from([None, features])))
+        members = data.draw(st.lists(st.integers(0, E - 1), min_size=1, max_size=E))
+        member = data.draw(st.integers(0, E - 1))
+        compare(backend, params, obs, actions, "bf16" if bf16 else "fp32", particles=K,
+                mode=mode, member=member if mode == "fixed" else None, members=members,
+                seed=seed, offset=seed // 7, reward="model" if head else None)
+
+    check()
+
+
+@policy_in_the_loop
+@pytest.mark.op("reward.model")
+def test_policy_fuzz_against_reference(backend):
+    @settings(max_examples=5 if backend.interpreted else 25, deadline=None)
+    @given(E=st.integers(1, 4), D=st.integers(1, 6), A=st.integers(1, 4),
+           width=st.integers(1, 40), pwidth=st.integers(1, 40), layers=st.integers(1, 3),
+           N=st.integers(1, 3), K=st.integers(1, 4), H=st.integers(1, 4),
+           mode=st.sampled_from(MODES),
+           acts=st.sampled_from([("silu", "relu"), ("relu", "silu"), ("tanh", "elu")]),
+           head=st.booleans(), bf16=st.booleans(), seed=st.integers(0, 2**64 - 4))
+    def check(E, D, A, width, pwidth, layers, N, K, H, mode, acts, head, bf16, seed):
+        model, policy, obs = make_policy_case(D=D, A=A, E=E, hidden=(width,) * layers,
+                                              policy_hidden=(pwidth,) * layers,
+                                              model_act=acts[0], policy_act=acts[1],
+                                              reward_head=head, bf16=bf16, N=N,
+                                              seed=seed % 1000)
+        compare_policy(backend, model, policy, obs, "bf16" if bf16 else "fp32", particles=K,
+                       horizon=H, mode=mode, member=seed % E if mode == "fixed" else None,
+                       seed=seed, offset=seed // 7, reward="model" if head else None)
+
+    check()
+
+
+# ---- the op's own bad-input errors --------------------------------------------------------
 
 
 def test_bad_inputs():
@@ -231,47 +702,39 @@ def test_bad_inputs():
     bad_obs = obs.clone()
     bad_obs[0, 0] = float("nan")
     with pytest.raises(ValueError, match="obs"):
-        propagate(params, bad_obs, actions, backend="cpu")
+        propagate(params, bad_obs, actions)
     with pytest.raises(ValueError, match="mode"):
-        propagate(params, obs, actions, mode="ts2", backend="cpu")
+        propagate(params, obs, actions, mode="ts2")
     with pytest.raises(ValueError, match="members"):
-        propagate(params, obs, actions, members=[0, 3], backend="cpu")
+        propagate(params, obs, actions, members=[0, 3])
     with pytest.raises(ValueError, match="actions"):
-        propagate(params, obs, actions[:1], backend="cpu")
+        propagate(params, obs, actions[:1])
     with pytest.raises(ValueError, match="reward"):
-        propagate(params, obs, actions, reward="model", backend="cpu")
+        propagate(params, obs, actions, reward="model")
 
 
-@settings(max_examples=30, deadline=None)
-@given(E=st.integers(1, 4), D=st.integers(1, 5), A=st.integers(1, 3), width=st.integers(1, 20),
-       layers=st.integers(1, 3), N=st.integers(1, 2), P=st.integers(1, 4), K=st.integers(1, 4),
-       H=st.integers(1, 4), mode=st.sampled_from(MODES), head=st.booleans(), bf16=st.booleans(),
-       seed=st.integers(0, 2**64 - 4), data=st.data())
-def test_fuzz_against_reference(E, D, A, width, layers, N, P, K, H, mode, head, bf16, seed, data):
-    roles = data.draw(st.lists(st.sampled_from("kda"), min_size=D, max_size=D))  # keep/drop/angle
-    if all(r == "d" for r in roles):
-        roles[0] = "k"
-    features = ObsFeatures(D, drop=[i for i, r in enumerate(roles) if r == "d"],
-                           angles=[i for i, r in enumerate(roles) if r == "a"])
-    params, obs, actions = make_case(D=D, A=A, E=E, hidden=(width,) * layers, reward_head=head,
-                                     bf16=bf16, N=N, P=P, H=H, seed=seed % 1000,
-                                     features=data.draw(st.sampled_from([None, features])))
-    members = data.draw(st.lists(st.integers(0, E - 1), min_size=1, max_size=E))
-    member = data.draw(st.integers(0, E - 1))
-    compare(params, obs, actions, "bf16" if bf16 else "fp32", particles=K, mode=mode,
-            member=member if mode == "fixed" else None, members=members, seed=seed,
-            offset=seed // 7, reward="model" if head else None)
+def test_obs_features_bad_inputs():
+    features = ObsFeatures(4, drop=(0,))
+    params, obs, actions = make_case(features=features)
+    with pytest.raises(ValueError, match="obs_features"):
+        propagate(params, obs[:, :3], actions)
+    raw, _, _ = make_case()  # input width D + A = 6, but the map needs F + A = 5
+    with pytest.raises(ValueError, match="F \\+ A"):
+        propagate(replace(raw, obs_features=features), obs, actions)
+    with pytest.raises(TypeError, match="obs_features"):
+        propagate(replace(raw, obs_features=(0,)), obs, actions)
 
 
-def test_noise_is_the_reference_stream(kernels):
-    """A zero network: every step adds std * eps, so the states expose eps sample for sample."""
-    D, A, E = 7, 2, 2
-    sizes = (D + A, 5, 2 * D)
-    zeros = [torch.zeros(E, i, o) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-    params = MLPParams(tuple(zeros), tuple(torch.zeros(E, o) for o in sizes[1:]), "silu", None,
-                       None, torch.zeros(D), torch.full((D,), -1.0))
-    obs, actions = torch.zeros(1, D), torch.zeros(1, 37, 6, A)
-    kw = dict(particles=9, seed=2**50 + 3, offset=5)
-    ref = propagate(params, obs, actions, backend="reference", **kw)
-    got = propagate(params, obs, actions, backend="cpu", **kw)
-    torch.testing.assert_close(got.states.diff(dim=3), ref.states.diff(dim=3), rtol=1e-6, atol=1e-6)
+def test_bad_policy_inputs():
+    model, policy, obs = make_policy_case()
+    acts = torch.zeros(3, 1, 4, 3)
+    with pytest.raises(ValueError, match="actions"):
+        propagate(model, obs, acts, policy=policy, horizon=4)
+    with pytest.raises(ValueError, match="horizon"):
+        propagate(model, obs, None, policy=policy)
+    wide = random_mlp_params(E=1, sizes=(6, 7, 6))
+    with pytest.raises(ValueError, match="policy"):
+        propagate(model, obs, None, policy=wide, horizon=4)
+    two = random_mlp_params(E=2, sizes=(5, 7, 6))
+    with pytest.raises(ValueError, match="policy"):
+        propagate(model, obs, None, policy=two, horizon=4)
