@@ -1,103 +1,187 @@
-"""elite_update ops: the C++ CPU backend against the reference, semantics, samplers, errors."""
+"""cem_update and mppi_update (ops/elite_update.py): every compiled backend and kernel path
+(tests/ops/conftest.py) against the reference -- elites, best samples, best returns and the
+convergence flags exactly, moments to float tolerance -- the reference's semantics by hand, and
+the bad-input errors. Their samplers (ops/samplers.py): tests/ops/test_samplers.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from mbrl_fast import backends
 from mbrl_fast.ops import elite_update as eu
-from mbrl_fast.ops import noise
 
-needs_cpu = pytest.mark.skipif(not backends.is_available("cpu"), reason="mbrl_fast._C not built")
-SHAPES = [(1, 5, 1, 1), (3, 37, 7, 5), (2, 123, 30, 6), (1, 10, 3, 2)]  # (N, P, H, A)
+# Triton's interpreter evaluates both sides of the mppi kernel's tl.where on numpy arrays: the
+# discarded side is inf - inf for a row of +inf or all-NaN returns, and numpy warns about it.
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in subtract")
+CEM = pytest.mark.op("cem_update")
+MPPI = pytest.mark.op("mppi_update")
+
+# (N, P, H, A, K), returns from problem(). The first four (the former Triton interpreter
+# cases): ties from rounding, a NaN return, -0.0 / +0.0 (P > 3), K from 1 to P; then K = 1,
+# H A = 180 (three 64-column panels of the Triton kernel) and K = P. CEM_LARGE: PETS-sized
+# batches and a P of 8192 sorted in one program.
+CEM_SHAPES = [(1, 1, 1, 1, 1), (3, 7, 3, 2, 3), (2, 123, 5, 3, 10), (2, 300, 2, 6, 300),
+              (3, 37, 7, 5, 1), (2, 123, 30, 6, 4), (1, 5, 1, 1, 5)]
+CEM_LARGE = [(64, 500, 30, 6, 50), (2, 8192, 10, 6, 64)]  # 27-43 s each interpreted: skipped
+# (N, P, H, A): the CEM shapes', then several P-chunks of 128 and H A = 600 in 10 panels.
+MPPI_SHAPES = [(1, 1, 1, 1), (3, 7, 3, 2), (2, 123, 5, 3), (2, 300, 2, 6), (3, 37, 7, 5),
+               (2, 123, 30, 6), (2, 8192, 10, 6)]
+MPPI_GPU = (64, 8192, 100, 6)  # 1.3 GB of samples: run where the backend's device is CUDA
 
 
-def _problem(n, p, h, a, seed=0, nan_frac=0.1, ties=False):
+def problem(n, p, h, a, seed=0, nonfinite=False):
+    """samples, returns, mean, var: returns rounded (ties), with a NaN and -0.0 / +0.0 when
+    P > 3; ``nonfinite``: also 30% NaN, a few -inf and +inf, and (N > 1) an all-NaN row."""
     g = torch.Generator().manual_seed(seed)
     samples = torch.randn(n, p, h, a, generator=g)
-    returns = torch.randn(n, p, generator=g)
-    if ties:
-        returns = torch.round(returns * 2) / 2  # many equal returns
-    returns[torch.rand(n, p, generator=g) < nan_frac] = math.nan
-    mean = torch.randn(n, h, a, generator=g) * 0.3
-    var = torch.rand(n, h, a, generator=g)
+    returns = torch.randn(n, p, generator=g).mul(100).round()  # rounding makes ties
+    if p > 3:
+        returns[0, 2], returns[-1, 1], returns[-1, 0] = math.nan, -0.0, 0.0
+    mean, var = torch.randn(n, h, a, generator=g), torch.rand(n, h, a, generator=g)
+    if nonfinite:
+        returns[torch.rand(n, p, generator=g) < 0.3] = math.nan
+        returns[0, 1::5] = -math.inf
+        returns[-1, 3::7] = math.inf
+        if n > 1:
+            returns[1] = math.nan
     return samples, returns, mean, var
+
+
+def assert_near(got, ref, rtol, atol, what):
+    """|got - ref| <= atol + rtol |ref| elementwise, NaN and +-inf where ref has them; got may
+    live on another device (rtol = atol = 0: equal)."""
+    torch.testing.assert_close(got.cpu(), ref, rtol=rtol, atol=atol, equal_nan=True,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def assert_equal(got, ref, what):
+    got = got.cpu()
+    assert got.dtype == ref.dtype and torch.equal(got, ref), f"{what}: not equal"
 
 
 # ---- cem_update ----------------------------------------------------------------------
 
 
-@needs_cpu
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("ties", [False, True])
-def test_cem_update_cpu_matches_reference(shape, ties):
-    n, p, h, a = shape
-    samples, returns, mean, var = _problem(*shape, ties=ties)
-    for k in sorted({1, min(4, p), p}):  # P = num_elites included
-        ref = eu.cem_update(samples, returns, mean, var, num_elites=k, alpha=0.1, epsilon=0.3,
-                            backend="reference")
-        cpu = eu.cem_update(samples, returns, mean, var, num_elites=k, alpha=0.1, epsilon=0.3,
-                            backend="cpu")
-        assert torch.equal(ref.elites, cpu.elites)
-        torch.testing.assert_close(cpu.mean, ref.mean, rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(cpu.var, ref.var, rtol=1e-6, atol=1e-6)
-        assert torch.equal(ref.best, cpu.best)
-        torch.testing.assert_close(cpu.best_return, ref.best_return, equal_nan=True)
-        assert torch.equal(ref.converged, cpu.converged)
+def check_cem(backend, shape, nonfinite, alpha=0.1, epsilon=0.5):
+    n, p, h, a, k = shape
+    s, r, mean, var = problem(n, p, h, a, nonfinite=nonfinite)
+    ref = eu.cem_update_reference(s, r, mean, var, k, alpha, epsilon)
+    got = eu.cem_update(*backend.to((s, r, mean, var)), num_elites=k, alpha=alpha,
+                        epsilon=epsilon, backend=backend.name)
+    assert got.elites.device.type == backend.device.type
+    assert_equal(got.elites, ref.elites, "elites")
+    assert_near(got.mean, ref.mean, 1e-6, 1e-7, "mean")
+    assert_near(got.var, ref.var, 1e-6, 1e-7, "var")
+    assert_equal(got.best, ref.best, "best")
+    assert_near(got.best_return, ref.best_return, 0.0, 0.0, "best_return")
+    assert torch.equal(got.best_return.cpu().signbit(), ref.best_return.signbit())
+    assert_equal(got.converged, ref.converged, "converged")
 
 
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu)])
-def test_cem_update_semantics(backend):
-    samples, returns, mean, var = _problem(2, 20, 4, 3, nan_frac=0.3)
-    returns[1] = math.nan  # a row of NaN: elites by index
+@CEM
+@pytest.mark.parametrize("nonfinite", [False, True])
+@pytest.mark.parametrize("shape", CEM_SHAPES)
+def test_cem_update_matches_reference(backend, shape, nonfinite):
+    check_cem(backend, shape, nonfinite)
+
+
+@CEM
+@pytest.mark.parametrize("shape", CEM_LARGE)
+def test_cem_update_planner_sizes(backend, shape):
+    if backend.interpreted:
+        pytest.skip("27-43 s in Triton's interpreter; the sizes above run the same code there")
+    check_cem(backend, shape, nonfinite=False)
+
+
+@CEM
+@pytest.mark.parametrize("alpha,epsilon", [(0.0, 0.0), (1.0, 0.3), (0.5, math.inf)])
+def test_cem_update_momentum_and_stop(backend, alpha, epsilon):
+    check_cem(backend, (3, 37, 7, 5, 4), nonfinite=False, alpha=alpha, epsilon=epsilon)
+
+
+def _check_cem_semantics(run):
+    samples, returns, mean, var = problem(2, 20, 4, 3, seed=1, nonfinite=True)
     k = 5
-    upd = eu.cem_update(samples, returns, mean, var, num_elites=k, alpha=0.0, backend=backend)
-    finite = [(-float(r), i) for i, r in enumerate(returns[0].tolist()) if not math.isnan(r)]
+    upd = run(samples, returns, mean, var, num_elites=k, alpha=0.0)
+    finite = [(-r, i) for i, r in enumerate(returns[0].tolist()) if not math.isnan(r)]
     assert upd.elites[0].tolist() == [i for _, i in sorted(finite)][:k]
-    assert upd.elites[1].tolist() == list(range(k))
+    assert upd.elites[1].tolist() == list(range(k))  # a row of NaN: elites by index
     elites = samples[0, upd.elites[0]]
     torch.testing.assert_close(upd.mean[0], elites.mean(0))
     torch.testing.assert_close(upd.var[0], elites.var(0, unbiased=False))
     torch.testing.assert_close(upd.best[0], samples[0, upd.elites[0, 0]])
     assert upd.best_return[0] == returns[0].nan_to_num(-math.inf).max()
+    assert math.isnan(upd.best_return[1])
     assert not upd.converged.any()  # epsilon = 0 never stops
-    kept = eu.cem_update(samples, returns, mean, var, num_elites=k, alpha=1.0, epsilon=10.0,
-                         backend=backend)
+    kept = run(samples, returns, mean, var, num_elites=k, alpha=1.0, epsilon=10.0)
     torch.testing.assert_close(kept.mean, mean)
     torch.testing.assert_close(kept.var, var)
     assert kept.converged.all()
 
 
+def test_reference_cem_update_semantics():
+    _check_cem_semantics(lambda *t, **kw: eu.cem_update(*t, backend="reference", **kw))
+
+
+@CEM
+def test_cem_update_semantics(backend):
+    def run(*tensors, **kw):
+        upd = eu.cem_update(*backend.to(tensors), backend=backend.name, **kw)
+        return eu.CEMUpdate(*(getattr(upd, f.name).cpu() for f in dataclasses.fields(upd)))
+
+    _check_cem_semantics(run)
+
+
 # ---- mppi_update ---------------------------------------------------------------------
 
 
-@needs_cpu
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("temperature", [0.05, 1.0, 30.0])
-def test_mppi_update_cpu_matches_reference(shape, temperature):
-    samples, returns, _, _ = _problem(*shape, seed=3)
-    returns = returns * 10
-    if shape[0] > 1:
-        returns[1] = math.nan  # all NaN -> uniform
-    if shape[0] > 2:
-        returns[2, :3] = math.inf
-    ref = eu.mppi_update(samples, returns, temperature=temperature, backend="reference")
-    cpu = eu.mppi_update(samples, returns, temperature=temperature, backend="cpu")
-    torch.testing.assert_close(cpu.weights, ref.weights, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(cpu.mean, ref.mean, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(cpu.var, ref.var, rtol=1e-5, atol=1e-6)
+def check_mppi(backend, s, r, temperature):
+    ref = eu.mppi_update_reference(s, r, temperature)
+    got = eu.mppi_update(*backend.to((s, r)), temperature=temperature, backend=backend.name)
+    assert got.weights.device.type == backend.device.type
+    for f in ("mean", "var", "weights"):
+        assert_near(getattr(got, f), getattr(ref, f), 1e-5, 1e-7, f)
 
 
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu)])
-def test_mppi_update_semantics(backend):
-    samples, returns, _, _ = _problem(3, 16, 2, 2, nan_frac=0.0)
+@MPPI
+@pytest.mark.parametrize("nonfinite", [False, True])
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 7.0, 30.0])
+@pytest.mark.parametrize("shape", MPPI_SHAPES)
+def test_mppi_update_matches_reference(backend, shape, temperature, nonfinite):
+    s, r, _, _ = problem(*shape, seed=3, nonfinite=nonfinite)
+    check_mppi(backend, s, r, temperature)
+
+
+@MPPI
+@pytest.mark.parametrize("temperature", [0.5, 7.0])
+def test_mppi_update_gpu_size(backend, temperature):
+    if backend.device.type != "cuda":
+        pytest.skip(f"{MPPI_GPU}: 1.3 GB of samples, a GPU's size (P-chunks and column panels "
+                    "run above at smaller N)")
+    s, r, _, _ = problem(*MPPI_GPU)
+    check_mppi(backend, s, r, temperature)
+
+
+@MPPI
+def test_mppi_update_plus_inf_and_all_nan_rows(backend):
+    g = torch.Generator().manual_seed(0)
+    r = torch.randn(3, 9, generator=g)
+    r[0, 3] = r[0, 5] = math.inf  # +inf returns share all the weight
+    r[1] = math.nan  # no usable return: uniform
+    s = torch.randn(3, 9, 2, 2, generator=g)
+    check_mppi(backend, s, r, 1.0)
+
+
+def _check_mppi_semantics(run):
+    g = torch.Generator().manual_seed(2)
+    samples, returns = torch.randn(3, 16, 2, 2, generator=g), torch.randn(3, 16, generator=g)
     returns[0, 5] = math.nan
     returns[1] = math.nan
     returns[2, 7] = math.inf
-    upd = eu.mppi_update(samples, returns, temperature=0.5, backend=backend)
+    upd = run(samples, returns, temperature=0.5)
     expect = torch.softmax(returns[0].nan_to_num(-math.inf) / 0.5, dim=0)
     torch.testing.assert_close(upd.weights[0], expect)
     assert upd.weights[0, 5] == 0
@@ -106,103 +190,52 @@ def test_mppi_update_semantics(backend):
     torch.testing.assert_close(upd.mean[1], samples[1].mean(0))
     torch.testing.assert_close(upd.mean[2], samples[2, 7])
     torch.testing.assert_close(upd.var[1], samples[1].var(0, unbiased=False))
-    cold = eu.mppi_update(samples, returns, temperature=1e-6, backend=backend)  # argmax
+    cold = run(samples, returns, temperature=1e-6)  # argmax
     torch.testing.assert_close(cold.mean[0], samples[0, returns[0].nan_to_num(-math.inf).argmax()])
 
 
-# ---- samplers ------------------------------------------------------------------------
+def test_reference_mppi_update_semantics():
+    _check_mppi_semantics(lambda *t, **kw: eu.mppi_update(*t, backend="reference", **kw))
 
 
-def _moments(n, h, a, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, h, a, generator=g) - 0.5, torch.rand(n, h, a, generator=g) * 0.5
+@MPPI
+def test_mppi_update_semantics(backend):
+    def run(*tensors, **kw):
+        upd = eu.mppi_update(*backend.to(tensors), backend=backend.name, **kw)
+        return eu.MPPIUpdate(upd.mean.cpu(), upd.var.cpu(), upd.weights.cpu())
+
+    _check_mppi_semantics(run)
 
 
-@needs_cpu
-@pytest.mark.parametrize("shape", SHAPES)
-def test_truncated_normal_cpu_matches_reference(shape):
-    n, p, h, a = shape
-    mean, var = _moments(n, h, a)
-    var[0, 0] = 0.0  # degenerate: the clamped mean
-    lower, upper = -torch.rand(a) - 0.2, torch.rand(a) * 0.6
-    kw = dict(population=p, seed=7, offset=11)
-    ref = eu.truncated_normal(mean, var, lower, upper, backend="reference", **kw)
-    cpu = eu.truncated_normal(mean, var, lower, upper, backend="cpu", **kw)
-    # Giles' erfinv (rel. 4e-7) times its slope (<= 6.5 inside 2 sigma) times std (<= 0.7)
-    torch.testing.assert_close(cpu, ref, rtol=0, atol=5e-6)
+# ---- both ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu)])
-def test_truncated_normal_statistics(backend):
-    n, p, h, a = 2, 4000, 3, 2
-    mean, var = torch.zeros(n, h, a), torch.ones(n, h, a)
-    x = eu.truncated_normal(mean, var, -10.0, 10.0, population=p, seed=1, backend=backend)
-    assert x.shape == (n, p, h, a) and x.abs().max() <= 2.0
-    assert abs(x.mean()) < 0.02
-    assert abs(x.std() - 0.8796) < 0.02  # std of N(0, 1) truncated to [-2, 2]
-    # bounds: the PETS constraint makes s <= distance / 2, so 2 s stays inside them
-    mean = torch.tensor([0.7, -0.2]).expand(n, h, a).contiguous()
-    lower, upper = torch.tensor([-1.0, -0.5]), torch.tensor([1.0, 0.5])
-    x = eu.truncated_normal(mean, var, lower, upper, population=p, seed=2, backend=backend)
-    assert (x >= lower).all() and (x <= upper).all()
-    s = torch.tensor([0.15, 0.15])  # min(var, ((mean-lower)/2)^2, ((upper-mean)/2)^2)^0.5
-    assert ((x - mean[:, None]).abs() <= 2 * s + 1e-6).all()
-    assert (x[..., 0].mean() - 0.7).abs() < 0.01 and (x[..., 0].std() / 0.15 - 0.8796).abs() < 0.03
-
-
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu)])
-def test_samplers_reproducible(backend):
-    mean, var = _moments(2, 5, 3)
-    for fn, extra in ((eu.truncated_normal, {}), (eu.colored_noise, {"beta": 2.0})):
-        a = fn(mean, var, -1.0, 1.0, population=9, seed=3, offset=4, backend=backend, **extra)
-        b = fn(mean, var, -1.0, 1.0, population=9, seed=3, offset=4, backend=backend, **extra)
-        c = fn(mean, var, -1.0, 1.0, population=9, seed=3, offset=5, backend=backend, **extra)
-        assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-@needs_cpu
-@pytest.mark.parametrize("h", [1, 2, 7, 30])
-@pytest.mark.parametrize("beta", [0.0, 2.5])
-def test_colored_noise_cpu_matches_reference(h, beta):
-    n, p, a = 2, 13, 3
-    mean, var = _moments(n, h, a)
-    kw = dict(population=p, beta=beta, seed=5, offset=2)
-    ref = eu.colored_noise(mean, var, -0.6, 0.6, backend="reference", **kw)
-    cpu = eu.colored_noise(mean, var, -0.6, 0.6, backend="cpu", **kw)
-    torch.testing.assert_close(cpu, ref, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("backend", ["reference", pytest.param("cpu", marks=needs_cpu)])
-def test_colored_noise_statistics(backend):
-    n, p, h, a = 1, 3000, 16, 2
-    zeros, ones = torch.zeros(n, h, a), torch.ones(n, h, a)
-    for beta, lag1 in ((0.0, (-0.05, 0.05)), (2.5, (0.7, 1.0))):
-        y = eu.colored_noise(zeros, ones, -100, 100, population=p, beta=beta, seed=9,
-                             backend=backend)
-        assert abs(y.mean()) < 0.05 and abs(y.std() - 1) < 0.03  # unit variance at every H
-        corr = (y[:, :, 1:] * y[:, :, :-1]).mean() / y.var()
-        assert lag1[0] < corr < lag1[1]
-    white = eu.colored_noise(zeros[:, :1], ones[:, :1], -100, 100, population=5, beta=2.0,
-                             seed=9, backend=backend)  # H = 1: the normal stream itself
-    g = noise.normal((1, 5, a, 1, 2), 9, 0, backend="reference")[..., 0, 0]
-    torch.testing.assert_close(white[:, :, 0], g)
-    lower, upper = torch.tensor([-0.1, 0.0]), torch.tensor([0.3, 0.05])
-    x = eu.colored_noise(zeros, ones, lower, upper, population=50, beta=1.0, seed=1,
-                         backend=backend)
-    assert (x >= lower).all() and (x <= upper).all()
-
-
-# ---- validation ----------------------------------------------------------------------
+@pytest.mark.op("cem_update", "mppi_update")
+def test_non_contiguous_inputs(backend):
+    s, r, mean, var = problem(2, 40, 6, 3, seed=5)
+    st = s.transpose(2, 3).contiguous().transpose(2, 3)  # [N, P, H, A] in another layout
+    rt = r.t().contiguous().t()
+    assert not st.is_contiguous() and not rt.is_contiguous()
+    ref = eu.cem_update_reference(s, r, mean, var, 7, 0.1, 0.5)
+    got = eu.cem_update(*backend.to((st, rt, mean, var)), num_elites=7, backend=backend.name,
+                        alpha=0.1, epsilon=0.5)
+    assert_equal(got.elites, ref.elites, "elites")
+    assert_near(got.mean, ref.mean, 1e-6, 1e-7, "mean")
+    ref = eu.mppi_update_reference(s, r, 2.0)
+    got = eu.mppi_update(*backend.to((st, rt)), temperature=2.0, backend=backend.name)
+    assert_near(got.mean, ref.mean, 1e-5, 1e-7, "mppi mean")
 
 
 def test_validation_errors_name_the_argument():
-    samples, returns, mean, var = _problem(2, 6, 3, 2)
+    samples, returns, mean, var = problem(2, 6, 3, 2)
     with pytest.raises(ValueError, match="num_elites"):
         eu.cem_update(samples, returns, mean, var, num_elites=7)
     with pytest.raises(ValueError, match="num_elites"):
         eu.cem_update(samples, returns, mean, var, num_elites=0)
     with pytest.raises(ValueError, match="alpha"):
         eu.cem_update(samples, returns, mean, var, num_elites=2, alpha=1.5)
+    with pytest.raises(ValueError, match="epsilon"):
+        eu.cem_update(samples, returns, mean, var, num_elites=2, epsilon=-1.0)
     with pytest.raises(ValueError, match="returns"):
         eu.cem_update(samples, returns[:, :5], mean, var, num_elites=2)
     with pytest.raises(ValueError, match="mean"):
@@ -213,16 +246,6 @@ def test_validation_errors_name_the_argument():
         eu.cem_update(samples, returns, mean, -var, num_elites=2)
     with pytest.raises(TypeError, match="samples"):
         eu.mppi_update(samples.tolist(), returns, temperature=1.0)
-    for t in (0.0, -1.0, math.nan):
+    for t in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(ValueError, match="temperature"):
             eu.mppi_update(samples, returns, temperature=t)
-    with pytest.raises(ValueError, match="lower"):
-        eu.truncated_normal(mean, var, 1.0, 0.0, population=4, seed=0)
-    with pytest.raises(ValueError, match="upper"):
-        eu.colored_noise(mean, var, -1.0, torch.ones(3), population=4, beta=1.0, seed=0)
-    with pytest.raises(ValueError, match="population"):
-        eu.truncated_normal(mean, var, -1.0, 1.0, population=0, seed=0)
-    with pytest.raises(ValueError, match="beta"):
-        eu.colored_noise(mean, var, -1.0, 1.0, population=4, beta=-1.0, seed=0)
-    with pytest.raises(ValueError, match="var"):
-        eu.truncated_normal(mean, var[:1], -1.0, 1.0, population=4, seed=0)

@@ -1,18 +1,18 @@
-"""imagine: the compiled rollout (forward and backward) against the torch reference, and the
-reference against finite differences."""
+"""imagine: the compiled rollout (forward and backward) on every compiled backend and kernel path
+that has it (tests/ops/conftest.py) against the torch reference, the cpu backend's own saved-
+activations buffer, and the reference against finite differences."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import pytest
 import torch
 
-from mbrl_fast import backends
 from mbrl_fast.ops.imagine import ImagineParams, draw_noise, imagine, imagine_reference
 
-CPU = backends.is_available("cpu")
-needs_cpu = pytest.mark.skipif(not CPU, reason="mbrl_fast._C not built")
+OP = pytest.mark.op("imagine")
 TOL = {"fp32": dict(rtol=1e-4, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-3)}
 
 
@@ -43,27 +43,42 @@ def make_params(stoch="gaussian", activation="elu", D=7, S=6, A=3, Hi=9, U=11, C
 def _loss(r):
     """A loss that reads every output, with fixed random weights."""
     g = torch.Generator().manual_seed(1)
-    w = lambda t: torch.randn(t.shape, generator=g, dtype=t.dtype)  # noqa: E731
+    w = lambda t: torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device)  # noqa: E731
     out = (r.h * w(r.h)).sum() + (r.z * w(r.z)).sum() + (r.action * w(r.action)).sum()
     out = out + (r.mean * w(r.mean)).sum() + (torch.log(r.std) * w(r.std)).sum()
     return out + sum((x * w(x)).sum() for x in r.heads)
 
 
 def _run(backend, p, B=5, H=4, precision="fp32"):
+    """imagine on ``backend`` (a conftest Backend, or "reference" on the CPU) from fixed start
+    states -> (result, gradients of _loss with respect to h0, z0 and every tensor of p)."""
     g = torch.Generator().manual_seed(2)
-    h0 = torch.randn(B, p.deter, generator=g).requires_grad_()
-    z0 = torch.randn(B, p.stoch_dim, generator=g).requires_grad_()
-    r = imagine(h0, z0, p, H, seed=7, offset=4, precision=precision, backend=backend)
+    h0, z0 = torch.randn(B, p.deter, generator=g), torch.randn(B, p.stoch_dim, generator=g)
+    name = backend if isinstance(backend, str) else backend.name
+    if name != "reference":  # on the backend's device, as leaves
+        p = p.with_tensors([backend.to(t).detach().requires_grad_(t.requires_grad)
+                            for t in p.tensors()])
+        h0, z0 = backend.to(h0), backend.to(z0)
+    h0, z0 = h0.requires_grad_(), z0.requires_grad_()
+    r = imagine(h0, z0, p, H, seed=7, offset=4, precision=precision, backend=name)
     inputs = [h0, z0, *p.tensors()]
     return r, torch.autograd.grad(_loss(r), inputs, allow_unused=True)
 
 
+@functools.cache
+def _reference(*args, B=5, H=4, precision="fp32", **params_kw):
+    """_run("reference", make_params(*args, **params_kw), ...), once per argument list."""
+    return _run("reference", make_params(*args, **params_kw), B=B, H=H, precision=precision)
+
+
 def _assert_close(r_ref, g_ref, r, g, tol):
+    """Values and gradients (r, g may live on another device)."""
     for name in ("h", "z", "action", "mean", "std"):
-        torch.testing.assert_close(getattr(r, name), getattr(r_ref, name), **tol, msg=name)
+        torch.testing.assert_close(getattr(r, name).cpu(), getattr(r_ref, name), **tol, msg=name)
     for k, (x, y) in enumerate(zip(r.heads, r_ref.heads, strict=True)):
-        torch.testing.assert_close(x, y, **tol, msg=f"head {k}")
+        torch.testing.assert_close(x.cpu(), y, **tol, msg=f"head {k}")
     for i, (x, y) in enumerate(zip(g, g_ref, strict=True)):
+        x = None if x is None else x.cpu()
         if y is None:
             assert x is None or not x.abs().any(), f"input {i}: gradient where none is due"
             continue
@@ -71,43 +86,45 @@ def _assert_close(r_ref, g_ref, r, g, tol):
         torch.testing.assert_close(x / scale, y / scale, **tol, msg=f"gradient of input {i}")
 
 
-@needs_cpu
+@OP
 @pytest.mark.parametrize("stoch", ["gaussian", "categorical"])
 @pytest.mark.parametrize("activation", ["elu", "silu", "relu", "tanh"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_cpu_matches_reference_values_and_gradients(stoch, activation, precision):
-    p = make_params(stoch, activation)
-    r_ref, g_ref = _run("reference", p, precision=precision)
-    r, g = _run("cpu", p, precision=precision)
+def test_matches_reference_values_and_gradients(backend, stoch, activation, precision):
+    r_ref, g_ref = _reference(stoch, activation, precision=precision)
+    r, g = _run(backend, make_params(stoch, activation), precision=precision)
     _assert_close(r_ref, g_ref, r, g, TOL[precision])
 
 
-@needs_cpu
+@OP
 @pytest.mark.parametrize("B,H", [(1, 1), (3, 2), (131, 3)])  # batch 1, odd, more than a tile
-def test_cpu_matches_reference_edge_sizes(B, H):
-    p = make_params("categorical", "silu", D=5, S=4, A=1, Hi=3, U=17, C=2)
-    r_ref, g_ref = _run("reference", p, B=B, H=H)
-    r, g = _run("cpu", p, B=B, H=H)
+def test_matches_reference_edge_sizes(backend, B, H):
+    sizes = dict(D=5, S=4, A=1, Hi=3, U=17, C=2)
+    r_ref, g_ref = _reference("categorical", "silu", B=B, H=H, **sizes)
+    r, g = _run(backend, make_params("categorical", "silu", **sizes), B=B, H=H)
     _assert_close(r_ref, g_ref, r, g, TOL["fp32"])
 
 
-@needs_cpu
-def test_portable_kernels_match(monkeypatch):
-    p = make_params("gaussian", "elu", U=50)  # wider than one 48-column panel
-    r_ref, g_ref = _run("reference", p, B=9)
-    monkeypatch.setenv("MBRL_FAST_CPU_KERNELS", "portable")
+@OP
+def test_wide_layers(backend):
+    r_ref, g_ref = _reference("gaussian", "elu", B=9, U=50)  # wider than one 48-column panel
+    r, g = _run(backend, make_params("gaussian", "elu", U=50), B=9)
+    _assert_close(r_ref, g_ref, r, g, TOL["fp32"])
+
+
+def test_kernel_choice_follows_the_environment(cpu_backend, monkeypatch):
+    """No AVX2-specific kernels: avx2 (and the portable baseline) run the portable ones."""
     from mbrl_fast.ops import _cpu_imagine
 
-    assert _cpu_imagine.kernel_name() == "portable"
-    r, g = _run("cpu", p, B=9)
-    _assert_close(r_ref, g_ref, r, g, TOL["fp32"])
+    want = "avx512" if cpu_backend.param == "cpu-avx512" else "portable"
+    assert _cpu_imagine.kernel_name() == want
     monkeypatch.setenv("MBRL_FAST_CPU_KERNELS", "sse9")
     with pytest.raises(ValueError, match="MBRL_FAST_CPU_KERNELS"):
-        _run("cpu", p)
+        _run(cpu_backend, make_params())
 
 
-@needs_cpu
-def test_only_requested_gradients_and_detached_heads():
+@OP
+def test_only_requested_gradients_and_detached_heads(backend):
     """The actor loss's call: world model and heads detached, the actor attached; the
     detached head trains its weights but sends nothing into the rollout."""
     full = make_params("gaussian", "elu")
@@ -115,21 +132,23 @@ def test_only_requested_gradients_and_detached_heads():
     actor, critic = full.actor, full.heads[-1]
     p = replace(frozen, actor=actor, heads=(*frozen.heads[:-1], critic))
     h0, z0 = torch.randn(4, p.deter), torch.randn(4, p.stoch_dim)
-    grads = {}
-    for backend in ("reference", "cpu"):
-        r = imagine(h0, z0, p, 3, seed=1, backend=backend)
-        wa = [w for w, _ in actor]
-        wc = [w for w, _ in critic]
+
+    def grads(p, h0, z0, name):
+        r = imagine(h0, z0, p, 3, seed=1, backend=name)
+        wa = [w for w, _ in p.actor]
+        wc = [w for w, _ in p.heads[-1]]
         only_critic = torch.autograd.grad(r.heads[-1].sum(), wa + wc, allow_unused=True,
                                           retain_graph=True)
         assert all(g is None or not g.abs().any() for g in only_critic[:len(wa)])
-        grads[backend] = torch.autograd.grad(_loss(r), wa + wc)
-    for x, y in zip(grads["cpu"], grads["reference"], strict=True):
+        return [g.cpu() for g in torch.autograd.grad(_loss(r), wa + wc)]
+
+    ref = grads(p, h0, z0, "reference")
+    got = grads(backend.to(p), *backend.to((h0, z0)), backend.name)
+    for x, y in zip(got, ref, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
-@needs_cpu
-def test_saved_buffer_is_reused_only_after_its_graph_is_gone():
+def test_saved_buffer_is_reused_only_after_its_graph_is_gone(cpu_backend):
     from mbrl_fast.ops import _cpu_imagine
 
     p = make_params("gaussian", "elu")
@@ -163,20 +182,19 @@ def test_reference_gradients_match_finite_differences():
     assert torch.autograd.gradcheck(f, (h0, z0, *p.tensors()), eps=1e-6, atol=1e-5)
 
 
-@needs_cpu
-def test_noise_is_the_philox_stream_and_calls_are_deterministic():
+@OP
+def test_noise_is_the_philox_stream_and_calls_are_deterministic(backend):
     from mbrl_fast.ops import noise
 
-    p = make_params("gaussian", "elu")
-    h0, z0 = torch.zeros(6, p.deter), torch.zeros(6, p.stoch_dim)
+    p = backend.to(make_params("gaussian", "elu"))
+    h0, z0 = backend.to((torch.zeros(6, p.deter), torch.zeros(6, p.stoch_dim)))
     with torch.no_grad():
-        a = imagine(h0, z0, p, 3, seed=11, offset=2, backend="cpu")
-        b = imagine(h0, z0, p, 3, seed=11, offset=2, backend="cpu")
-    eps = noise.normal((3, 6, p.act_dim), 11, 2)
+        a = imagine(h0, z0, p, 3, seed=11, offset=2, backend=backend.name)
+        b = imagine(h0, z0, p, 3, seed=11, offset=2, backend=backend.name)
+        c = imagine(h0, z0, p, 3, seed=11, offset=4, backend=backend.name)
+    eps = noise.normal((3, 6, p.act_dim), 11, 2, backend="reference")
     assert torch.equal(a.action, b.action) and torch.equal(a.h, b.h)
-    torch.testing.assert_close(a.action, torch.tanh(a.mean + a.std * eps))
-    with torch.no_grad():
-        c = imagine(h0, z0, p, 3, seed=11, offset=4, backend="cpu")
+    torch.testing.assert_close(a.action.cpu(), torch.tanh(a.mean.cpu() + a.std.cpu() * eps))
     assert not torch.equal(a.action, c.action)
 
 
@@ -210,8 +228,7 @@ def test_bad_horizon_precision_offset():
         imagine(h, z, p, 2, seed=0, offset=-1)
 
 
-@needs_cpu
-def test_a_too_small_saved_buffer_is_an_error_not_a_crash():
+def test_a_too_small_saved_buffer_is_an_error_not_a_crash(cpu_backend):
     from mbrl_fast.ops import _cpu_imagine
 
     p = make_params().detach()

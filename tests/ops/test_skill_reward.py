@@ -1,20 +1,22 @@
-"""skill_reward (DADS's intrinsic reward): every backend against the reference, edge cases,
-the paper's formula checked by hand, and the bad-input errors."""
+"""skill_reward (DADS's intrinsic reward): every compiled backend and kernel path that has it
+(tests/ops/conftest.py) against the reference, edge cases, the paper's formula checked by hand,
+and the bad-input errors."""
 
 from __future__ import annotations
 
 import importlib
 import math
+from dataclasses import replace
 
 import pytest
 import torch
-from helpers import TOL, cpu_backends, random_mlp_params
+from helpers import TOL, random_mlp_params
 
 from mbrl_fast.ops.ensemble_mlp import ensemble_mlp_reference
 
 # the module (mbrl_fast.ops.skill_reward is the function of the same name)
 sr = importlib.import_module("mbrl_fast.ops.skill_reward")
-BACKENDS = cpu_backends()
+OP = pytest.mark.op("skill_reward")
 
 
 def case(m=7, l=13, f=5, z=3, p=3, hidden=24, gaussian=True, shared=False, bf16=False,
@@ -29,16 +31,29 @@ def case(m=7, l=13, f=5, z=3, p=3, hidden=24, gaussian=True, shared=False, bf16=
     return params, x, target, skill, prior
 
 
+def run(backend, params, x, target, skill, prior, **kw):
+    """skill_reward on ``backend`` (inputs moved to its device)."""
+    return sr.skill_reward(*backend.to((params, x, target, skill, prior)), backend=backend.name,
+                           **kw)
+
+
+def nan_output(params):
+    """q with a NaN in its first mean output."""
+    bad = params.biases[-1].clone()
+    bad[0, 0] = float("nan")
+    return replace(params, biases=(*params.biases[:-1], bad))
+
+
 def compare(out, ref, tol):
     for name in sr.SkillReward._fields:
-        got, want = getattr(out, name), getattr(ref, name)
+        got, want = getattr(out, name).cpu(), getattr(ref, name)
         assert got.shape == want.shape, name
         scale = want.abs().max().clamp_min(1.0)
         torch.testing.assert_close(got, want, rtol=tol["rtol"], atol=tol["atol"] * scale,
                                    msg=name)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@OP
 @pytest.mark.parametrize("kw", [
     dict(),                                  # odd sizes everywhere
     dict(m=1),                               # one transition
@@ -57,20 +72,27 @@ def test_matches_reference(backend, kw, include_skill):
     params, x, target, skill, prior = case(**kw)
     ref = sr.skill_reward(params, x, target, skill, prior, include_skill=include_skill,
                           backend="reference")
-    out = sr.skill_reward(params, x, target, skill, prior, include_skill=include_skill,
-                          backend=backend)
+    out = run(backend, params, x, target, skill, prior, include_skill=include_skill)
+    assert out.reward.device.type == backend.device.type
     compare(out, ref, TOL["fp32"])
 
 
-def test_every_kernel_path_and_bf16_weights(kernels):
-    """Each kernel path of the cpu backend (the ``kernels`` fixture forces it), fp32 and
-    bf16-packed weights, against the reference."""
-    params, x, target, skill, prior = case(m=9, l=31)
+@OP
+@pytest.mark.parametrize("kw", [dict(m=9, l=31), dict(f=0, z=2, p=2, shared=True)])
+def test_bf16_weights(backend, kw):
+    """bf16-packed weights: the reference rounds like the kernels."""
+    pb = case(bf16=True, **kw)
+    compare(run(backend, *pb), sr.skill_reward(*pb, backend="reference"), TOL["bf16"])
+
+
+@OP
+def test_non_contiguous_inputs(backend):
+    params, x, target, skill, prior = case(m=6, l=9)
     ref = sr.skill_reward(params, x, target, skill, prior, backend="reference")
-    compare(sr.skill_reward(params, x, target, skill, prior, backend="cpu"), ref, TOL["fp32"])
-    pb = case(m=9, l=31, bf16=True)
-    ref = sr.skill_reward(*pb, backend="reference")  # the reference rounds like the kernel
-    compare(sr.skill_reward(*pb, backend="cpu"), ref, TOL["bf16"])
+    xt, tt = x.t().contiguous().t(), target.t().contiguous().t()
+    pt = prior.transpose(0, 1).contiguous().transpose(0, 1)
+    assert not (xt.is_contiguous() or tt.is_contiguous() or pt.is_contiguous())
+    compare(run(backend, params, xt, tt, skill, pt), ref, TOL["fp32"])
 
 
 def test_reference_is_the_papers_formula():
@@ -126,10 +148,12 @@ def test_bad_inputs_name_the_argument():
     two = random_mlp_params(E=2, sizes=(8, 16, 6))
     with pytest.raises(ValueError, match="E = 2"):
         call(params=two)
-    bad = params.biases[-1].clone()
-    bad[0, 0] = float("nan")  # a NaN mean output
-    broken = sr.MLPParams(params.weights, (*params.biases[:-1], bad), params.activation,
-                          params.in_mean, params.in_std, params.max_logvar, params.min_logvar)
-    for backend in ["reference", *BACKENDS]:
-        with pytest.raises(FloatingPointError, match="transition 0"):
-            call(params=broken, backend=backend)
+    with pytest.raises(FloatingPointError, match="transition 0"):
+        call(params=nan_output(params), backend="reference")
+
+
+@OP
+def test_non_finite_log_density_names_the_transition(backend):
+    params, x, target, skill, prior = case()
+    with pytest.raises(FloatingPointError, match="transition 0"):
+        run(backend, nan_output(params), x, target, skill, prior)
