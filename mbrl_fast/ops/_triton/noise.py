@@ -4,7 +4,7 @@ Element ``i`` of stream ``(seed, offset)`` is component ``i % 4`` of Philox-4x32
 on counter ``(i // 4 lo, i // 4 hi, offset lo, offset hi)`` with key
 ``(seed lo, seed hi)``. The rounds are written out with ``tl.umulhi`` (the same
 recurrence as ``tl.philox``/Random123, checked against the reference in
-tests/ops/test_triton_interpret.py) so the counter layout is ours, not Triton's.
+tests/ops/test_noise.py, the triton parameter) so the counter layout is ours, not Triton's.
 
 The device functions here (``philox4``, ``uint32_at``, ``normal_at``,
 ``randint_at``) are also called by the propagate kernel, so the rollout draws
