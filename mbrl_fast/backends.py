@@ -253,7 +253,7 @@ def is_available(name: str) -> bool:
 # ---- auto on CPU tensors: the compiled kernels unless the reference is measured faster ----
 #
 # bench/cpu_auto_rule.py times every op at sizes from one row to a planning step, compiled
-# (each kernel path) against the reference. Measured 2026-12-02, AMD EPYC (Zen 5, AVX-512 +
+# (each kernel path) against the reference. Measured on AMD EPYC (Zen 5, AVX-512 +
 # AVX512-BF16), torch 2.13.0 (MKL sgemm), 1 thread, CPU time, minimum of 9 calls
 # (bench/results/cpu_auto_rule_1thread.json; ratio = reference time / compiled time):
 #   propagate, elite_update ops, noise: compiled faster on every path at every size, 1.5x

@@ -119,7 +119,7 @@ void dense_layer(const float* A, int64_t lda, const float* W, int64_t K, int64_t
     if (pack || p) {
       // A contiguous copy of the panel (pack_panels), or for the partial last block a
       // zero-padded one: masked loads in the k loop made that block (the 36-wide output
-      // layer's 2nd) run at half speed, 3% of a propagate step (perf, 2026-12-02).
+      // layer's 2nd) run at half speed, 3% of a propagate step (perf).
       const int64_t n = p ? out - 8 * v0 : 8 * C;
       for (int64_t k = 0; k < K; ++k) {
         std::copy_n(Wc + k * out, n, panel + k * 8 * C);

@@ -32,7 +32,7 @@ inline int64_t padded_rows(int64_t rows) { return (rows + kRowQuantum - 1) / kRo
 // 256 bytes apart (out % 64 == 0, the common power-of-two widths) and the tile has rows
 // enough to pay for the copy: read in place, the K rows of a panel then fall in a few
 // L1 / L2 sets and evict each other (a 1024-wide layer ran 6x slower than torch at
-// batch 64, 2026-12-02).
+// batch 64).
 inline bool pack_panels(int64_t out, int64_t rows_pad) { return out % 64 == 0 && rows_pad >= 32; }
 
 // Threads for `tasks` independent units of work of `macs` multiply-adds in all: one below

@@ -2,7 +2,7 @@
 // portable path's eps and normal stream. The algorithm of philox_avx2.cpp written as
 // loops over 8 blocks (`omp simd`), the float / double bits through memcpy and
 // magic-number conversions instead of libm: scalar libm Box-Muller was 42 ns a block on
-// one core, 3.5x the AVX2 code (2026-12-02). The float results equal csrc/include/
+// one core, 3.5x the AVX2 code. The float results equal csrc/include/
 // philox.h's except within ~1e-16 of a float rounding boundary (the tests compare).
 #include <cstring>
 

@@ -14,7 +14,7 @@ with autograd, by one of two paths that agree to fp32 rounding:
   small or narrow products (a 1-wide critic output) through torch. Why: torch's fp32
   ``mm``/``bmm`` call MKL, which on the project machine (AMD EPYC Zen 5, AVX-512, 1
   thread) ran a 256 x 256 x 256 GEMM at 96 GFLOP/s against 196 through oneDNN, in one
-  run (2026-12-02; MKL does not pick its AVX-512 kernels on this AMD CPU, it seems).
+  run (MKL does not pick its AVX-512 kernels on this AMD CPU, it seems).
   The backward computes a gradient only for the inputs that need one (a detached weight
   costs no dW), and ``weight_grad_rows`` lets two batches share each GEMM.
 - ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and

@@ -73,7 +73,7 @@ def _philox_words(c0, c1, c2, c3, key: tuple[int, int]) -> tuple[torch.Tensor, .
 # ~100 elementwise ops of a pass in the two cores' L2 and are large enough for torch to
 # split each op over 2 threads (passes of 16384 blocks ran on one). The 1.08M normals of
 # one propagate call at PETS population 100: 11 ms on 2 Zen 5 threads (15 ms with 16384,
-# 20 ms on one thread; 78 ms for 16-bit-half products in one pass), 2026-12-02.
+# 20 ms on one thread; 78 ms for 16-bit-half products in one pass).
 _CHUNK_BLOCKS = 65536
 
 
