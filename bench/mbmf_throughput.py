@@ -10,10 +10,10 @@ DAgger relabelling pass batched against one planner call per state.
              eager: the same in plain PyTorch (torch.rand samples, a Python loop over the
              horizon, addmm + relu, the reward in torch, argmax), as a careful user writes it.
   relabel    MB-MF's DAgger labelling of S learner states (default 10,000): the planner
-             called on chunks of ``--chunk`` start states (N states x 1,000 sequences in one
-             propagate call; the agent's relabel_batch) against one call per state. Subsets
-             (``--batched``, ``--singles`` states) may be timed and scaled to S (the JSON
-             says which).
+             called on ``--chunk`` start states (N states x 1,000 sequences in one propagate
+             call; the agent's relabel_batch) against ``--chunk`` calls of one state each,
+             interleaved; the per-state time is scaled to S. Also ops.propagate alone at 1
+             and ``--chunk`` states per call (where batching could pay, if anywhere).
 
 Timings are medians over interleaved repeats (harness.time_round_robin), wall-clock; weights
 are random (a trained network costs the same). Threads: torch.set_num_threads(t) for both.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ from mbrl_fast.benchmarks.harness import machine_info, time_round_robin  # noqa:
 from mbrl_fast.envs import get_task  # noqa: E402
 from mbrl_fast.models import ModelConfig, make_ensemble  # noqa: E402
 from mbrl_fast.ops.features import obs_features_reference  # noqa: E402
+from mbrl_fast.ops.propagate import propagate  # noqa: E402
 from mbrl_fast.planning import RandomShootingPlanner  # noqa: E402
 
 POPULATION, HORIZON = 1000, 20
@@ -95,16 +95,55 @@ class EagerRandomShooting:
         return acts[torch.arange(n), best, 0]
 
 
+class _Cycle:
+    """Successive slices of ``k`` rows of ``x``, wrapping around."""
+
+    def __init__(self, x: torch.Tensor, k: int):
+        self.x, self.k, self.i = x, k, 0
+
+    def next(self) -> torch.Tensor:
+        if self.i + self.k > len(self.x):
+            self.i = 0
+        self.i += self.k
+        return self.x[self.i - self.k:self.i]
+
+
+def time_relabel(planner, task, states: torch.Tensor, chunk: int, repeats: int) -> dict:
+    """One planner call on ``chunk`` states against ``chunk`` single calls (interleaved,
+    different states every call), and ops.propagate alone at 1 and ``chunk`` states."""
+    chunks, singles = _Cycle(states, chunk), _Cycle(states, 1)
+
+    def single_calls():
+        for _ in range(chunk):
+            planner.plan(singles.next())
+
+    t = time_round_robin({"batched": lambda: planner.plan(chunks.next()), "single": single_calls},
+                         repeats=repeats, warmup=1)
+    per_state = {k: v.median / chunk for k, v in t.items()}
+    obs, params = states[:chunk], planner._params()
+    g = torch.Generator().manual_seed(2)
+    u = torch.rand(chunk, POPULATION, HORIZON, task.act_dim, generator=g) * 2 - 1
+
+    def rollouts(n):
+        return lambda: propagate(params, obs[:n], u[:n], particles=1, mode="expectation",
+                                 seed=0, offset=0, reward=planner.reward, return_states=False)
+
+    prop = time_round_robin({n: rollouts(n) for n in (1, chunk)}, repeats=repeats, warmup=1)
+    return {"chunk": chunk,
+            "per_state_ms": {k: round(1e3 * v, 2) for k, v in per_state.items()},
+            "ratio_single_over_batched": round(per_state["single"] / per_state["batched"], 3),
+            "propagate_only_per_state_ms": {f"{n}_per_call": round(1e3 * v.median / n, 2)
+                                            for n, v in prop.items()},
+            "all_s": {k: [round(x, 4) for x in v.times] for k, v in t.items()}}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--states", type=int, default=10_000, help="relabelled states (reported)")
-    ap.add_argument("--batched", type=int, default=10_000,
-                    help="states actually relabelled in batched calls (scaled to --states)")
+    ap.add_argument("--states", type=int, default=10_000, help="relabelled states (scaled to)")
     ap.add_argument("--chunk", type=int, default=100, help="states per batched planner call")
-    ap.add_argument("--singles", type=int, default=200, help="single calls actually timed")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     task, model, planners = setup()
@@ -135,37 +174,25 @@ def main(argv=None) -> int:
         row["all_s"] = {k: [round(x, 5) for x in v.times] for k, v in t.items()}
         out["decision"][f"{threads}_threads"] = row
 
-        print(f"threads {threads}: relabel {args.batched} states", flush=True)
-        planner.plan(states[: args.chunk])  # warm-up: first call at this N allocates
-        t0 = time.perf_counter()
-        for i in range(0, args.batched, args.chunk):
-            planner.plan(states[i:i + args.chunk])
-        batched_timed = time.perf_counter() - t0
-        batched = batched_timed * args.states / args.batched
-        t0 = time.perf_counter()
-        for i in range(args.singles):
-            planner.plan(states[i:i + 1])
-        singles = time.perf_counter() - t0
-        single_total = singles * args.states / args.singles
-        out["relabel"][f"{threads}_threads"] = {
-            "states": args.states, "chunk": args.chunk, "batched_states_timed": args.batched,
-            "batched_timed_s": round(batched_timed, 2),
-            "batched_s_scaled_to_states": round(batched, 1),
-            "single_calls_timed": args.singles, "single_calls_timed_s": round(singles, 2),
-            "single_calls_s_scaled_to_states": round(single_total, 1),
-            "ratio": round(single_total / batched, 2),
-            "per_state_ms": {"batched": round(1e3 * batched / args.states, 3),
-                             "single": round(1e3 * singles / args.singles, 3)}}
-        print(f"  batched {batched:.1f} s; single calls {singles:.1f} s for {args.singles} -> "
-              f"{single_total:.0f} s for {args.states}: {single_total / batched:.2f}x",
+        print(f"threads {threads}: relabel, {args.chunk} states per call vs single calls",
               flush=True)
+        row = time_relabel(planner, task, states, args.chunk, args.repeats)
+        row["states"] = args.states
+        row["s_for_states"] = {k: round(v * args.states / 1e3, 1)
+                               for k, v in row["per_state_ms"].items()}
+        out["relabel"][f"{threads}_threads"] = row
+        ms = row["per_state_ms"]
+        print(f"  per state: batched {ms['batched']:.1f} ms, single {ms['single']:.1f} ms: "
+              f"{row['ratio_single_over_batched']:.2f}x; propagate alone "
+              f"{row['propagate_only_per_state_ms']}", flush=True)
     result = {
         "what": "MB-MF throughput: one random-shooting decision (1000 x 20, 2 x 500 ReLU, "
                 "HalfCheetah-v5 obs 18 / 18 model features / act 6) vs eager PyTorch; DAgger "
                 "relabelling batched vs one planner call per state",
-        "note": (f"relabelling: {args.batched} states timed in batched calls of {args.chunk}, "
-                 f"{args.singles} in single calls; both times scaled linearly to "
-                 f"{args.states} states (planning cost is per state: 1000 x 20 rollouts)"),
+        "note": (f"relabelling: one planner call on {args.chunk} states against {args.chunk} "
+                 f"single calls, interleaved, median of {args.repeats} (different states every "
+                 f"call); per-state times x {args.states} states. propagate_only: the op "
+                 f"alone (no sampling, no argmax) on 1 and {args.chunk} states per call"),
         "command": " ".join(["python", "bench/mbmf_throughput.py", *(argv or sys.argv[1:])]),
         "results": out, "machine": machine_info()}
     if args.json:

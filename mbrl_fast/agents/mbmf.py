@@ -117,9 +117,9 @@ class MBMFConfig:
     """Adam learning rate of the imitation fit (paper: 1e-3)."""
     relabel_batch: int = 10
     """Learner states labelled per planner call (start states N of one propagate call). On
-    the project CPU a state costs the same batched or alone (1,000 x 20 rollouts already
-    fill the GEMMs; N = 100 was 0.72x of single calls, its activations out of cache, see
-    bench/results/mbmf_throughput_cpu.json); 10 measured no slower than 1."""
+    the project CPU the rollouts cost the same per state batched or alone (1,000 x 20
+    rollouts already fill the kernel's tiles); N = 100 saves the per-call sampling and
+    Python, 6-9% (bench/results/mbmf_throughput_cpu_quiet.json)."""
     policy_hidden: int = 64
     """Policy hidden width (paper and SB3 PPO: 64)."""
     policy_layers: int = 2
