@@ -11,7 +11,8 @@
 2. One latent-planner decision (the paper's H_P = 1, H_Z = 10, 50 candidates, 10
    refinements, for N = 1 and N = 20 start states): ``SkillPlanner`` with the compiled
    ops (propagate, mppi_update, Philox noise) against the same planner on the ops'
-   references (``backend="reference"``: the rollout as an eager torch loop over steps).
+   references (``backend="reference"``: the rollout as an eager torch loop over steps);
+   also with q's weights in bf16 (``SkillPlannerConfig.precision="bf16"``).
 
 q networks: the point-mass preset's (reads vx, vy; predicts the 4-D change; 2 x 128 ReLU),
 the paper's Ant q with the x-y prior (reads the skill only, predicts delta x-y; 2 x 512)
@@ -139,7 +140,9 @@ def bench_planner(name: str, n: int, rounds: int) -> dict:
     rp = q.predicted.index(0), q.predicted.index(1)
     reward = goal_reward(goals, coords=rp)
     planners = {"eager_torch": SkillPlanner(q, SkillPlannerConfig(backend="reference")),
-                "compiled": SkillPlanner(q, SkillPlannerConfig(backend="cpu"))}
+                "compiled": SkillPlanner(q, SkillPlannerConfig(backend="cpu")),
+                "compiled_bf16": SkillPlanner(q, SkillPlannerConfig(backend="cpu",
+                                                                    precision="bf16"))}
     plans = {}
 
     def decide(k):
@@ -151,7 +154,9 @@ def bench_planner(name: str, n: int, rounds: int) -> dict:
     return {"net": name, "N": n, "config": "H_P=1, H_Z=10, K=50, R=10 (paper)",
             "variants": out,
             "max_abs_diff_of_the_plans": float((plans["compiled"] - plans["eager_torch"]).abs()
-                                               .max())}
+                                               .max()),
+            "max_abs_diff_of_the_plans_bf16": float((plans["compiled_bf16"]
+                                                     - plans["eager_torch"]).abs().max())}
 
 
 def main(argv=None) -> int:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from torch import nn
 from mbrl_fast.models.normalizer import Normalizer
 from mbrl_fast.nn.dense import mlp_forward, resolve_backend
 from mbrl_fast.nn.ensemble import EnsembleMLP
-from mbrl_fast.ops.ensemble_mlp import MLPParams, soft_bound_logvar
+from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16, soft_bound_logvar
 from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
 from mbrl_fast.ops.skill_reward import SkillReward, skill_reward
 
@@ -98,6 +98,7 @@ class SkillDynamics(nn.Module):
         self.register_buffer("max_logvar", torch.full((self.p,), 2 * math.log(STD_MAX)))
         self.register_buffer("min_logvar", torch.full((self.p,), 2 * math.log(STD_MIN)))
         self._rollout_cache: tuple[tuple[int, ...], MLPParams] | None = None
+        self._bf16_cache: tuple[MLPParams, MLPParams] | None = None  # (fp32 params, packed)
 
     # ---- data layout ----------------------------------------------------------------------
     def state(self, obs) -> torch.Tensor:
@@ -185,6 +186,14 @@ class SkillDynamics(nn.Module):
     def _versions(self) -> tuple[int, ...]:
         tensors = [*self.mlp.parameters(), *self.in_norm.buffers(), *self.out_norm.buffers()]
         return tuple(t._version for t in tensors) + tuple(t.data_ptr() for t in tensors)
+
+    def mlp_params_bf16(self) -> MLPParams:
+        """:meth:`mlp_params` with bf16-packed weights (``ops.pack_bf16``; the skill planner's
+        ``precision="bf16"``), packed once per version of the fp32 parameters."""
+        p = self.mlp_params()
+        if self._bf16_cache is None or self._bf16_cache[0] is not p:
+            self._bf16_cache = (p, replace(p, weights=tuple(pack_bf16(w) for w in p.weights)))
+        return self._bf16_cache[1]
 
     @torch.no_grad()
     def mlp_params(self) -> MLPParams:

@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import cpu_backends
 
+from mbrl_fast.models.skill_dynamics import SkillDynamics
 from mbrl_fast.ops import MLPParams, compile_reward
 from mbrl_fast.ops.features import ObsFeatures
 from mbrl_fast.planning.skills import SkillPlanner, SkillPlannerConfig, goal_reward
@@ -63,6 +64,30 @@ def test_backends_plan_the_same(backend):
         planner = SkillPlanner(LinearSkills(), cfg, seed=4)
         plans.append(torch.stack([planner.plan(obs, goal_reward(goals)) for _ in range(2)]))
     torch.testing.assert_close(plans[0], plans[1], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["reference", *cpu_backends()])
+def test_bf16_weights_plan_like_fp32(backend):
+    """precision="bf16" rolls out q's bf16-packed weights: a trained-size SkillDynamics plans
+    nearly what fp32 plans (same noise; only the weights' rounding differs)."""
+    q = SkillDynamics(obs_dim=4, skill_dim=2, hidden=64, layers=2, seed=0)
+    obs, goals = torch.randn(5, 4), torch.randn(5, 2)
+    plans = {}
+    for precision in ("fp32", "bf16"):
+        planner = SkillPlanner(q, SkillPlannerConfig(backend=backend, precision=precision),
+                               seed=3)
+        plans[precision] = planner.plan(obs, goal_reward(goals))
+    packed = q.mlp_params_bf16()
+    assert packed.is_bf16 and q.mlp_params_bf16() is packed  # cached
+    assert (plans["fp32"] - plans["bf16"]).abs().max() < 0.1
+    assert not torch.equal(plans["fp32"], plans["bf16"])
+
+
+def test_bf16_needs_a_packable_model():
+    with pytest.raises(TypeError, match="mlp_params_bf16"):
+        SkillPlanner(LinearSkills(), SkillPlannerConfig(precision="bf16"))
+    with pytest.raises(ValueError, match="config.precision"):
+        SkillPlanner(LinearSkills(), SkillPlannerConfig(precision="fp16"))
 
 
 def test_numba_reward_is_fused_and_plans_like_torch():
