@@ -104,29 +104,42 @@ class Rollout {
     std::vector<Task> tasks;
   };
 
-  // Groups the rows by their member at step t (tsinf / fixed: t = 0 is every step).
-  void group_by_member(int64_t t, Grouping& g) const {
+  // Groups the rows by their member at step t (tsinf / fixed: t = 0 is every step), in
+  // tiles of at most `tile` rows.
+  void group_by_member(int64_t t, Grouping& g, int64_t tile = kTileRows) const {
     const int64_t E = v_.num_members;
     std::vector<int64_t> count(E + 1, 0), mem(rows_);
     for (int64_t r = 0; r < rows_; ++r) ++count[(mem[r] = member_of(r, t)) + 1];
     for (int64_t e = 0; e < E; ++e) count[e + 1] += count[e];
     g.tasks.clear();
     for (int64_t e = 0; e < E; ++e)
-      for (int64_t b = count[e]; b < count[e + 1]; b += kTileRows)
-        g.tasks.push_back({e, b, std::min(kTileRows, count[e + 1] - b)});
+      for (int64_t b = count[e]; b < count[e + 1]; b += tile)
+        g.tasks.push_back({e, b, std::min(tile, count[e + 1] - b)});
     g.order.resize(rows_);
     for (int64_t r = 0; r < rows_; ++r) g.order[count[mem[r]]++] = r;
   }
 
+  // The tile modes' tasks: tiles of at most `tile` rows (of each member's rows, tsinf / fixed).
+  void tile_tasks(Grouping& g, int64_t tile) const {
+    if (a_.mode != kExpectation) return group_by_member(0, g, tile);
+    g.order.resize(rows_);
+    for (int64_t r = 0; r < rows_; ++r) g.order[r] = r;
+    g.tasks.clear();
+    for (int64_t b = 0; b < rows_; b += tile) g.tasks.push_back({-1, b, std::min(tile, rows_ - b)});
+  }
+
   void run_tiles_over_horizon() {
-    Grouping g;
-    if (a_.mode == kExpectation) {
-      for (int64_t r = 0; r < rows_; ++r) g.order.push_back(r);
-      for (int64_t b = 0; b < rows_; b += kTileRows) g.tasks.push_back({-1, b, std::min(kTileRows, rows_ - b)});
-    } else {
-      group_by_member(0, g);
-    }
     const int64_t passes = a_.mode == kExpectation ? static_cast<int64_t>(a_.members.size()) : 1;
+    Grouping g;
+    tile_tasks(g, kTileRows);
+    // Fewer tiles than threads (a few dozen rows, such as one state's 50 candidates in the
+    // skill planner): smaller tiles, so that every thread gets rows. Each row's samples
+    // are indexed by the row, so the tiling does not change the result.
+    const int64_t threads = omp_get_max_threads();
+    if (static_cast<int64_t>(g.tasks.size()) < threads && macs(passes) >= kParallelMinMacs) {
+      const int64_t per_thread = (rows_ + threads - 1) / threads;
+      tile_tasks(g, (per_thread + kRowQuantum - 1) / kRowQuantum * kRowQuantum);
+    }
 #pragma omp parallel num_threads(team_size(static_cast<int64_t>(g.tasks.size()), macs(passes)))
     {
       Scratch s(v_, pi_, a_, din_, dl_);

@@ -330,6 +330,18 @@ def test_many_rows_span_tiles(backend):
         compare(backend, params, obs, actions, particles=7, mode=mode, members=[0, 2, 4], seed=9)
 
 
+@pytest.mark.parametrize("rows", [5, 50, 95])
+def test_few_rows_with_enough_work_split_over_threads(backend, rows):
+    """Fewer rows than one 96-row cpu tile per thread, but work enough for a thread team
+    (> 2e6 multiply-adds): the cpu kernel splits them into smaller tiles, one per thread.
+    The samples belong to rows, so the result is the reference's."""
+    H = 4 if backend.interpreted else 12
+    params, obs, actions = make_case(E=3, hidden=(128, 128), N=1, P=rows, H=H)
+    for mode in ("expectation", "tsinf", "fixed"):
+        compare(backend, params, obs, actions, particles=1, mode=mode,
+                member=1 if mode == "fixed" else None, seed=6)
+
+
 @pytest.mark.op("reward.model")
 def test_return_states_false_and_returns(backend):
     params, obs, actions = make_case(reward_head=True)
