@@ -14,6 +14,10 @@ termination function is applied to them afterwards and costs both sides the same
 
   <path>     ``ops.propagate(..., policy=..., mode="ts1", backend="cpu")`` (what
              ``models.rollouts.branched_rollout`` calls), MBRL_FAST_CPU_KERNELS=<path>
+  <path>-bf16  the same with the model's and the policy's weights bf16-packed
+             (``MLPParams.to_bf16``: MBPO's ``rollout_precision="bf16"``); by default on the
+             paths where AVX512-BF16 runs them natively (elsewhere they are unpacked to fp32
+             and cost what fp32 does)
   eager      a plain torch loop as mbrl-lib's MBPO (``rollout_model_and_populate_sac_buffer``)
              writes it: per step the SAC actor (addmm), its sample, the elites' forward on
              rows shuffled into equal groups per member (mbrl-lib's ``random_model``
@@ -129,6 +133,8 @@ class EagerRollout:
 
 def compiled_fn(model, policy, obs, k: int, path: str, elites: list[int]):
     backend = "reference" if path == "reference" else "cpu"
+    if path.endswith("-bf16"):
+        path, model, policy = path.removesuffix("-bf16"), model.to_bf16(), policy.to_bf16()
 
     def rollout():
         with isa.forced(None if path == "reference" else path):
@@ -143,6 +149,9 @@ def main(argv=None) -> dict:
     runnable = [p for p in ("avx512", "avx2") if isa.unavailable(p) is None]
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--paths", nargs="*", default=runnable, choices=isa.PATHS)
+    ap.add_argument("--bf16-paths", nargs="*", choices=isa.PATHS,
+                    default=["avx512"] if "avx512" in runnable and isa.bf16_native() else [],
+                    help="paths also timed with bf16 weights (default: where AVX512-BF16 runs)")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 15], help="rollout lengths k")
     ap.add_argument("--rollout-batch", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -180,7 +189,8 @@ def main(argv=None) -> dict:
     print(f"{out['cpu_backend']}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"clock {args.clock}; {n} rows, {out['config']['gflop_per_step']:.1f} GFLOP per step")
     for k in args.steps:
-        fns = {path: compiled_fn(model, policy, obs, k, path, elites) for path in args.paths}
+        paths = args.paths + [f"{p}-bf16" for p in args.bf16_paths]
+        fns = {path: compiled_fn(model, policy, obs, k, path, elites) for path in paths}
         eager = EagerRollout(model, policy, elites, seed=3)
         fns["eager"] = lambda eager=eager, k=k: eager(obs, k)
         if not args.no_reference and (k == 1 or args.reference_all):
@@ -202,7 +212,7 @@ def main(argv=None) -> dict:
         for name, t in med.items():
             rows[name] = {"s_per_rollout": t, "s_per_step": t / k, "gflops": gflop / t,
                           "eager_over_this": med["eager"] / t, "times_s": times[name]}
-            print(f"  k={k:2d} {name:9s} {t:8.2f} s  {t / k:6.3f} s/step  {gflop / t:6.1f} GFLOP/s"
+            print(f"  k={k:2d} {name:11s} {t:8.2f} s  {t / k:6.3f} s/step  {gflop / t:6.1f} GFLOP/s"
                   f"  eager / this {med['eager'] / t:5.2f}x")
         out["steps"][str(k)] = rows
     out["machine"] = harness.machine_info()  # its load is the load at the end

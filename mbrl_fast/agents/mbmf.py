@@ -146,6 +146,10 @@ class MBMFConfig:
     """Random shooting (paper HalfCheetah: 1000 sequences of 20 steps)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """The model-free fine-tuning."""
+    ppo_from_scratch: bool = False
+    """The comparison run: no model-based phase and no distillation; PPO with the same
+    ``ppo`` config and seed starts from Stable-Baselines3's own initialization (std 1) and
+    runs ``steps`` env steps."""
 
 
 # Per task. HalfCheetah is the paper's configuration (~10 GFLOP per planned step: on 2 CPU
@@ -189,6 +193,9 @@ class MBMF(Agent):
         c = config
         if c.steps > 0:
             require_sb3()
+        elif c.ppo_from_scratch:
+            raise ValueError("ppo_from_scratch runs only PPO: steps must be > 0, got "
+                             f"{c.steps}")
         if c.planner.name != "random":
             raise ValueError(f"MB-MF plans by random shooting: planner.name must be 'random', "
                              f"got {c.planner.name!r}")
@@ -226,11 +233,15 @@ class MBMF(Agent):
     # ---- the schedule --------------------------------------------------------------------
     @classmethod
     def total_iterations(cls, config: MBMFConfig) -> int:
-        return (1 + config.aggregation_iters + config.dagger_iters
-                + -(-config.steps // config.ppo_chunk_steps))
+        ppo = -(-config.steps // config.ppo_chunk_steps)
+        if config.ppo_from_scratch:
+            return ppo
+        return 1 + config.aggregation_iters + config.dagger_iters + ppo
 
     def phase_of(self, index: int) -> int:
         c = self.config
+        if c.ppo_from_scratch:
+            return PPO
         if index == 0:
             return RANDOM
         if index <= c.aggregation_iters:
@@ -370,7 +381,8 @@ class MBMF(Agent):
         derived from (seed, index, attempt), so a resumed run repeats the chunk exactly).
         Returns (returns of the episodes completed in the chunk, PPO's last update stats)."""
         if self.ppo is None:
-            if self.distilled_rows >= 0 and self.distilled_rows < len(self.imitation_data()[0]):
+            rows = self.distilled_rows
+            if not self.config.ppo_from_scratch and 0 <= rows < len(self.imitation_data()[0]):
                 self.distill()  # the last DAgger iteration's labels
             self.ppo = self._make_ppo()
         seed = episode_seed(self.config.seed, index, attempt)
@@ -401,7 +413,8 @@ class MBMF(Agent):
                                                      vf=[64, 64]),
                                        activation_fn=_torch_activation(c.policy_activation)),
                     seed=c.seed, device="cpu", verbose=0)
-        load_policy_into_ppo(model, self.policy)
+        if not c.ppo_from_scratch:
+            load_policy_into_ppo(model, self.policy)
         self.distilled_rows = -1  # from here on the policy is PPO's
         if self._ppo_state is not None:
             s = self._ppo_state

@@ -82,6 +82,10 @@ class MBPOConfig:
     """Fraction of each SAC batch drawn from real data (the rest from the model pool)."""
     backend: str = "auto"
     """ops backend of the rollouts: auto, reference, cpu, triton, cuda."""
+    rollout_precision: str = "fp32"
+    """Weights the rollouts read: 'fp32', or 'bf16' (the elites' and the policy's weights
+    rounded to bf16, fp32 activations and accumulation; 1.5-1.7x faster rollouts on a CPU
+    with AVX512-BF16, bench/mbpo_rollouts.py). Training is fp32 either way."""
     model: ModelConfig = field(default_factory=lambda: ModelConfig(reward_head=True))
     """The ensemble (7 members, 5 elites, 4 x 200 SiLU, a learned reward head)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -116,6 +120,9 @@ class MBPO(OffPolicyAgent):
             raise ValueError(f"real_ratio must be in [0, 1], got {c.real_ratio!r}")
         if not c.model.reward_head:
             raise ValueError("MBPO's model predicts the reward: model.reward_head must be True")
+        if c.rollout_precision not in ("fp32", "bf16"):
+            raise ValueError(f"rollout_precision must be 'fp32' or 'bf16', got "
+                             f"{c.rollout_precision!r}")
         self.model = make_ensemble(c.model, self.view, c.seed)
         self.trainer = make_trainer(c.train, self.model, c.seed)
         self.pool = TransitionPool(self.view.obs_dim, self.task.act_dim, 1)
@@ -149,8 +156,11 @@ class MBPO(OffPolicyAgent):
         self.pool.resize(rounds_kept * c.rollout_batch * k)
         start = self.buffer.sample(c.rollout_batch, self.rng).obs
         with torch.no_grad():
+            model, policy = self.model.mlp_params(), self.sac.policy_params()
+            if c.rollout_precision == "bf16":
+                model, policy = self.model.mlp_params_bf16(), policy.to_bf16()
             batch = branched_rollout(
-                self.model.mlp_params(), self.sac.policy_params(),
+                model, policy,
                 torch.as_tensor(start, dtype=torch.float32), k,
                 members=self.model.elite_members, termination=self.view.termination,
                 seed=c.seed, offset=self.rollout_offset, backend=c.backend)

@@ -71,6 +71,15 @@ class MLPParams:
     def is_bf16(self) -> bool:
         return self.weights[0].dtype == torch.bfloat16
 
+    def to_bf16(self) -> MLPParams:
+        """These params with bf16-packed weights (``pack_bf16``; biases, normalizer and
+        bounds shared, not copied). The kernels then read bf16 weights with fp32 activations
+        and fp32 accumulation."""
+        if self.is_bf16:
+            return self
+        return replace(self, weights=tuple(pack_bf16(w) for w in self.weights),
+                       in_dim=self.in_features)
+
     @property
     def gaussian(self) -> bool:
         return self.max_logvar is not None

@@ -136,7 +136,25 @@ def test_missing_sb3_names_the_extra(monkeypatch):
     MBMF(tiny(steps=0)).close()  # no fine-tuning asked: no SB3 needed
 
 
+def test_ppo_from_scratch_runs_only_ppo_from_sb3s_initialization():
+    pytest.importorskip("stable_baselines3")
+    c = tiny(ppo_from_scratch=True, steps=512)
+    assert MBMF.total_iterations(c) == 2
+    agent = MBMF(c)
+    try:
+        rows = [agent.run_iteration(i) for i in range(2)]
+        assert [r["phase"] for r in rows] == ["ppo", "ppo"]
+        assert [r["env_steps"] for r in rows] == [256, 512]
+        assert set(np.unique(agent.records()["phase"])) == {3} and len(agent.data) == 0
+        # SB3's own initialization (std 1), not the distilled policy's std 0.5
+        assert abs(rows[0]["ppo_std"] - 1.0) < 0.1
+    finally:
+        agent.close()
+
+
 def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError, match="steps must be > 0"):
+        MBMF(tiny(ppo_from_scratch=True, steps=0))
     with pytest.raises(ValueError, match="random shooting"):
         MBMF(tiny(planner=dict(name="cem")))
     with pytest.raises(ValueError, match="multiple of ppo.n_steps"):

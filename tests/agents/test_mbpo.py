@@ -101,6 +101,26 @@ def test_one_tiny_epoch_trains_model_and_sac():
         agent.close()
 
 
+def test_bf16_rollouts_stay_close_to_fp32():
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY, rollout_precision="bf16"))
+    try:
+        assert agent.run_iteration(0)["model_transitions"] > 0  # the agent's bf16 rounds
+        params, policy = agent.model.mlp_params(), agent.sac.policy_params()
+        start = torch.as_tensor(agent.buffer.sample(64, agent.rng).obs, dtype=torch.float32)
+        run = lambda m, p: branched_rollout(m, p, start, 3, members=agent.model.elite_members,  # noqa: E731
+                                            seed=5, backend="cpu")
+        fp32, bf16 = run(params, policy), run(agent.model.mlp_params_bf16(), policy.to_bf16())
+        assert policy.to_bf16().is_bf16 and not policy.is_bf16
+        # same noise, weights rounded to 8 mantissa bits: close, not equal
+        scale = fp32.next_obs.abs().max()
+        err = (fp32.next_obs - bf16.next_obs).abs().max()
+        assert 0 < err < 0.05 * scale
+    finally:
+        agent.close()
+    with pytest.raises(ValueError, match="rollout_precision"):
+        MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY, rollout_precision="fp16"))
+
+
 def test_a_discrete_action_space_is_a_clear_error():
     task = Task("CartPole-v1", lambda o, a, n: o[..., 0], obs_dim=4, act_dim=1,
                 action_low=(-1.0,), action_high=(1.0,), max_episode_steps=500)
