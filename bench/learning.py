@@ -140,6 +140,8 @@ def read_run(run_dir: Path) -> dict:
     }
     for k in timed:
         out[k] = [round(float(r[k]), 2) for r in rows]
+    if rows and "phase" in rows[0]:  # MB-MF: random / mpc / dagger / ppo per iteration
+        out["phase"] = [r["phase"] for r in rows]
     for k in METRIC_FIELDS:  # the fields metric targets read, where the agent has them
         if rows and k in rows[0]:
             out[k] = [round(float(r[k]), 4) for r in rows]

@@ -1,0 +1,149 @@
+"""Two agents' learning curves on the same axes, and the sample-efficiency target between them.
+
+Reads two results of ``bench/learning.py`` (the same task, the same seeds) and asks, per
+seed: what return has the baseline after ``--baseline-steps`` env steps, and after how many
+env steps does the candidate first reach it? Writes JSON + PNG::
+
+    python bench/compare_learning.py bench/results/learning_mbmf_halfcheetah.json \\
+        bench/results/learning_mbmf_halfcheetah_ppo.json --baseline-steps 1000000 \\
+        --within 0.3333 --name mbmf_vs_ppo_halfcheetah
+
+MB-MF's issue: "MB-MF (all env steps of all three phases counted) reaches the return that PPO
+from scratch has after 1,000,000 env steps using <= 1/3 of the env steps".
+
+The baseline's return at N steps is the mean of its last ``--window`` points at or before N
+(PPO's points are the mean training-episode return of one chunk, ~20 episodes, so one point
+is noisy). The candidate's crossing is its first point at or above that value, in any phase
+or only in ``--phases`` (for MB-MF: ``ppo`` asks whether the fine-tuned policy got there, not
+the MPC controller). Both are reported; where the candidate's run stops before crossing, the
+JSON says how far it got.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def baseline_return(run: dict, steps: int, window: int) -> float | None:
+    """Mean of the last ``window`` returns at or before ``steps`` (None if the run is shorter)."""
+    points = [r for s, r in zip(run["env_steps"], run["returns"], strict=True) if s <= steps]
+    if not points or max(run["env_steps"]) < steps:
+        return None
+    tail = points[-window:]
+    return sum(tail) / len(tail)
+
+
+def first_crossing(run: dict, threshold: float, phases: set[str] | None) -> int | None:
+    """env_steps of the first point with return >= threshold (in ``phases`` if given)."""
+    labels = run.get("phase") or [None] * len(run["returns"])
+    for s, r, p in zip(run["env_steps"], run["returns"], labels, strict=True):
+        if r >= threshold and (phases is None or p in phases):
+            return int(s)
+    return None
+
+
+def compare(candidate: dict, baseline: dict, steps: int, within: float, window: int,
+            phases: set[str] | None) -> dict:
+    seeds = sorted(set(candidate["runs"]) & set(baseline["runs"]), key=int)
+    if not seeds:
+        raise SystemExit(f"no common seed: candidate {sorted(candidate['runs'])}, "
+                         f"baseline {sorted(baseline['runs'])}")
+    out = {}
+    for s in seeds:
+        cand, base = candidate["runs"][s], baseline["runs"][s]
+        thr = baseline_return(base, steps, window)
+        row = {"baseline_return_at_steps": None if thr is None else round(thr, 1),
+               "candidate_steps": max(cand["env_steps"]),
+               "candidate_best_return": max(cand["returns"])}
+        if thr is None:
+            row["note"] = f"the baseline run stops at {max(base['env_steps'])} env steps"
+        else:
+            for key, ph in (("any_phase", None), ("phases", phases)):
+                if key == "phases" and phases is None:
+                    continue
+                hit = first_crossing(cand, thr, ph)
+                row[f"crossing_steps_{key}"] = hit
+                row[f"fraction_{key}"] = None if hit is None else round(hit / steps, 4)
+            hit = row.get("crossing_steps_phases", row["crossing_steps_any_phase"])
+            row["met"] = hit is not None and hit <= within * steps
+            if hit is None and max(cand["env_steps"]) < within * steps:
+                row["note"] = "the candidate's run stops before the step limit without crossing"
+        out[s] = row
+    return out
+
+
+def plot(candidate: dict, baseline: dict, per_seed: dict, steps: int, within: float,
+         path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for data, style in ((candidate, "-"), (baseline, "--")):
+        for s, run in sorted(data["runs"].items()):
+            ax.plot(run["env_steps"], run["returns"], style, marker="o", ms=2,
+                    label=f"{data['label']} seed {s}")
+    for row in per_seed.values():
+        if row["baseline_return_at_steps"] is not None:
+            ax.axhline(row["baseline_return_at_steps"], color="grey", lw=0.8, ls=":")
+    ax.axvline(within * steps, color="k", lw=0.8, ls="-.", label=f"{within:.3g} x {steps:,}")
+    ax.set_xlabel("environment steps (every phase counted)")
+    ax.set_ylabel("return")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("candidate", type=Path, help="learning_*.json of the agent under test")
+    p.add_argument("baseline", type=Path, help="learning_*.json of the baseline")
+    p.add_argument("--baseline-steps", type=int, required=True)
+    p.add_argument("--within", type=float, required=True,
+                   help="the candidate must cross within this fraction of --baseline-steps")
+    p.add_argument("--window", type=int, default=3, help="baseline points averaged")
+    p.add_argument("--phases", nargs="*", help="candidate phases that count (default: any)")
+    p.add_argument("--labels", nargs=2, default=None, help="legend names (default: file names)")
+    p.add_argument("--name", required=True, help="output: bench/results/learning_<name>.*")
+    p.add_argument("--note", default="")
+    args = p.parse_args(argv)
+
+    candidate, baseline = (json.loads(f.read_text()) for f in (args.candidate, args.baseline))
+    if candidate["env"] != baseline["env"]:
+        raise SystemExit(f"different tasks: {candidate['env']} vs {baseline['env']}")
+    for data, f, label in zip((candidate, baseline), (args.candidate, args.baseline),
+                              args.labels or (None, None), strict=True):
+        data["label"] = label or f.stem.removeprefix("learning_")
+    phases = set(args.phases) if args.phases else None
+    per_seed = compare(candidate, baseline, args.baseline_steps, args.within, args.window, phases)
+    out = {"what": f"{candidate['label']} vs {baseline['label']} on {candidate['env']}: the "
+                   f"baseline's return after {args.baseline_steps:,} env steps (mean of its "
+                   f"last {args.window} points), reached by the candidate within "
+                   f"{args.within:.4g} of those steps?",
+           "command": "python bench/compare_learning.py " + " ".join(argv or sys.argv[1:]),
+           "candidate": str(args.candidate), "baseline": str(args.baseline),
+           "phases_counted": sorted(phases) if phases else "any",
+           "per_seed": per_seed, "all_seeds_met": all(r.get("met") for r in per_seed.values()),
+           "note": args.note, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"learning_{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    plot(candidate, baseline, per_seed, args.baseline_steps, args.within,
+         RESULTS / f"learning_{args.name}.png", out["what"])
+    print(json.dumps(per_seed, indent=1))
+    print(f"wrote {RESULTS / f'learning_{args.name}.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
