@@ -80,28 +80,17 @@ def compare(candidate: dict, baseline: dict, steps: int, within: float, window: 
 
 def plot(candidate: dict, baseline: dict, per_seed: dict, steps: int, within: float,
          path: Path, title: str) -> None:
-    import matplotlib
+    from mbrl_fast.runs import plot_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for data, style in ((candidate, "-"), (baseline, "--")):
-        for s, run in sorted(data["runs"].items()):
-            ax.plot(run["env_steps"], run["returns"], style, marker="o", ms=2,
-                    label=f"{data['label']} seed {s}")
-    for row in per_seed.values():
-        if row["baseline_return_at_steps"] is not None:
-            ax.axhline(row["baseline_return_at_steps"], color="grey", lw=0.8, ls=":")
-    ax.axvline(within * steps, color="k", lw=0.8, ls="-.", label=f"{within:.3g} x {steps:,}")
-    ax.set_xlabel("environment steps (every phase counted)")
-    ax.set_ylabel("return")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    series = {f"{data['label']} seed {s}": [{"env_steps": x, "return": y} for x, y in
+                                            zip(run["env_steps"], run["returns"], strict=True)]
+              for data in (candidate, baseline) for s, run in sorted(data["runs"].items())}
+    levels = tuple(r["baseline_return_at_steps"] for r in per_seed.values()
+                   if r["baseline_return_at_steps"] is not None)
+    path.write_bytes(plot_curves(
+        series, title, xlabel="environment steps (every phase counted)", levels=levels,
+        step_mark=(within * steps, f"{within:.3g} x {steps:,}"),
+        dashed=tuple(k for k in series if k.startswith(baseline["label"] + " "))))
 
 
 def main(argv: list[str] | None = None) -> int:

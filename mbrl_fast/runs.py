@@ -234,9 +234,13 @@ def _number(text: str):
 
 
 def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | None = None,
-                ylabel: str = "return") -> bytes:
+                ylabel: str = "return", xlabel: str = "environment steps",
+                levels: tuple[float, ...] = (), step_mark: tuple[float, str] | None = None,
+                dashed: tuple[str, ...] = ()) -> bytes:
     """PNG bytes: return against env steps, one line per ``series`` entry (label -> metrics
-    rows), an optional dashed target line. Raises ImportError without matplotlib."""
+    rows; the labels in ``dashed`` drawn dashed), an optional dashed target line, dotted
+    horizontal ``levels`` and a vertical ``step_mark`` (x, label). Raises ImportError without
+    matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,10 +249,14 @@ def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | No
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, rows in series.items():
         ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o", ms=3,
-                label=label or None)
+                label=label or None, ls="--" if label in dashed else "-")
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label="target")
-    ax.set_xlabel("environment steps")
+    for level in levels:
+        ax.axhline(level, color="grey", ls=":", lw=0.8)
+    if step_mark is not None:
+        ax.axvline(step_mark[0], color="k", ls="-.", lw=0.8, label=step_mark[1])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
