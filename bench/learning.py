@@ -215,13 +215,14 @@ def machine_note() -> str:
             f"python {platform.python_version()}, runs under nice -n 19, one run at a time")
 
 
-def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path: Path) -> None:
+def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path: Path,
+         tag: str = "") -> None:
     from mbrl_fast.runs import plot_curves
 
     series = {f"seed {seed}": [{"env_steps": x, "return": y} for x, y in
                                zip(run["env_steps"], run["returns"], strict=True)]
               for seed, run in sorted(runs.items())}
-    title = f"{agent.upper()} {env} (2 shared CPU cores)"
+    title = f"{agent.upper()}{f' [{tag}]' if tag else ''} {env} (2 shared CPU cores)"
     per_step = [r["planning_s_per_step"] for r in runs.values() if "planning_s_per_step" in r]
     if per_step:
         title += f": {sum(per_step) / len(per_step):.2f} s planning per step"
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             commands[seed] = shlex.join(["python", "-m", "mbrl_fast"]
                                         + _replay_args(args.agent, runs[seed], args.env))
         # after every seed, so partial results survive
-        write_results(args.agent, args.env, runs, commands, args.note, args.results, name)
+        write_results(args.agent, args.env, runs, commands, args.note, args.results, name,
+                      args.tag)
     return 0
 
 
@@ -290,7 +292,7 @@ def _replay_args(agent: str, run: dict, env: str) -> list[str]:
 
 
 def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[int, str],
-                  note: str, results: Path, name: str) -> None:
+                  note: str, results: Path, name: str, tag: str = "") -> None:
     if not runs:
         return
     results.mkdir(parents=True, exist_ok=True)
@@ -302,7 +304,7 @@ def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[in
             "machine": machine_note(), "note": note,
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     (results / f"learning_{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-    plot(agent, env, runs, target, results / f"learning_{name}.png")
+    plot(agent, env, runs, target, results / f"learning_{name}.png", tag)
     print(f"wrote {results / f'learning_{name}.json'}", flush=True)
 
 
