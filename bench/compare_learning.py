@@ -1,12 +1,16 @@
-"""Two agents' learning curves on the same axes, and the sample-efficiency target between them.
+"""Agents' learning curves on the same axes, and the sample-efficiency target between two.
 
-Reads two results of ``bench/learning.py`` (the same task, the same seeds) and asks, per
+Reads results of ``bench/learning.py`` (the same task; the first two with common seeds) and
+plots them together; with ``--baseline-steps`` it asks, per
 seed: what return has the baseline after ``--baseline-steps`` env steps, and after how many
 env steps does the candidate first reach it? Writes JSON + PNG::
 
     python bench/compare_learning.py bench/results/learning_mbmf_halfcheetah.json \\
         bench/results/learning_mbmf_halfcheetah_ppo.json --baseline-steps 1000000 \\
         --within 0.3333 --name mbmf_vs_ppo_halfcheetah
+
+Without ``--baseline-steps`` it only plots (Dreamer's HalfCheetah curve next to PETS's and
+SAC's), with the final and best return of each in the JSON.
 
 MB-MF's issue: "MB-MF (all env steps of all three phases counted) reaches the return that PPO
 from scratch has after 1,000,000 env steps using <= 1/3 of the env steps".
@@ -78,58 +82,78 @@ def compare(candidate: dict, baseline: dict, steps: int, within: float, window: 
     return out
 
 
-def plot(candidate: dict, baseline: dict, per_seed: dict, steps: int, within: float,
+def plot(results: list[dict], per_seed: dict, steps: int | None, within: float | None,
          path: Path, title: str) -> None:
+    """Every result's seeds on one plot; the baseline (the second) dashed."""
     from mbrl_fast.runs import plot_curves
 
     series = {f"{data['label']} seed {s}": [{"env_steps": x, "return": y} for x, y in
                                             zip(run["env_steps"], run["returns"], strict=True)]
-              for data in (candidate, baseline) for s, run in sorted(data["runs"].items())}
+              for data in results for s, run in sorted(data["runs"].items())}
     levels = tuple(r["baseline_return_at_steps"] for r in per_seed.values()
                    if r["baseline_return_at_steps"] is not None)
-    path.write_bytes(plot_curves(
-        series, title, xlabel="environment steps (every phase counted)", levels=levels,
-        step_mark=(within * steps, f"{within:.3g} x {steps:,}"),
-        dashed=tuple(k for k in series if k.startswith(baseline["label"] + " "))))
+    mark = None if steps is None else (within * steps, f"{within:.3g} x {steps:,}")
+    dashed = () if len(results) < 2 else tuple(
+        k for k in series if k.startswith(results[1]["label"] + " seed"))
+    path.write_bytes(plot_curves(series, title, xlabel="environment steps (every phase counted)",
+                                 levels=levels, step_mark=mark, dashed=dashed))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("candidate", type=Path, help="learning_*.json of the agent under test")
-    p.add_argument("baseline", type=Path, help="learning_*.json of the baseline")
-    p.add_argument("--baseline-steps", type=int, required=True)
-    p.add_argument("--within", type=float, required=True,
+    p.add_argument("results", type=Path, nargs="+",
+                   help="learning_*.json: the agent under test, then the baseline, then any "
+                        "others to plot alongside")
+    p.add_argument("--baseline-steps", type=int,
+                   help="ask the target question at this many baseline steps (else only plot)")
+    p.add_argument("--within", type=float, default=1 / 3,
                    help="the candidate must cross within this fraction of --baseline-steps")
     p.add_argument("--window", type=int, default=3, help="baseline points averaged")
     p.add_argument("--phases", nargs="*", help="candidate phases that count (default: any)")
-    p.add_argument("--labels", nargs=2, default=None, help="legend names (default: file names)")
+    p.add_argument("--labels", nargs="+", default=None, help="legend names (default: file names)")
     p.add_argument("--name", required=True, help="output: bench/results/learning_<name>.*")
+    p.add_argument("--title", default="", help="plot title (default: the question asked)")
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
 
-    candidate, baseline = (json.loads(f.read_text()) for f in (args.candidate, args.baseline))
-    if candidate["env"] != baseline["env"]:
-        raise SystemExit(f"different tasks: {candidate['env']} vs {baseline['env']}")
-    for data, f, label in zip((candidate, baseline), (args.candidate, args.baseline),
-                              args.labels or (None, None), strict=True):
+    if args.labels and len(args.labels) != len(args.results):
+        raise SystemExit(f"--labels: one per result ({len(args.results)}), got {len(args.labels)}")
+    results = [json.loads(f.read_text()) for f in args.results]
+    for data, f, label in zip(results, args.results, args.labels or [None] * len(results),
+                              strict=True):
+        if data["env"] != results[0]["env"]:
+            raise SystemExit(f"different tasks: {results[0]['env']} vs {data['env']}")
         data["label"] = label or f.stem.removeprefix("learning_")
     phases = set(args.phases) if args.phases else None
-    per_seed = compare(candidate, baseline, args.baseline_steps, args.within, args.window, phases)
-    out = {"what": f"{candidate['label']} vs {baseline['label']} on {candidate['env']}: the "
-                   f"baseline's return after {args.baseline_steps:,} env steps (mean of its "
-                   f"last {args.window} points), reached by the candidate within "
-                   f"{args.within:.4g} of those steps?",
-           "command": "python bench/compare_learning.py " + " ".join(argv or sys.argv[1:]),
-           "candidate": str(args.candidate), "baseline": str(args.baseline),
-           "phases_counted": sorted(phases) if phases else "any",
-           "per_seed": per_seed, "all_seeds_met": all(r.get("met") for r in per_seed.values()),
-           "note": args.note, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+    out = {"command": "python bench/compare_learning.py " + " ".join(argv or sys.argv[1:]),
+           "env": results[0]["env"], "results": [str(f) for f in args.results]}
+    per_seed = {}
+    if args.baseline_steps is not None:
+        if len(results) < 2:
+            raise SystemExit("--baseline-steps needs a candidate and a baseline result")
+        candidate, baseline = results[:2]
+        per_seed = compare(candidate, baseline, args.baseline_steps, args.within, args.window,
+                           phases)
+        out.update(
+            what=f"{candidate['label']} vs {baseline['label']} on {candidate['env']}: the "
+                 f"baseline's return after {args.baseline_steps:,} env steps (mean of its last "
+                 f"{args.window} points), reached by the candidate within {args.within:.4g} of "
+                 f"those steps?",
+            phases_counted=sorted(phases) if phases else "any", per_seed=per_seed,
+            all_seeds_met=all(r.get("met") for r in per_seed.values()))
+    else:
+        out["what"] = " vs ".join(d["label"] for d in results) + f" on {results[0]['env']}"
+        out["final_return"] = {d["label"]: {s: r["returns"][-1] for s, r in d["runs"].items()}
+                               for d in results}
+        out["best_return"] = {d["label"]: {s: max(r["returns"]) for s, r in d["runs"].items()}
+                              for d in results}
+    out.update(note=args.note, written=time.strftime("%Y-%m-%d %H:%M:%S"))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"learning_{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    plot(candidate, baseline, per_seed, args.baseline_steps, args.within,
-         RESULTS / f"learning_{args.name}.png", out["what"])
-    print(json.dumps(per_seed, indent=1))
+    plot(results, per_seed, args.baseline_steps, args.within,
+         RESULTS / f"learning_{args.name}.png", args.title or out["what"])
+    print(json.dumps(per_seed or out["final_return"], indent=1))
     print(f"wrote {RESULTS / f'learning_{args.name}.json'}")
     return 0
 

@@ -59,6 +59,12 @@ def test_main_writes_json_and_png(tmp_path, monkeypatch):
     out = json.loads((tmp_path / "learning_x.json").read_text())
     assert out["per_seed"]["0"]["crossing_steps_phases"] == 150 and out["all_seeds_met"]
     assert (tmp_path / "learning_x.png").read_bytes()[:4] == b"\x89PNG"
+    # without a target question: only the plot, with every result's final and best return
+    assert compare_learning.main([str(a), str(b), "--name", "z"]) == 0
+    out = json.loads((tmp_path / "learning_z.json").read_text())
+    assert out["final_return"] == {"a": {"0": 26.0}, "b": {"0": 100.0}} and "per_seed" not in out
+    with pytest.raises(SystemExit, match="one per result"):
+        compare_learning.main([str(a), str(b), "--labels", "x", "--name", "z"])
     other = tmp_path / "learning_c.json"
     other.write_text(json.dumps(result([1], [1.0], env="Hopper-v5")))
     with pytest.raises(SystemExit, match="different tasks"):
