@@ -282,8 +282,5 @@ class ZeroVarianceView:
         """:meth:`mlp_params` with bf16-packed weights (planner ``precision="bf16"``)."""
         p = self.mlp_params()
         if self._bf16 is None or self._bf16[0] is not p:
-            packed = MLPParams(tuple(pack_bf16(w) for w in p.weights), p.biases, p.activation,
-                               p.in_mean, p.in_std, p.max_logvar, p.min_logvar,
-                               obs_features=p.obs_features)
-            self._bf16 = (p, packed)
+            self._bf16 = (p, p.to_bf16())
         return self._bf16[1]

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -45,7 +45,7 @@ from torch import nn
 from mbrl_fast.models.normalizer import Normalizer
 from mbrl_fast.nn.dense import mlp_forward, resolve_backend
 from mbrl_fast.nn.ensemble import EnsembleMLP
-from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16, soft_bound_logvar
+from mbrl_fast.ops.ensemble_mlp import MLPParams, soft_bound_logvar
 from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
 from mbrl_fast.ops.skill_reward import SkillReward, skill_reward
 
@@ -192,7 +192,7 @@ class SkillDynamics(nn.Module):
         ``precision="bf16"``), packed once per version of the fp32 parameters."""
         p = self.mlp_params()
         if self._bf16_cache is None or self._bf16_cache[0] is not p:
-            self._bf16_cache = (p, replace(p, weights=tuple(pack_bf16(w) for w in p.weights)))
+            self._bf16_cache = (p, p.to_bf16())
         return self._bf16_cache[1]
 
     @torch.no_grad()
