@@ -33,6 +33,7 @@ from mbrl_fast.agents.sac import SACBatch, SACConfig, batch_from
 from mbrl_fast.models import ModelConfig, TrainConfig, make_ensemble, make_trainer
 from mbrl_fast.models.rollouts import TransitionPool, branched_rollout
 from mbrl_fast.ops.propagate import OFFSETS_PER_CALL
+from mbrl_fast.planning.base import PRECISIONS
 
 MODEL_FIELDS = ("model_loss", "holdout_mse", "rollout_length", "model_transitions",
                 "model_s", "rollout_s")
@@ -120,8 +121,8 @@ class MBPO(OffPolicyAgent):
             raise ValueError(f"real_ratio must be in [0, 1], got {c.real_ratio!r}")
         if not c.model.reward_head:
             raise ValueError("MBPO's model predicts the reward: model.reward_head must be True")
-        if c.rollout_precision not in ("fp32", "bf16"):
-            raise ValueError(f"rollout_precision must be 'fp32' or 'bf16', got "
+        if c.rollout_precision not in PRECISIONS:
+            raise ValueError(f"rollout_precision must be one of {PRECISIONS}, got "
                              f"{c.rollout_precision!r}")
         self.model = make_ensemble(c.model, self.view, c.seed)
         self.trainer = make_trainer(c.train, self.model, c.seed)
@@ -157,7 +158,7 @@ class MBPO(OffPolicyAgent):
         start = self.buffer.sample(c.rollout_batch, self.rng).obs
         with torch.no_grad():
             model, policy = self.model.mlp_params(), self.sac.policy_params()
-            if c.rollout_precision == "bf16":
+            if c.rollout_precision == "bf16":  # the ensemble's pack is cached per version
                 model, policy = self.model.mlp_params_bf16(), policy.to_bf16()
             batch = branched_rollout(
                 model, policy,
