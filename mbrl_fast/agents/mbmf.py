@@ -173,6 +173,16 @@ PRESETS: dict[str, dict] = {
         steps=500_000, episode_steps=300, random_rollouts=10, aggregation_iters=3,
         mpc_rollouts=4, dagger_iters=3, dagger_rollouts=3, dagger_epochs=100,
         model=dict(hidden=200), planner=dict(population=500, horizon=20)),
+    # Paper (swimmer_forward.yaml, mbmf.py): a 1 x 500 model trained 30 epochs, 25 random
+    # rollouts, 6 aggregation iterations of 10 MPC rollouts, 5000 sequences of 20 steps;
+    # DAgger 3 iterations of 5 rollouts, 70 epochs, policy std 1. Its rllab Swimmer steps
+    # 0.15 s (333-step episodes); gymnasium's Swimmer-v5 steps 0.04 s, 1000-step episodes
+    # here. PPO 204,800 steps: with the ~100k steps before it, 0.30 of 1M.
+    "Swimmer-v5": dict(
+        steps=204_800, random_rollouts=25, aggregation_iters=6, mpc_rollouts=10,
+        dagger_iters=3, dagger_rollouts=5, dagger_epochs=70, policy_init_std=1.0,
+        model=dict(layers=1), train=dict(epochs=30),
+        planner=dict(population=5000, horizon=20)),
 }
 
 

@@ -120,7 +120,7 @@ PRESETS: dict[str, dict] = {
                  planner=dict(name="icem", population=250, num_elites=20, iterations=3,
                               alpha=0.12, horizon=20, particles=1, propagation="expectation",
                               precision="bf16", beta=0.25))
-       for env in ("Hopper-v5", "Walker2d-v5", "Ant-v5")},
+       for env in ("Hopper-v5", "Walker2d-v5", "Swimmer-v5", "Ant-v5")},
 }
 
 # Named alternatives (``mbrl-fast train pets --preset NAME``).

@@ -164,6 +164,15 @@ def walker2d_reward(obs, act, next_obs):
     return forward + healthy - 1e-3 * _sq(act)
 
 
+# ---- Swimmer-v5 (obs 10 = qpos 5 [x, y, angle, 2 joints] + qvel 5) -----------------------
+SWIMMER_DT = 0.04  # frame_skip 4 x timestep 0.01
+
+
+def swimmer_reward(obs, act, next_obs):
+    """(x' - x) / dt - 1e-4 |a|^2: the env's forward velocity is the tip's qpos difference."""
+    return (next_obs[..., 0] - obs[..., 0]) / SWIMMER_DT - 1e-4 * _sq(act)
+
+
 # ---- Ant-v5 (obs 107 = qpos 15 + qvel 14 + clip(cfrc_ext[1:], +-1) 78) ------------------
 ANT_DT = 0.05  # frame_skip 5 x timestep 0.01
 ANT_STATE = 29  # qpos 15 + qvel 14
@@ -231,6 +240,11 @@ TASKS = (
          action_high=(1.0,) * 6, max_episode_steps=1000, termination_fn=walker2d_termination,
          env_kwargs=_POSITIONS, env_kwargs_note=_POSITIONS_NOTE + f" with dt = {WALKER2D_DT}",
          obs_features=_without_x(18)),
+    Task("Swimmer-v5", swimmer_reward, obs_dim=10, act_dim=2, action_low=(-1.0,) * 2,
+         action_high=(1.0,) * 2, max_episode_steps=1000, env_kwargs=_POSITIONS,
+         env_kwargs_note=(_POSITIONS_NOTE + f" with dt = {SWIMMER_DT}, obs[1] the y position "
+                          "(the env's default observation drops both)"),
+         obs_features=ObsFeatures(10, drop=(0, 1))),  # no (x, y)
     Task("Ant-v5", ant_reward, obs_dim=107, act_dim=8, action_low=(-1.0,) * 8,
          action_high=(1.0,) * 8, max_episode_steps=1000, termination_fn=ant_termination,
          env_kwargs={**_POSITIONS, "include_cfrc_ext_in_observation": True},

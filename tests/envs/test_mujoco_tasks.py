@@ -19,7 +19,8 @@ from mbrl_fast.ops.contract import RewardKind  # noqa: E402
 
 STEPS = 100
 TOL = 1e-4
-EXACT = ["InvertedPendulum-v5", "Reacher-v5", "Pusher-v5", "HalfCheetah-v5", "Walker2d-v5"]
+EXACT = ["InvertedPendulum-v5", "Reacher-v5", "Pusher-v5", "HalfCheetah-v5", "Walker2d-v5",
+         "Swimmer-v5"]
 
 
 def rollout(env_id: str, steps: int = STEPS, seed: int = 0, probe=None):

@@ -13,7 +13,7 @@ from mbrl_fast.ops.features import ObsFeatures
 
 SUPPORTED = ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5",
              "InvertedPendulum-v5", "MBRLFast/CartpoleSwingup-v0", "Pendulum-v1", "Pusher-v5",
-             "Reacher-v5", "Walker2d-v5"]
+             "Reacher-v5", "Swimmer-v5", "Walker2d-v5"]
 
 
 def _reward(obs, act, next_obs):
