@@ -150,6 +150,12 @@ class MBMFConfig:
     """The comparison run: no model-based phase and no distillation; PPO with the same
     ``ppo`` config and seed starts from Stable-Baselines3's own initialization (std 1) and
     runs ``steps`` env steps."""
+    collect_terminates: bool = True
+    """False: the random, MPC and DAgger episodes run their full ``episode_steps`` through
+    unhealthy states (gymnasium's ``terminate_when_unhealthy=False``; Hopper, Walker2d,
+    Ant), as the paper collected its data (its rllab envs did not stop while collecting).
+    The planner still scores plans with the task's termination; PPO and ``evaluate`` always
+    see the env's own terminations."""
 
 
 # Per task. HalfCheetah is the paper's configuration (~10 GFLOP per planned step: on 2 CPU
@@ -166,13 +172,18 @@ PRESETS: dict[str, dict] = {
         mpc_rollouts=4, dagger_iters=3, dagger_rollouts=4, dagger_epochs=100,
         ppo_chunk_steps=4096, model=dict(hidden=128),
         train=dict(batch_size=64, epochs=50, min_steps=300)),
-    # Paper (hopper_forward.yaml): 2 x 500 model, horizon 40, 1000 sequences, 5 DAgger
-    # iterations of 5 rollouts. Here 300-step episodes, 2 x 200 model, 500 sequences of 20
-    # steps, 3 aggregation iterations of 4 episodes, 3 DAgger iterations of 3 rollouts.
+    # Paper (hopper_forward.yaml, mbmf.py): a 1 x 500 model trained 40 epochs, 20 random
+    # rollouts of 200 steps, 5 aggregation iterations of 11 MPC rollouts of 1000 steps,
+    # 1000 sequences of 40 steps; DAgger 5 iterations of 5 rollouts, 200 epochs. Its data
+    # collection did not stop at falls (collect_terminates=False). Random rollouts here are
+    # as long as the others (episode_steps); PPO 245,760 steps: with the ~84k before them,
+    # 0.33 of 1M. (The first preset, 300-step episodes that stopped at falls, collected 733
+    # transitions before PPO: learning_mbmf_vs_ppo_hopper_stopping.json.)
     "Hopper-v5": dict(
-        steps=500_000, episode_steps=300, random_rollouts=10, aggregation_iters=3,
-        mpc_rollouts=4, dagger_iters=3, dagger_rollouts=3, dagger_epochs=100,
-        model=dict(hidden=200), planner=dict(population=500, horizon=20)),
+        steps=245_760, random_rollouts=4, aggregation_iters=5, mpc_rollouts=11,
+        dagger_iters=5, dagger_rollouts=5, dagger_epochs=200, collect_terminates=False,
+        model=dict(layers=1), train=dict(epochs=40),
+        planner=dict(population=1000, horizon=40)),
     # Paper (swimmer_forward.yaml, mbmf.py): a 1 x 500 model trained 30 epochs, 25 random
     # rollouts, 6 aggregation iterations of 10 MPC rollouts, 5000 sequences of 20 steps;
     # DAgger 3 iterations of 5 rollouts, 70 epochs, policy std 1. Its rllab Swimmer steps
@@ -214,7 +225,8 @@ class MBMF(Agent):
                              f"multiple of ppo.n_steps ({c.ppo.n_steps})")
         self.task = task if task is not None else get_task(c.env_id)
         self.view = self.task.obs_view()  # the policy's observation (no unbounded x)
-        self.env = self.task.make_env()
+        self.env = self.task.make_env()  # evaluation: the env as users run it
+        self.collect_env = self._make_collect_env()  # random and DAgger episodes
         self.episode_steps = min(c.episode_steps, self.task.max_episode_steps)
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
@@ -298,7 +310,7 @@ class MBMF(Agent):
                 seed = episode_seed(c.seed, index, attempt, ep)
                 rng = np.random.default_rng(seed)
                 returns.append(run_episode(
-                    self.env, lambda obs, rng=rng: rng.uniform(low, high), seed=seed,
+                    self.collect_env, lambda obs, rng=rng: rng.uniform(low, high), seed=seed,
                     max_steps=self.episode_steps, on_step=self._on_step(RANDOM)).total_return)
             return returns, 0.0
         envs = self._mpc_envs(c.mpc_rollouts)
@@ -324,10 +336,20 @@ class MBMF(Agent):
                 break
         return returns.tolist(), planning_s
 
+    def _make_collect_env(self):
+        if self.config.collect_terminates:
+            return self.task.make_env()
+        try:
+            return self.task.make_env(terminate_when_unhealthy=False)
+        except TypeError as exc:
+            raise ValueError(f"collect_terminates=False needs an env with a "
+                             f"terminate_when_unhealthy option (Hopper, Walker2d, Ant); "
+                             f"{self.task.env_id} has none ({exc})") from None
+
     def _mpc_envs(self, n: int) -> list:
         envs = getattr(self, "_envs", [])
         while len(envs) < n:
-            envs.append(self.task.make_env())
+            envs.append(self._make_collect_env())
         self._envs = envs
         return envs[:n]
 
@@ -366,8 +388,8 @@ class MBMF(Agent):
     def run_learner(self, index: int, attempt: int) -> list[float]:
         """``dagger_rollouts`` episodes of the policy's mean action (the learner's states)."""
         act = lambda obs: self.policy.act(self.view(obs))[0].numpy()  # noqa: E731
-        return [run_episode(self.env, act, seed=episode_seed(self.config.seed, index, attempt,
-                                                             ep),
+        seed = self.config.seed
+        return [run_episode(self.collect_env, act, seed=episode_seed(seed, index, attempt, ep),
                             max_steps=self.episode_steps,
                             on_step=self._on_step(DAGGER)).total_return
                 for ep in range(self.config.dagger_rollouts)]
@@ -541,7 +563,7 @@ class MBMF(Agent):
         self.load_progress_state(state)
 
     def close(self) -> None:
-        for env in [self.env, *getattr(self, "_envs", [])]:
+        for env in [self.env, self.collect_env, *getattr(self, "_envs", [])]:
             env.close()
         if self.ppo is not None:
             self.ppo.env.close()

@@ -182,3 +182,32 @@ def test_another_agents_checkpoint_is_a_clear_error(tmp_path):
 
 def test_phase_names():
     assert PHASES == ("random", "mpc", "dagger", "ppo")
+
+
+def test_collect_terminates_false_runs_episodes_through_falls():
+    """Hopper falls within ~20 random steps; with collect_terminates=False every random and
+    MPC episode runs its full length (the paper's data collection), evaluation still stops."""
+    c = MBMF.make_config("Hopper-v5", **{**TINY, "random_rollouts": 2, "episode_steps": 60,
+                                         "aggregation_iters": 1, "mpc_rollouts": 2,
+                                         "steps": 0, "collect_terminates": False})
+    agent = MBMF(c)
+    try:
+        agent.run_iteration(0)
+        agent.run_iteration(1)
+        rec = agent.records()
+        assert len(rec) == 2 * 60 + 2 * 60 and not rec["terminated"].any()
+        fell = MBMF(MBMF.make_config("Hopper-v5", **{**TINY, "random_rollouts": 2,
+                                                     "episode_steps": 60, "steps": 0,
+                                                     "collect_terminates": True}))
+        try:
+            fell.run_iteration(0)
+            assert len(fell.records()) < 2 * 60 and fell.records()["terminated"].sum() == 2
+        finally:
+            fell.close()
+    finally:
+        agent.close()
+
+
+def test_collect_terminates_false_needs_an_env_that_can():
+    with pytest.raises(ValueError, match="collect_terminates=False.*InvertedPendulum"):
+        MBMF(tiny(collect_terminates=False, steps=0))
