@@ -174,14 +174,16 @@ PRESETS: dict[str, dict] = {
         train=dict(batch_size=64, epochs=50, min_steps=300)),
     # Paper (hopper_forward.yaml, mbmf.py): a 1 x 500 model trained 40 epochs, 20 random
     # rollouts of 200 steps, 5 aggregation iterations of 11 MPC rollouts of 1000 steps,
-    # 1000 sequences of 40 steps; DAgger 5 iterations of 5 rollouts, 200 epochs. Its data
-    # collection did not stop at falls (collect_terminates=False). Random rollouts here are
-    # as long as the others (episode_steps); PPO 245,760 steps: with the ~84k before them,
-    # 0.33 of 1M. (The first preset, 300-step episodes that stopped at falls, collected 733
-    # transitions before PPO: learning_mbmf_vs_ppo_hopper_stopping.json.)
+    # 1000 sequences of 40 steps; DAgger 5 iterations of 5 rollouts, 200 epochs, policy std
+    # 1 (scripts/hopper_mbmf.sh). Its data collection did not stop at falls
+    # (collect_terminates=False). Random rollouts here are as long as the others
+    # (episode_steps); PPO 245,760 steps: with the ~84k before them, 0.33 of 1M. (The first
+    # preset, 300-step episodes that stopped at falls, collected 733 transitions before PPO:
+    # learning_mbmf_vs_ppo_hopper_stopping.json; with policy std 0.5: ..._hopper_std05.)
     "Hopper-v5": dict(
         steps=245_760, random_rollouts=4, aggregation_iters=5, mpc_rollouts=11,
-        dagger_iters=5, dagger_rollouts=5, dagger_epochs=200, collect_terminates=False,
+        dagger_iters=5, dagger_rollouts=5, dagger_epochs=200, policy_init_std=1.0,
+        collect_terminates=False,
         model=dict(layers=1), train=dict(epochs=40),
         planner=dict(population=1000, horizon=40)),
     # Paper (swimmer_forward.yaml, mbmf.py): a 1 x 500 model trained 30 epochs, 25 random
