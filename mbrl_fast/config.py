@@ -10,6 +10,7 @@ store it as YAML (``config_to_dict``); the CLI rebuilds it with type checks
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 import yaml
@@ -47,6 +48,9 @@ def config_from_dict(cls, data: dict, where: str = "config"):
     return cls(**kwargs)
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value, default, where: str):
     """value converted to the type of ``default`` (int -> float allowed)."""
     if isinstance(default, bool):
@@ -54,6 +58,8 @@ def _coerce(value, default, where: str):
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 3e-4 (no dot) as a string
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, str):
