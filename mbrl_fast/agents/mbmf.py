@@ -433,38 +433,27 @@ class MBMF(Agent):
         return self._episode_returns, stats
 
     def _make_ppo(self):
-        from stable_baselines3 import PPO
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        from mbrl_fast.integrations.sb3 import load_policy_into_ppo
+        from mbrl_fast.integrations import sb3
 
         c, p = self.config, self.config.ppo
         env = DummyVecEnv([lambda: _recording_env(self.task.make_env(), self)])
-        model = PPO("MlpPolicy", env, learning_rate=p.learning_rate, n_steps=p.n_steps,
-                    batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
-                    gae_lambda=p.gae_lambda, clip_range=p.clip_range, ent_coef=p.ent_coef,
-                    policy_kwargs=dict(net_arch=dict(pi=[c.policy_hidden] * c.policy_layers,
-                                                     vf=[64, 64]),
-                                       activation_fn=_torch_activation(c.policy_activation)),
-                    seed=c.seed, device="cpu", verbose=0)
-        if not c.ppo_from_scratch:
-            load_policy_into_ppo(model, self.policy)
+        model = sb3.ppo_for_policy(env, None if c.ppo_from_scratch else self.policy,
+                               policy_kwargs=sb3.policy_kwargs_for(self.policy),
+                               learning_rate=p.learning_rate, n_steps=p.n_steps,
+                               batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
+                               gae_lambda=p.gae_lambda, clip_range=p.clip_range,
+                               ent_coef=p.ent_coef, seed=c.seed, device="cpu", verbose=0)
         self.distilled_rows = -1  # from here on the policy is PPO's
         if self._ppo_state is not None:
-            s = self._ppo_state
-            model.policy.load_state_dict(s["policy"])
-            model.policy.optimizer.load_state_dict(s["optimizer"])
-            model.num_timesteps, model._n_updates = int(s["num_timesteps"]), int(s["n_updates"])
+            sb3.load_ppo_state_dict(model, self._ppo_state)
         return model
 
     def _ppo_state_dict(self) -> dict | None:
-        if self.ppo is None:
-            return self._ppo_state
-        import copy
+        from mbrl_fast.integrations import sb3
 
-        return {"policy": self.ppo.policy.state_dict(),
-                "optimizer": copy.deepcopy(self.ppo.policy.optimizer.state_dict()),
-                "num_timesteps": self.ppo.num_timesteps, "n_updates": self.ppo._n_updates}
+        return self._ppo_state if self.ppo is None else sb3.ppo_state_dict(self.ppo)
 
     # ---- records ---------------------------------------------------------------------------
     def _on_step(self, phase: int):
@@ -577,11 +566,6 @@ def require_sb3() -> None:
         import stable_baselines3  # noqa: F401
     except ImportError as exc:
         raise ImportError(SB3_MISSING) from exc
-
-
-def _torch_activation(name: str):
-    return {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU,
-            "elu": torch.nn.ELU}[name]
 
 
 def _recording_env(env, agent: MBMF):

@@ -32,8 +32,10 @@ a user's own SB3 ``PPO`` (or A2C) ``MlpPolicy`` model, one call::
 The actor's value network is left as it is. The layouts must match (the same hidden sizes
 and activation, vector observations, no gSDE); a mismatch is an error naming both.
 
-stable_baselines3 is imported only by :func:`actor_mlp_params` and
-:func:`load_policy_into_ppo` (an MPCPolicy needs none).
+Or build the matching PPO and load the policy in one call:
+``model = ppo_for_policy(env, policy, learning_rate=3e-4)``.
+
+stable_baselines3 is imported only by the functions that need it (an MPCPolicy needs none).
 """
 
 from __future__ import annotations
@@ -199,3 +201,42 @@ def load_policy_into_ppo(model, policy) -> None:
             dst.weight.copy_(src.weight[0].t())
             dst.bias.copy_(src.bias[0])
         target.log_std.copy_(policy.log_std.detach())
+
+
+def policy_kwargs_for(policy, vf: tuple[int, ...] = (64, 64)) -> dict:
+    """SB3 ``policy_kwargs`` whose actor has ``policy``'s hidden sizes and activation (the
+    layout :func:`load_policy_into_ppo` needs); ``vf`` sizes the value network."""
+    sizes = [layer.weight.shape[2] for layer in list(policy.mlp.layers)[:-1]]
+    by_name = {ours: getattr(nn, theirs) for theirs, ours in _SB3_ACTIVATIONS.items()}
+    return dict(net_arch=dict(pi=sizes, vf=list(vf)), activation_fn=by_name[policy.mlp.activation])
+
+
+def ppo_for_policy(env, policy=None, *, vf: tuple[int, ...] = (64, 64), **ppo_kwargs):
+    """An SB3 ``PPO("MlpPolicy", env, **ppo_kwargs)`` whose actor has ``policy``'s layout
+    (unless ``policy_kwargs`` is given) with ``policy`` loaded into it; ``policy=None``
+    keeps PPO's own initial actor (PPO from scratch)."""
+    from stable_baselines3 import PPO
+
+    if policy is not None:
+        ppo_kwargs.setdefault("policy_kwargs", policy_kwargs_for(policy, vf))
+    model = PPO("MlpPolicy", env, **ppo_kwargs)
+    if policy is not None:
+        load_policy_into_ppo(model, policy)
+    return model
+
+
+def ppo_state_dict(model) -> dict:
+    """What a checkpoint needs to continue an SB3 PPO's training: actor-critic weights, its
+    Adam state and the step / update counters (the rollout buffer is refilled anyway)."""
+    import copy
+
+    return {"policy": model.policy.state_dict(),
+            "optimizer": copy.deepcopy(model.policy.optimizer.state_dict()),
+            "num_timesteps": model.num_timesteps, "n_updates": model._n_updates}
+
+
+def load_ppo_state_dict(model, state: dict) -> None:
+    """Inverse of :func:`ppo_state_dict` on a PPO built with the same layout."""
+    model.policy.load_state_dict(state["policy"])
+    model.policy.optimizer.load_state_dict(state["optimizer"])
+    model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])

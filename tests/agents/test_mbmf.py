@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
@@ -126,6 +127,34 @@ def test_load_policy_into_ppo_names_both_shapes_on_a_mismatch():
         load_policy_into_ppo(model, GaussianPolicy(17, 6))
     with pytest.raises(ValueError, match=r"hidden layers \[64, 64\].*\[32\]"):
         load_policy_into_ppo(model, GaussianPolicy(4, 1, hidden=32, layers=1))
+    env.close()
+
+
+def test_ppo_for_policy_builds_the_matching_layout_and_its_state_round_trips():
+    pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+
+    from mbrl_fast.integrations.sb3 import load_ppo_state_dict, ppo_for_policy, ppo_state_dict
+
+    env = gym.make("InvertedPendulum-v5")
+    policy = GaussianPolicy(4, 1, hidden=32, layers=3, activation="relu",
+                            log_std_init=np.log(0.3), seed=2)
+    model = ppo_for_policy(env, policy, n_steps=64, batch_size=32, device="cpu", seed=0)
+    linears = [m for m in model.policy.mlp_extractor.policy_net if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [32, 32, 32]
+    assert isinstance(model.policy.mlp_extractor.policy_net[1], nn.ReLU)
+    obs = torch.randn(5, 4)
+    with torch.no_grad():
+        mean, expected = model.policy.get_distribution(obs).distribution.mean, policy(obs)
+    np.testing.assert_allclose(mean, expected, rtol=1e-5, atol=1e-6)
+    model.learn(64)  # one update moves the weights and the counters
+    state = ppo_state_dict(model)
+    fresh = ppo_for_policy(env, policy, n_steps=64, batch_size=32, device="cpu", seed=0)
+    load_ppo_state_dict(fresh, state)
+    assert fresh.num_timesteps == model.num_timesteps == 64 and fresh._n_updates > 0
+    with torch.no_grad():
+        np.testing.assert_array_equal(fresh.policy.get_distribution(obs).distribution.mean,
+                                      model.policy.get_distribution(obs).distribution.mean)
     env.close()
 
 
