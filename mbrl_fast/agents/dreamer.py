@@ -129,8 +129,8 @@ _SMALL = dict(prefill=1000, train_every=200, train_steps=40, action_repeat=2, ba
               critic_units=64, model=dict(deter=64, stoch=16, hidden=64, units=64, embed=64))
 PRESETS: dict[str, dict] = {
     "Pendulum-v1": dict(steps=20_000, **_SMALL),
-    # 64-wide networks: 0-30 of 200 for 20,000 steps (learning_dreamer_cartpoleswingup_small
-    # .json); the world model needs PETS's 128 units, and 50-step sequences to see a swing. Action
+    # 64-wide networks returned 0-30 of 200 for 20,000 steps (learning_dreamer_cartpoleswingup
+    # _small.json): the model needs PETS's 128 units, and 50-step sequences to see a swing. Action
     # repeat 1 (a decision every 0.05 s): with 2 the actor settled on spinning the pole
     # (best 65 in 50,000 steps, learning_dreamer_cartpoleswingup.json); with 1 it catches
     # the pole upright for a while between spins (best 98, learning_..._ar1.json). A
