@@ -35,7 +35,7 @@ import torch
 from mbrl_fast.agents.base import Agent, episode_seed, run_episode
 from mbrl_fast.models.episode_replay import EpisodeReplay
 from mbrl_fast.models.rssm import MLP, RSSM, WorldModelConfig, symexp, symlog
-from mbrl_fast.ops.imagine import OFFSETS_PER_CALL, imagine
+from mbrl_fast.ops.imagine import OFFSETS_PER_CALL, draw_noise, imagine
 
 EPOCH_FIELDS = ("iteration", "return", "env_steps", "wall_clock_s", "collect_s", "train_s",
                 "eval_s", "train_return", "updates", "model_loss", "actor_loss", "critic_loss",
@@ -95,6 +95,10 @@ class DreamerConfig:
     """Actor std upper bound (V3 1.0)."""
     act_mean_scale: float = 5.0
     """Pre-tanh actor mean = c tanh(raw / c) (V1 5)."""
+    actor_grad: str = "dynamics"
+    """The actor's gradient: 'dynamics' (backpropagate the returns through the imagined
+    dynamics, V1) or 'reinforce' (score function of the sampled actions with the critic as
+    baseline, V3's choice for every action space)."""
     entropy_scale: float = 3e-4
     """Weight of the actor's entropy bonus (V3 3e-4, with normalized returns)."""
     return_norm_decay: float = 0.99
@@ -341,12 +345,18 @@ class Dreamer(Agent):
         returns = lambda_returns(reward, value, cont, c.lam)  # [H, B]
         weight = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cont[:-1]]), 0).detach()
 
-        # actor: ascend the returns through the dynamics, plus the entropy of its tanh-Normal
+        # actor: ascend the returns (through the dynamics, or by REINFORCE), plus the entropy
+        # of its tanh-Normal
         scale = self.return_scale.update(returns)
-        entropy = (torch.log(traj.std) + torch.log1p(-traj.action**2 + 1e-6)).sum(-1)
-        actor_loss = -(weight * (returns / scale + c.entropy_scale * entropy)).mean()
+        pred = traj.heads[-1][:-1, :, 0]  # the critic, symlog
+        if c.actor_grad == "dynamics":
+            objective, std = returns / scale, traj.std
+        else:
+            logp, std = self._log_prob_of_imagined(traj, params, start_h.shape[0])
+            objective = logp * ((returns - symexp(pred)) / scale).detach()
+        entropy = (torch.log(std) + torch.log1p(-traj.action.detach() ** 2 + 1e-6)).sum(-1)
+        actor_loss = -(weight * (objective + c.entropy_scale * entropy)).mean()
         # critic: regress the returns (symlog) from the imagined states (stop-gradient)
-        pred = traj.heads[-1][:-1, :, 0]
         critic_loss = (weight * 0.5 * (pred - symlog(returns.detach())) ** 2).mean()
         # one backward: the actor's gradient does not reach the critic and vice versa
         self.actor_opt.zero_grad(set_to_none=True)
@@ -362,6 +372,20 @@ class Dreamer(Agent):
         self.updates += 1
         return {"model_loss": wm_loss.item(), "actor_loss": actor_loss.item(),
                 "critic_loss": critic_loss.item(), "imagined_return": returns.mean().item()}
+
+    def _log_prob_of_imagined(self, traj, params, batch: int):
+        """(log pi(a_t | s_t) of the imagined actions [H, B], actor std [H, B, A]) with
+        gradients to the actor's weights only: the actor re-run on the detached states, the
+        pre-tanh actions rebuilt from the op's own noise (exact where tanh saturates)."""
+        c = self.config
+        eps, _ = draw_noise(params, batch, c.horizon, c.seed, OFFSETS_PER_CALL * self.updates,
+                            backend=c.backend)
+        u = (traj.mean + traj.std * eps).detach()
+        m, s = self.actor(torch.cat([traj.h[:-1], traj.z[:-1]], -1).detach()).chunk(2, -1)
+        mean = c.act_mean_scale * torch.tanh(m / c.act_mean_scale)
+        std = c.act_min_std + (c.act_max_std - c.act_min_std) * torch.sigmoid(s + 2.0)
+        logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+        return logp, std
 
     # ---- journal records and checkpoints ---------------------------------------------------
     def journal_dtype(self) -> np.dtype:
@@ -488,6 +512,8 @@ def _check_config(c: DreamerConfig) -> None:
                  "eval_episodes"):
         if getattr(c, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.actor_grad not in ("dynamics", "reinforce"):
+        raise ValueError(f"actor_grad must be 'dynamics' or 'reinforce', got {c.actor_grad!r}")
     if c.train_every % c.action_repeat:
         raise ValueError(f"train_every ({c.train_every}) must be a multiple of action_repeat "
                          f"({c.action_repeat})")

@@ -13,6 +13,7 @@ from mbrl_fast.agents import get_agent
 from mbrl_fast.agents.dreamer import PRESETS, Dreamer, DreamerConfig, lambda_returns
 from mbrl_fast.config import config_to_dict
 from mbrl_fast.models.rssm import WorldModelConfig
+from mbrl_fast.ops.imagine import OFFSETS_PER_CALL, imagine
 
 pytest.importorskip("gymnasium")
 
@@ -125,6 +126,46 @@ def test_variants_train(variant):
     row = agent.run_iteration(0)
     assert row["updates"] == 2 and np.isfinite(row["actor_loss"]) and np.isfinite(row["return"])
     agent.close()
+
+
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_reinforce_log_prob_rebuilds_the_ops_actions_and_reaches_only_the_actor(backend):
+    agent = Dreamer(tiny(actor_grad="reinforce", backend=backend))
+    agent.run_iteration(0)  # fills the replay and trains twice
+    batch = agent._batch(np.random.default_rng(0))
+    _, _, post = agent.wm.loss(**batch, generator=agent.generator)
+    params = agent.wm.imagine_params(agent.actor, [agent.wm.reward, agent.slow_critic],
+                                     agent.critic, act_min_std=0.1, act_max_std=1.0,
+                                     act_mean_scale=5.0)
+    start_h, start_z = post.h.detach().flatten(0, 1), post.z.detach().flatten(0, 1)
+    traj = imagine(start_h, start_z, params, 3, seed=0, offset=OFFSETS_PER_CALL * agent.updates,
+                   backend=backend)
+    logp, std = agent._log_prob_of_imagined(traj, params, start_h.shape[0])
+    assert logp.shape == (3, start_h.shape[0]) and std.shape == traj.std.shape
+    torch.testing.assert_close(std, traj.std.detach(), rtol=1e-5, atol=1e-6)
+    # the rebuilt pre-tanh actions are the op's: tanh of them is the imagined action
+    mean, sd = traj.mean.detach(), traj.std.detach()
+    u = torch.atanh(traj.action.detach().clamp(-1 + 1e-6, 1 - 1e-6))
+    z = (u - mean) / sd
+    expected = torch.distributions.Normal(mean, sd).log_prob(u).sum(-1)
+    ok = traj.action.detach().abs().amax(-1) < 0.999  # atanh is exact away from saturation
+    torch.testing.assert_close(logp.detach()[ok], expected[ok], rtol=1e-3, atol=1e-3)
+    assert z.abs().max() < 10  # standard-normal noise
+    agent.wm.zero_grad(set_to_none=True)
+    agent.actor.zero_grad(set_to_none=True)
+    logp.sum().backward()
+    assert all(p.grad is not None for p in agent.actor.parameters())
+    assert all(p.grad is None for p in agent.wm.parameters())
+    agent.close()
+
+
+def test_reinforce_trains_and_a_wrong_actor_grad_is_a_clear_error():
+    agent = Dreamer(tiny(actor_grad="reinforce"))
+    row = agent.run_iteration(0)
+    assert row["updates"] == 2 and np.isfinite(row["actor_loss"])
+    agent.close()
+    with pytest.raises(ValueError, match="actor_grad must be 'dynamics' or 'reinforce'"):
+        Dreamer(tiny(actor_grad="straight"))
 
 
 def test_state_dict_continues_identically():
