@@ -166,8 +166,8 @@ class RunDir:
                                   f"config.yaml says {algo!r}")
         saved = {k: v for k, v in ckpt["config"].items() if k != budget}
         now = {k: v for k, v in config.items() if k != budget}
-        if saved != now:
-            diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        diff = _config_diff(saved, now)
+        if diff:
             raise CheckpointError(f"{self.checkpoint_path} does not match config.yaml "
                                   f"(fields differ: {diff})")
         return ckpt["agent"]
@@ -222,6 +222,22 @@ class RunDir:
                           RuntimeWarning, stacklevel=2)
             return
         atomic_write_bytes(self.curve_path, png)
+
+
+def _config_diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
+    """Fields whose values differ, sections compared field by field. A field the saved
+    config lacks was added to the agent's config after the checkpoint was written: it takes
+    its current value (a new field's default keeps the old behaviour), so older runs resume."""
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        if key not in saved:
+            continue
+        a, b = saved[key], now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def _number(text: str):
