@@ -350,11 +350,12 @@ class Dreamer(Agent):
         scale = self.return_scale.update(returns)
         pred = traj.heads[-1][:-1, :, 0]  # the critic, symlog
         if c.actor_grad == "dynamics":
-            objective, std = returns / scale, traj.std
-        else:
+            objective, std, action = returns / scale, traj.std, traj.action
+        else:  # the score function only: no gradient through the imagined states
             logp, std = self._log_prob_of_imagined(traj, params, start_h.shape[0])
             objective = logp * ((returns - symexp(pred)) / scale).detach()
-        entropy = (torch.log(std) + torch.log1p(-traj.action.detach() ** 2 + 1e-6)).sum(-1)
+            action = traj.action.detach()
+        entropy = (torch.log(std) + torch.log1p(-action**2 + 1e-6)).sum(-1)
         actor_loss = -(weight * (objective + c.entropy_scale * entropy)).mean()
         # critic: regress the returns (symlog) from the imagined states (stop-gradient)
         critic_loss = (weight * 0.5 * (pred - symlog(returns.detach())) ** 2).mean()
