@@ -133,15 +133,15 @@ _SMALL = dict(prefill=1000, train_every=200, train_steps=40, action_repeat=2, ba
               critic_units=64, model=dict(deter=64, stoch=16, hidden=64, units=64, embed=64))
 PRESETS: dict[str, dict] = {
     "Pendulum-v1": dict(steps=20_000, **_SMALL),
-    # 64-wide networks returned 0-30 of 200 for 20,000 steps (learning_dreamer_cartpoleswingup
-    # _small.json): the model needs PETS's 128 units, and 50-step sequences to see a swing. Action
-    # repeat 1 (a decision every 0.05 s): with 2 the actor settled on spinning the pole
-    # (best 65 in 50,000 steps, learning_dreamer_cartpoleswingup.json); with 1 it catches
-    # the pole upright for a while between spins (best 98, learning_..._ar1.json). A
-    # categorical latent (16 x 16) learned sooner but also spun (best 90, ..._disc.json).
+    # 64-wide networks returned 0-30 of 200 (learning_dreamer_cartpoleswingup_small.json):
+    # the model needs PETS's 128 units and 50-step sequences. Action repeat 1: with 2 the
+    # actor spun the pole (best 65, ..._cartpoleswingup.json); with 1 and V1's horizon 15 it
+    # spun too (best 98, ..._ar1.json; categorical latents: 90, ..._disc.json). A 30-step
+    # horizon (1.5 s) with 2x the updates and lr 2e-4 passes 100 by 13k steps (..._h30.json).
     "MBRLFast/CartpoleSwingup-v0": dict(
-        steps=50_000, **{**_SMALL, "action_repeat": 1, "seq_len": 50, "actor_units": 128,
-                         "critic_units": 128,
+        steps=50_000, **{**_SMALL, "action_repeat": 1, "seq_len": 50, "horizon": 30,
+                         "train_steps": 80, "actor_lr": 2e-4, "critic_lr": 2e-4,
+                         "actor_units": 128, "critic_units": 128,
                          "model": dict(deter=128, stoch=32, hidden=128, units=128, embed=128)}),
     "HalfCheetah-v5": dict(
         steps=100_000, prefill=5000, train_every=1000, train_steps=100, action_repeat=2,
