@@ -146,11 +146,10 @@ def test_reinforce_log_prob_rebuilds_the_ops_actions_and_reaches_only_the_actor(
     # the rebuilt pre-tanh actions are the op's: tanh of them is the imagined action
     mean, sd = traj.mean.detach(), traj.std.detach()
     u = torch.atanh(traj.action.detach().clamp(-1 + 1e-6, 1 - 1e-6))
-    z = (u - mean) / sd
     expected = torch.distributions.Normal(mean, sd).log_prob(u).sum(-1)
     ok = traj.action.detach().abs().amax(-1) < 0.999  # atanh is exact away from saturation
+    assert ok.float().mean() > 0.5
     torch.testing.assert_close(logp.detach()[ok], expected[ok], rtol=1e-3, atol=1e-3)
-    assert z.abs().max() < 10  # standard-normal noise
     agent.wm.zero_grad(set_to_none=True)
     agent.actor.zero_grad(set_to_none=True)
     logp.sum().backward()
