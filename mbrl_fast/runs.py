@@ -229,9 +229,7 @@ def _config_diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
     config lacks was added to the agent's config after the checkpoint was written: it takes
     its current value (a new field's default keeps the old behaviour), so older runs resume."""
     out = []
-    for key in sorted(set(saved) | set(now)):
-        if key not in saved:
-            continue
+    for key in sorted(saved):
         a, b = saved[key], now.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             out += _config_diff(a, b, f"{prefix}{key}.")

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.agents.base import Agent, episode_seed, run_episode
+from mbrl_fast.agents.returns import ReturnScale, lambda_returns
 from mbrl_fast.models.episode_replay import EpisodeReplay
 from mbrl_fast.models.rssm import MLP, RSSM, WorldModelConfig, symexp, symlog
 from mbrl_fast.ops.imagine import OFFSETS_PER_CALL, draw_noise, imagine
@@ -148,30 +149,6 @@ PRESETS: dict[str, dict] = {
         batch_size=16, seq_len=50, actor_layers=2, actor_units=200, critic_layers=2,
         critic_units=200, model=dict(units=200, embed=200)),
 }
-
-
-class ReturnScale:
-    """max(1, EMA of P95 - P5 of the lambda-returns) (DreamerV3's return normalization)."""
-
-    def __init__(self, decay: float):
-        self.decay, self.range = decay, None
-
-    def update(self, returns: torch.Tensor) -> float:
-        flat = returns.detach().flatten()
-        spread = float(torch.quantile(flat, 0.95) - torch.quantile(flat, 0.05))
-        self.range = spread if self.range is None else \
-            self.decay * self.range + (1 - self.decay) * spread
-        return max(1.0, self.range)
-
-
-def lambda_returns(reward, value, cont, lam: float) -> torch.Tensor:
-    """R_t = r_{t+1} + c_{t+1} ((1 - lam) v_{t+1} + lam R_{t+1}), R_H = v_H.
-    reward, cont [H, B] (of the step into s_{t+1}), value [H+1, B] -> [H, B]."""
-    out, last = [], value[-1]
-    for t in reversed(range(reward.shape[0])):
-        last = reward[t] + cont[t] * ((1 - lam) * value[t + 1] + lam * last)
-        out.append(last)
-    return torch.stack(out[::-1])
 
 
 class Dreamer(Agent):

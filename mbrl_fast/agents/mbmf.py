@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.agents.base import Agent, episode_seed, run_episode
+from mbrl_fast.envs.wrappers import RecordTransitions
 from mbrl_fast.models import ModelConfig, ReplayBuffer, TrainConfig, make_ensemble, make_trainer
 from mbrl_fast.models.io import rng_state_from_tensors, rng_state_to_tensors
 from mbrl_fast.nn.policy import GaussianPolicy
@@ -438,7 +439,8 @@ class MBMF(Agent):
         from mbrl_fast.integrations import sb3
 
         c, p = self.config, self.config.ppo
-        env = DummyVecEnv([lambda: _recording_env(self.task.make_env(), self)])
+        env = DummyVecEnv([lambda: RecordTransitions(self.task.make_env(), self.view,
+                                                     self._record_ppo)])
         model = sb3.ppo_for_policy(env, None if c.ppo_from_scratch else self.policy,
                                policy_kwargs=sb3.policy_kwargs_for(self.policy),
                                learning_rate=p.learning_rate, n_steps=p.n_steps,
@@ -460,6 +462,15 @@ class MBMF(Agent):
         def on_step(obs, act, next_obs, reward, terminated, truncated):
             self._add(phase, obs, act, next_obs, reward, terminated, truncated)
         return on_step
+
+    def _record_ppo(self, obs, act, next_obs, reward, terminated, truncated) -> None:
+        """A transition of PPO's env (full observations): a PPO-phase record, and the
+        return of the episode it belongs to."""
+        self._add(PPO, obs, act, next_obs, reward, terminated, truncated)
+        self._episode_return += float(reward)
+        if terminated or truncated:
+            self._episode_returns.append(self._episode_return)
+            self._episode_return = 0.0
 
     def _add(self, phase, obs, act, next_obs, reward, terminated, truncated) -> None:
         """One real transition: into the record list (and D), and to the journal."""
@@ -567,34 +578,3 @@ def require_sb3() -> None:
     except ImportError as exc:
         raise ImportError(SB3_MISSING) from exc
 
-
-def _recording_env(env, agent: MBMF):
-    """The PPO env: the task's env seen through ``Task.obs_view``, every transition recorded
-    (with full observations) by ``agent`` as a PPO-phase record."""
-    import gymnasium as gym
-
-    class RecordingEnv(gym.Wrapper):
-        def __init__(self, env):
-            super().__init__(env)
-            keep = list(agent.view.keep)
-            space = env.observation_space
-            self.observation_space = gym.spaces.Box(space.low[keep], space.high[keep],
-                                                    dtype=space.dtype)
-            self._obs = None
-
-        def reset(self, **kwargs):
-            obs, info = self.env.reset(**kwargs)
-            self._obs = obs
-            agent._episode_return = 0.0
-            return agent.view(obs), info
-
-        def step(self, action):
-            next_obs, reward, term, trunc, info = self.env.step(action)
-            agent._add(PPO, self._obs, action, next_obs, reward, term, trunc)
-            agent._episode_return += float(reward)
-            if term or trunc:
-                agent._episode_returns.append(agent._episode_return)
-            self._obs = next_obs
-            return agent.view(next_obs), reward, term, trunc, info
-
-    return RecordingEnv(env)

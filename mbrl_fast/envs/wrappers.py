@@ -1,4 +1,5 @@
-"""Env wrappers agents put around a task's env: action repeat, rendered pixel observations."""
+"""Env wrappers agents put around a task's env: action repeat, rendered pixel observations,
+a recording observation view."""
 
 from __future__ import annotations
 
@@ -40,3 +41,29 @@ class PixelObservation(gym.ObservationWrapper):
             got = None if frame is None else tuple(frame.shape)
             raise ValueError(f"PixelObservation: the env rendered {got}, not {(*self.size, 3)}")
         return np.ascontiguousarray(frame, dtype=np.uint8)
+
+
+class RecordTransitions(gym.Wrapper):
+    """Show the learner ``view(obs)`` (an observation view such as ``Task.obs_view``, whose
+    ``keep`` indices make the observation space) and hand every transition, with the env's
+    full observations, to ``record(obs, act, next_obs, reward, terminated, truncated)``."""
+
+    def __init__(self, env: gym.Env, view, record):
+        super().__init__(env)
+        keep = list(view.keep)
+        space = env.observation_space
+        self.observation_space = gym.spaces.Box(space.low[keep], space.high[keep],
+                                                dtype=space.dtype)
+        self.view, self.record = view, record
+        self._obs = None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._obs = obs
+        return self.view(obs), info
+
+    def step(self, action):
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        self.record(self._obs, action, next_obs, reward, terminated, truncated)
+        self._obs = next_obs
+        return self.view(next_obs), reward, terminated, truncated, info

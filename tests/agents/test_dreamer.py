@@ -10,7 +10,8 @@ import torch
 
 from mbrl_fast import runs
 from mbrl_fast.agents import get_agent
-from mbrl_fast.agents.dreamer import PRESETS, Dreamer, DreamerConfig, lambda_returns
+from mbrl_fast.agents.dreamer import PRESETS, Dreamer, DreamerConfig
+from mbrl_fast.agents.returns import lambda_returns
 from mbrl_fast.config import config_to_dict
 from mbrl_fast.models.rssm import WorldModelConfig
 from mbrl_fast.ops.imagine import OFFSETS_PER_CALL, imagine
