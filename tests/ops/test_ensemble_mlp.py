@@ -30,7 +30,9 @@ def test_every_activation(backend, activation, dtype):
 @pytest.mark.parametrize("E,B,sizes", [(1, 1, (5, 13, 3)), (2, 7, (5, 13, 3)), (1, 123, (3, 1, 4)),
                                        (3, 123, (24, 200, 200, 36)), (2, 97, (9, 17, 31, 65, 2)),
                                        # widths of whole 64s: the kernels copy weight panels
-                                       (2, 13, (7, 64, 128, 10)), (1, 5, (3, 256, 18))])
+                                       (2, 13, (7, 64, 128, 10)), (1, 5, (3, 256, 18)),
+                                       # K > 256 (panels larger than a 32 KB L1), packed or not
+                                       (1, 101, (5, 300, 520, 7)), (2, 40, (3, 257, 512, 6))])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("normalize,gaussian", [(True, True), (False, False), (True, False)])
 def test_shapes_and_options(backend, E, B, sizes, dtype, normalize, gaussian):
