@@ -81,7 +81,7 @@ class SACConfig:
     """Entropy target of the alpha tuning; None: -|A| (the paper's heuristic)."""
     backend: str = "auto"
     """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
-    (baddbmm), or 'auto' (oneDNN where it applies)."""
+    (baddbmm), or 'auto' (oneDNN where it applies on an AVX-512 CPU, else torch)."""
 
 
 class SACBatch(NamedTuple):

@@ -20,8 +20,11 @@ with autograd, by one of two paths that agree to fp32 rounding:
 - ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and
   activation).
 
-``backend="auto"`` picks oneDNN where it applies and passed a one-time self-check
-against the torch path; else torch.
+``backend="auto"`` picks oneDNN where it applies, passed a one-time self-check against the
+torch path and the CPU has AVX-512; else torch. On an AVX2-only CPU both libraries run
+AVX2 code and oneDNN's larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC
+update (Hopper sizes) ran 3-7% faster on one thread and 11-30% faster on two through torch,
+in one interleaved run (``bench/results/sac_update_zen3.json``).
 """
 
 from __future__ import annotations
@@ -154,8 +157,15 @@ def onednn_available() -> bool:
         return False
 
 
+def onednn_preferred() -> bool:
+    """Whether 'auto' takes oneDNN where it applies: torch's CPU capability is AVX-512
+    (module docstring)."""
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
 def resolve_backend(backend: str, activation: str) -> str:
-    """'auto' -> 'onednn' where it applies (CPU, float32, ReLU / identity), else 'torch'."""
+    """'auto' -> 'onednn' where it applies (CPU, float32, ReLU / identity) and is preferred
+    (an AVX-512 CPU), else 'torch'."""
     if backend not in ("auto", "onednn", "torch"):
         raise ValueError(f"backend must be 'auto', 'onednn' or 'torch', got {backend!r}")
     if backend == "torch":
@@ -165,7 +175,7 @@ def resolve_backend(backend: str, activation: str) -> str:
         raise RuntimeError(f"the oneDNN MLP path is unavailable here (activation "
                            f"{activation!r}, oneDNN check passed: {onednn_available()}); "
                            "use backend='torch'")
-    return "onednn" if ok else "torch"
+    return "onednn" if ok and (backend == "onednn" or onednn_preferred()) else "torch"
 
 
 def mlp_forward(x: torch.Tensor, weights, biases, activation: str, backend: str = "torch",

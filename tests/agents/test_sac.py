@@ -17,7 +17,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 from mbrl_fast.agents.offpolicy import EPOCH_FIELDS, SACAgentConfig, train_sac
 from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig
 from mbrl_fast.nn import TanhGaussianPolicy
-from mbrl_fast.nn.dense import mlp_forward, onednn_available
+from mbrl_fast.nn.dense import mlp_forward, onednn_available, resolve_backend
 from mbrl_fast.nn.policy import _TanhGaussianHead, squash
 from mbrl_fast.ops import ensemble_mlp, propagate
 from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
@@ -159,6 +159,20 @@ def test_onednn_mlp_matches_torch_with_gradients(shared, frozen):
                                               leaves)))
     for ref, got in zip(*grads, strict=True):
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512", "DEFAULT"])
+def test_auto_takes_onednn_only_on_avx512_cpus(monkeypatch, capability):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    onednn = "onednn" in BACKENDS
+    want = "onednn" if onednn and capability == "AVX512" else "torch"
+    assert resolve_backend("auto", "relu") == want
+    assert resolve_backend("auto", "tanh") == "torch"  # oneDNN's path fuses ReLU only
+    assert resolve_backend("torch", "relu") == "torch"
+    if onednn:  # asked for by name, it is used wherever it works
+        assert resolve_backend("onednn", "relu") == "onednn"
+    with pytest.raises(ValueError, match="backend must be"):
+        resolve_backend("mkl", "relu")
 
 
 # ---- the update -----------------------------------------------------------------------------
