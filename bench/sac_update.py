@@ -177,7 +177,9 @@ def main(argv=None) -> None:
             result["keep_freed_memory_applied"] = keep_freed_memory()
         torch.set_num_threads(threads)
         sb3_run, result["stable_baselines3"] = make_sb3(data)
-        variants = {"mbrl-fast": make_ours(data, "auto")[0],
+        # named, not "auto": auto takes torch's GEMMs on CPUs without AVX-512 (nn/dense.py)
+        onednn = "onednn" if onednn_available() else "torch"
+        variants = {"mbrl-fast": make_ours(data, onednn)[0],
                     "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
         phase = dict(threads=threads, keep_freed_memory=malloc)
         if args.compile and threads == args.threads[0] and not malloc:
