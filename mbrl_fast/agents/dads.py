@@ -84,6 +84,10 @@ class DADSConfig:
     """One set of L prior samples for all the iteration's transitions (an estimate as
     valid per transition; with the x-y prior the reward then costs M + L passes of q
     instead of M (L + 1)); False: L samples per transition (the authors' code)."""
+    policy_obs_limit: int = 0
+    """pi and its critics read only the observation's first N coordinates (then without
+    x-y); 0: all of them. The Ant preset's 29 are qpos and qvel: the authors' Ant
+    observation (their envs/gym_mujoco/ant.py), without Ant-v5's 78 contact forces."""
     include_skill: bool = True
     """Denominator over the transition's own skill and the L samples, reward <= log(L + 1)
     (the authors' code); False: over the L samples only (the paper's eq. 7)."""
@@ -116,7 +120,8 @@ class DADSConfig:
     """q (x-y prior on by default: the paper's Ant navigation setting)."""
     sac: SACConfig = field(default_factory=lambda: SACConfig(hidden=512, gamma=0.995))
     """The skill policy's SAC (hidden_layer_size 512, agent_gamma 0.995 on-policy, lr 3e-4,
-    batch 256, automatic entropy tuning)."""
+    batch 256, automatic entropy tuning; target entropy -|A| unless set: the authors'
+    tf-agents 0.4 default is -|A| / 2, which the Ant preset sets)."""
     planner: SkillPlannerConfig = field(default_factory=SkillPlannerConfig)
     """The latent-space planner of the navigation evaluations (the paper's settings)."""
 
@@ -128,8 +133,10 @@ PRESETS: dict[str, dict] = {
     # (~5 s per iteration of 2,000 on the project machine's 2 cores).
     # The authors' Ant ends an episode only on a non-finite state (envs/gym_mujoco/ant.py):
     # no unhealthy termination, which would also let SAC escape negative intrinsic rewards.
+    # Their policy sees qpos + qvel without x-y (27 numbers, no contact forces) and tunes
+    # alpha to tf-agents 0.4's default target entropy, -|A| / 2 = -4.
     "Ant-v5": dict(prior_shared=True, env_kwargs={"terminate_when_unhealthy": False},
-                   eval_every=100),
+                   eval_every=100, policy_obs_limit=29, sac=dict(target_entropy=-4.0)),
     # Sized to learn within minutes on 2 CPU cores (bench/results/learning_dads_pointmass.json).
     # Goals at 5-10: the learned skills move at their top speed (~0.85 per 10 steps), so a
     # navigation ends going back and forth within ~0.7 of its goal (10% of 7).
@@ -228,7 +235,11 @@ class DADS(Agent):
             raise ValueError(f"prior_samples (L) must be an int >= 2, got {c.prior_samples!r}")
         self.task = task if task is not None else get_task(c.env_id)
         self.envs = [self.task.make_env(**c.env_kwargs) for _ in range(c.num_envs)]
-        self.view = self.task.obs_view()  # the policy's observation: no x-y
+        if not isinstance(c.policy_obs_limit, int) or c.policy_obs_limit < 0:
+            raise ValueError(f"policy_obs_limit must be an int >= 0, got {c.policy_obs_limit!r}")
+        # the policy's observation: the first policy_obs_limit coordinates, without x-y
+        limit = c.policy_obs_limit or self.task.obs_dim
+        self.policy_keep = [i for i in self.task.obs_view().keep if i < limit]
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
         if c.keep_freed_memory:
@@ -237,7 +248,7 @@ class DADS(Agent):
         t, z = self.task, c.skill_dim
         self.q = make_skill_dynamics(c.skill_dynamics, t, z, c.seed)
         self.q_trainer = SkillDynamicsTrainer(self.q, c.skill_dynamics.lr, seed=c.seed + 5)
-        self.sac = SAC(self.view.obs_dim + z, t.act_dim, c.sac, action_low=t.action_low,
+        self.sac = SAC(len(self.policy_keep) + z, t.act_dim, c.sac, action_low=t.action_low,
                        action_high=t.action_high, seed=c.seed)
         self.buffer = SkillBuffer(t.obs_dim, t.act_dim, z, c.replay_capacity)
         self.rng = np.random.default_rng(c.seed)  # SAC minibatches
@@ -252,8 +263,9 @@ class DADS(Agent):
 
     # ---- the policy -----------------------------------------------------------------------
     def policy_obs(self, obs, skill) -> torch.Tensor:
-        """pi's input [..., D' + Z]: the observation without x-y, then the skill (float32)."""
-        obs = torch.as_tensor(self.view(np.asarray(obs)), dtype=torch.float32)
+        """pi's input [..., D' + Z]: the observation's first ``policy_obs_limit`` coordinates
+        without x-y, then the skill (float32)."""
+        obs = torch.as_tensor(np.asarray(obs)[..., self.policy_keep], dtype=torch.float32)
         return torch.cat([obs, torch.as_tensor(skill, dtype=torch.float32)], dim=-1)
 
     def act(self, obs, skill, deterministic: bool = False) -> np.ndarray:

@@ -128,6 +128,30 @@ def test_bad_config():
         tiny(prior_samples=1)
     with pytest.raises(ValueError, match="declares no x-y"):
         DADS(DADS.make_config("Reacher-v5", skill_dynamics=dict(xy_prior=True)))
+    with pytest.raises(ValueError, match="policy_obs_limit must be an int >= 0"):
+        tiny(policy_obs_limit=-1)
+
+
+def test_policy_reads_the_first_coordinates_without_xy():
+    """policy_obs_limit=3 on the point mass (x, y, vx, vy): pi sees vx and the skill only,
+    the x-y of the skill dynamics' prior stays hidden either way."""
+    full, limited = tiny(), tiny(policy_obs_limit=3)
+    obs = np.array([[1.0, 2.0, 3.0, 4.0]])
+    skill = np.array([[0.5, -0.5]])
+    assert full.policy_obs(obs, skill).tolist() == [[3.0, 4.0, 0.5, -0.5]]
+    assert limited.policy_obs(obs, skill).tolist() == [[3.0, 0.5, -0.5]]
+    assert limited.act(obs, skill).shape == (1, 2)
+
+
+def test_ant_preset_is_the_authors_observation_and_entropy_target():
+    """The authors' Ant policy reads qpos + qvel without x-y (27 numbers, no contact
+    forces) and tunes alpha to -|A| / 2."""
+    agent = DADS(DADS.make_config("Ant-v5", num_envs=1))
+    try:
+        assert agent.policy_keep == list(range(2, 29))
+        assert agent.sac.target_entropy == -4.0
+    finally:
+        agent.close()
 
 
 # ---- through the CLI -----------------------------------------------------------------------
