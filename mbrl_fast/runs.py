@@ -101,12 +101,17 @@ def _dtype_from_schema(schema) -> np.dtype:
 
 def read_journal(path: Path, dtype: np.dtype | None = None) -> np.ndarray:
     """The complete records of a journal (a torn trailing record is dropped). With
-    ``dtype``, the journal must hold records of exactly that schema (CheckpointError)."""
+    ``dtype``, the journal must hold records of exactly that schema (CheckpointError).
+
+    A journal cut before its header was complete (the process killed between creating the
+    file and writing the header) holds no record: it reads as empty (of ``dtype``)."""
     raw = path.read_bytes()
     magic = len(JOURNAL_MAGIC)
-    if len(raw) < magic + 4 or raw[:magic] != JOURNAL_MAGIC:
+    if raw[:magic] != JOURNAL_MAGIC[:len(raw)]:
         raise CheckpointError(f"journal {path} is corrupt (bad header)")
-    (size,) = struct.unpack("<I", raw[magic:magic + 4])
+    size = struct.unpack("<I", raw[magic:magic + 4])[0] if len(raw) >= magic + 4 else None
+    if size is None or len(raw) < magic + 4 + size:  # torn header: no record was written
+        return np.empty(0, np.dtype(dtype) if dtype is not None else np.uint8)
     header = magic + 4 + size
     try:
         schema = json.loads(raw[magic + 4:header])

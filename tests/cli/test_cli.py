@@ -109,6 +109,24 @@ def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
     assert not list((run / "journal").iterdir())
 
 
+@pytest.mark.parametrize("cut", [0, 3, len(runs.JOURNAL_MAGIC) + 2, -1])
+def test_journal_killed_before_its_header_was_complete_holds_no_record(tmp_path, cut):
+    """A SIGKILL between creating the journal and writing its header leaves a prefix of
+    the header: no record was written, so it reads as empty; anything else is corrupt."""
+    dtype = ReplayBuffer(4, 1).record_dtype()
+    whole = tmp_path / "whole.bin"
+    runs.Journal(whole, dtype).close()
+    header = whole.read_bytes()
+    torn = tmp_path / "torn.bin"
+    torn.write_bytes(header[:cut])
+    out = runs.read_journal(torn, dtype)
+    assert out.dtype == dtype and len(out) == 0
+    torn.write_bytes(b"X" + header[1:cut])
+    if cut:
+        with pytest.raises(runs.CheckpointError, match="bad header"):
+            runs.read_journal(torn, dtype)
+
+
 def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
     run = tmp_path / "run"
     assert _train(run) == 0
