@@ -24,7 +24,6 @@ it (normalized to [-1, 1]), the reward received on arriving, and the episode fla
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +162,7 @@ class Dreamer(Agent):
 
     def __init__(self, config: DreamerConfig, task=None):
         from mbrl_fast.envs import get_task, never_terminates
+        from mbrl_fast.envs.wrappers import make_agent_env
 
         super().__init__(config)
         c = config
@@ -171,7 +171,7 @@ class Dreamer(Agent):
         if c.torch_threads > 0:
             torch.set_num_threads(c.torch_threads)
         torch.manual_seed(c.seed)
-        self.env = _make_env(self.task, c)
+        self.env = make_agent_env(self.task, c.obs, c.action_repeat)
         obs_shape = self.env.observation_space.shape
         a = self.task.act_dim
         self.low, self.high = np.asarray(self.task.action_low), np.asarray(self.task.action_high)
@@ -449,38 +449,6 @@ class _Policy:
         self.is_first = False
         self.last_action = action
         return a.low + (action + 1.0) * 0.5 * (a.high - a.low)
-
-
-# ---- env: action repeat and pixel observations --------------------------------------------
-
-def _make_env(task, c: DreamerConfig):
-    """The task's env with ``action_repeat`` and, for obs='pixels', 64 x 64 frames.
-    ValueError when the env's observations do not fit ``c.obs``."""
-    from mbrl_fast.envs.wrappers import ActionRepeat, PixelObservation
-
-    if c.obs == "pixels":
-        os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
-        try:
-            env = task.make_env(render_mode="rgb_array", width=64, height=64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"obs='pixels' needs an env that renders 64 x 64 rgb_array frames; "
-                             f"{task.env_id} does not ({exc}); use obs='vector'") from exc
-    else:
-        env = task.make_env()
-    shape = env.observation_space.shape
-    if c.obs == "vector" and len(shape) != 1:
-        env.close()
-        raise ValueError(f"{task.env_id}: observations are images of shape {shape} but the config "
-                         "says obs='vector'; set obs='pixels' (--set obs=pixels)")
-    if c.obs == "pixels" and len(shape) == 1:
-        env = PixelObservation(env)
-    elif c.obs == "pixels" and tuple(shape) != (64, 64, 3):
-        env.close()
-        raise ValueError(f"{task.env_id}: obs='pixels' needs 64 x 64 x 3 images, the env's "
-                         f"observations have shape {shape}")
-    if c.action_repeat > 1:
-        env = ActionRepeat(env, c.action_repeat)
-    return env
 
 
 def _check_config(c: DreamerConfig) -> None:

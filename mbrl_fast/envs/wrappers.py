@@ -1,7 +1,9 @@
 """Env wrappers agents put around a task's env: action repeat, rendered pixel observations,
-a recording observation view."""
+a recording observation view; ``make_agent_env`` builds a task's env with the first two."""
 
 from __future__ import annotations
+
+import os
 
 import gymnasium as gym
 import numpy as np
@@ -67,3 +69,31 @@ class RecordTransitions(gym.Wrapper):
         self.record(self._obs, action, next_obs, reward, terminated, truncated)
         self._obs = next_obs
         return self.view(next_obs), reward, terminated, truncated, info
+
+
+def make_agent_env(task, obs: str = "vector", action_repeat: int = 1) -> gym.Env:
+    """The task's env with ``action_repeat`` and, for obs='pixels', 64 x 64 rendered frames
+    (Dreamer's observation). ValueError when the env's observations do not fit ``obs``."""
+    if obs == "pixels":
+        os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
+        try:
+            env = task.make_env(render_mode="rgb_array", width=64, height=64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"obs='pixels' needs an env that renders 64 x 64 rgb_array frames; "
+                             f"{task.env_id} does not ({exc}); use obs='vector'") from exc
+    else:
+        env = task.make_env()
+    shape = env.observation_space.shape
+    if obs == "vector" and len(shape) != 1:
+        env.close()
+        raise ValueError(f"{task.env_id}: observations are images of shape {shape} but the config "
+                         "says obs='vector'; set obs='pixels' (--set obs=pixels)")
+    if obs == "pixels" and len(shape) == 1:
+        env = PixelObservation(env)
+    elif obs == "pixels" and tuple(shape) != (64, 64, 3):
+        env.close()
+        raise ValueError(f"{task.env_id}: obs='pixels' needs 64 x 64 x 3 images, the env's "
+                         f"observations have shape {shape}")
+    if action_repeat > 1:
+        env = ActionRepeat(env, action_repeat)
+    return env

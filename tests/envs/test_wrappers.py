@@ -1,10 +1,11 @@
-"""The agents' env wrappers: action repeat and the recording observation view."""
+"""The agents' env wrappers: action repeat, the recording observation view, and
+``make_agent_env`` (Dreamer's errors for observations that do not fit: tests/agents)."""
 
 import numpy as np
 import pytest
 
 from mbrl_fast.envs import get_task
-from mbrl_fast.envs.wrappers import ActionRepeat, RecordTransitions
+from mbrl_fast.envs.wrappers import ActionRepeat, RecordTransitions, make_agent_env
 
 
 def test_action_repeat_sums_rewards_and_stops_at_the_episode_end():
@@ -43,3 +44,14 @@ def test_record_transitions_shows_the_view_and_records_full_observations():
     np.testing.assert_array_equal(a, act)
     assert (r, term, trunc) == (reward, terminated, truncated)
     assert full_next[0] != full[0]  # the x position the view hides moved
+
+
+def test_make_agent_env_repeats_actions_only_when_asked():
+    task = get_task("Pendulum-v1")
+    plain, repeated = make_agent_env(task), make_agent_env(task, "vector", 2)
+    try:
+        assert not isinstance(plain, ActionRepeat) and plain.observation_space.shape == (3,)
+        assert isinstance(repeated, ActionRepeat) and repeated.repeat == 2
+    finally:
+        plain.close()
+        repeated.close()
