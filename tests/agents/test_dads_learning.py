@@ -16,6 +16,7 @@ pytest.importorskip("gymnasium")
 ITERATIONS = 30  # of 1,000 env steps (the preset runs 300)
 
 
+@pytest.mark.slow
 def test_point_mass_skills_and_zero_shot_navigation():
     agent = DADS(DADS.make_config("MBRLFast/PointMass-v0", seed=0, eval_every=0))
     try:

@@ -19,6 +19,7 @@ REDUCED = dict(steps=6000, train_every=200, train_steps=40, prefill=200, action_
                model=dict(deter=64, stoch=16, hidden=64, units=64, embed=64, layers=2))
 
 
+@pytest.mark.slow
 def test_dreamer_improves_pendulum_within_6000_steps():
     config = Dreamer.make_config("Pendulum-v1", **REDUCED)
     agent = Dreamer(config)

@@ -67,6 +67,7 @@ def test_phases_run_in_order_and_every_record_is_journaled():
         agent.close()
 
 
+@pytest.mark.slow
 def test_mb_phase_learns_and_dagger_distills_invertedpendulum():
     """The CI learning check (~20 s): the InvertedPendulum preset's model-based phase at
     seed 0, then DAgger. MPC reaches >= 150 of 200 by its last aggregation iteration; the

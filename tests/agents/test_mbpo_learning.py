@@ -13,6 +13,7 @@ from mbrl_fast.agents.mbpo import MBPO
 pytest.importorskip("mujoco")
 
 
+@pytest.mark.slow
 def test_mbpo_balances_inverted_pendulum_within_5000_steps():
     config = MBPO.make_config("InvertedPendulum-v5", seed=0)
     assert config.steps == 5000

@@ -12,6 +12,7 @@ from mbrl_fast.agents.pets import PETS, pets_config
 pytest.importorskip("mujoco")
 
 
+@pytest.mark.slow
 def test_pets_balances_inverted_pendulum_within_five_trials():
     config = pets_config("InvertedPendulum-v5", episode_steps=200, trials=5, seed=0)
     agent = PETS(config)
