@@ -1,8 +1,10 @@
 // The imagination rollout algorithm (forward, backward), compiled once per ISA: imagine.cpp
 // includes it in namespace imagine_portable with plain-loop GEMMs, imagine_avx512.cpp in
 // namespace imagine_avx512 (AVX-512 flags) with register-blocked GEMM microkernels. The
-// elementwise code is plain C++ written to vectorize (branch-free math below), so each
-// translation unit gets its ISA's vector width.
+// elementwise code is plain C++ written to vectorize (branch-free math in
+// imagine_elementwise.h), so each translation unit gets its ISA's vector width. Here: the
+// tile's buffers and forward pass and the entry points; its backward pass is
+// imagine_backward.h.
 //
 // Before including: #define IMAGINE_NS <namespace name> and define, inside
 // mbrl_fast::cpu::IMAGINE_NS, struct Gemm with
@@ -16,7 +18,6 @@
 // as [ceil(N / kImPanel), K, kImPanel] (ldb unused).
 // Nothing here uses the standard library's out-of-line code (containers, streams): a
 // function compiled with AVX-512 flags must not be shared with the portable unit.
-#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -24,127 +25,9 @@
 
 #include "cpu/imagine.h"
 
+#include "cpu/imagine_elementwise.h"  // exp_, activations, bf16 packing
+
 namespace mbrl_fast::cpu::IMAGINE_NS {
-
-// ---- branch-free math (vectorizes under `omp simd`; exp ~2 ulp) -----------------------------
-inline float exp_(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float t = x * 1.44269504088896341f;
-  const float nf = (t + 12582912.f) - 12582912.f;  // round to nearest (|t| < 2^22)
-  const float r = (x - nf * 0.693359375f) + nf * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(nf) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
-}
-inline float sigmoid_(float x) { return 1.f / (1.f + exp_(-x)); }
-inline float tanh_(float x) {  // via exp(-2|x|): no cancellation for large |x|
-  const float e = exp_(-2.f * std::fabs(x));
-  return std::copysign((1.f - e) / (1.f + e), x);
-}
-inline float softplus_(float x) { return x > 20.f ? x : std::log1p(std::exp(x)); }
-
-inline uint32_t bf16_bits(float x) {  // round to nearest even (torch .to(bfloat16))
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-}
-
-// ---- tile helpers --------------------------------------------------------------------------
-inline int64_t half_up(int64_t n) { return (n + 1) / 2; }
-inline int64_t max_(int64_t a, int64_t b) { return a > b ? a : b; }
-
-// y = act(x), x pre-activations [n, cols] with leading dims ldx, ldy.
-template <int Act>
-void act_rows(int64_t n, int64_t cols, const float* x, int64_t ldx, float* y, int64_t ldy) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * ldx;
-    float* yr = y + r * ldy;
-#pragma omp simd
-    for (int64_t j = 0; j < cols; ++j) {
-      const float v = xr[j];
-      if constexpr (Act == kImElu) {
-        const float e = exp_(v) - 1.f;
-        yr[j] = v > 0.f ? v : e;
-      }
-      else if constexpr (Act == kImSilu) yr[j] = v * sigmoid_(v);
-      else if constexpr (Act == kImRelu) yr[j] = v > 0.f ? v : 0.f;
-      else yr[j] = tanh_(v);
-    }
-  }
-}
-inline void act_rows(int act, int64_t n, int64_t cols, const float* x, int64_t ldx, float* y,
-                     int64_t ldy) {
-  switch (act) {
-    case kImElu: return act_rows<kImElu>(n, cols, x, ldx, y, ldy);
-    case kImSilu: return act_rows<kImSilu>(n, cols, x, ldx, y, ldy);
-    case kImRelu: return act_rows<kImRelu>(n, cols, x, ldx, y, ldy);
-    default: return act_rows<kImTanh>(n, cols, x, ldx, y, ldy);
-  }
-}
-
-// g *= act'(x) given pre-activation x (ld cols; read by SiLU only) and post-activation y (ld
-// ldy), g [n, cols]. ELU, ReLU and tanh read their derivative from y (ELU(x) > 0 iff x > 0).
-template <int Act>
-void act_grad_rows(int64_t n, int64_t cols, const float* x, const float* y, int64_t ldy,
-                   float* g) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = Act == kImSilu ? x + r * cols : nullptr;
-    const float* yr = y + r * ldy;
-    float* gr = g + r * cols;
-#pragma omp simd
-    for (int64_t j = 0; j < cols; ++j) {
-      float d;
-      if constexpr (Act == kImElu) d = yr[j] > 0.f ? 1.f : yr[j] + 1.f;
-      else if constexpr (Act == kImSilu) {
-        const float s = sigmoid_(xr[j]);
-        d = s * (1.f + xr[j] * (1.f - s));
-      } else if constexpr (Act == kImRelu) d = yr[j] > 0.f ? 1.f : 0.f;
-      else d = 1.f - yr[j] * yr[j];
-      gr[j] *= d;
-    }
-  }
-}
-inline void act_grad_rows(int act, int64_t n, int64_t cols, const float* x, const float* y,
-                          int64_t ldy, float* g) {
-  switch (act) {
-    case kImElu: return act_grad_rows<kImElu>(n, cols, x, y, ldy, g);
-    case kImSilu: return act_grad_rows<kImSilu>(n, cols, x, y, ldy, g);
-    case kImRelu: return act_grad_rows<kImRelu>(n, cols, x, y, ldy, g);
-    default: return act_grad_rows<kImTanh>(n, cols, x, y, ldy, g);
-  }
-}
-
-// X [n, K] (ld x) -> bf16 pairs along K: out [n, ceil(K/2)], the odd tail padded with 0.
-inline void pack_rows(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_t* out) {
-  const int64_t k2 = half_up(K);
-  for (int64_t r = 0; r < n; ++r) {
-    const float* xr = x + r * ldx;
-    uint32_t* o = out + r * k2;
-#pragma omp simd
-    for (int64_t j = 0; j < K / 2; ++j) o[j] = bf16_bits(xr[2 * j]) | (bf16_bits(xr[2 * j + 1]) << 16);
-    if (K & 1) o[k2 - 1] = bf16_bits(xr[K - 1]);
-  }
-}
-// Y [n, N] -> bf16 pairs along n: out [ceil(n/2), N].
-inline void pack_row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out) {
-  const int64_t n2 = half_up(n);
-  for (int64_t r2 = 0; r2 < n2; ++r2) {
-    const float* a = y + 2 * r2 * ldy;
-    const bool pair = 2 * r2 + 1 < n;
-#pragma omp simd
-    for (int64_t j = 0; j < N; ++j)
-      out[r2 * N + j] = bf16_bits(a[j]) | (pair ? bf16_bits(a[ldy + j]) << 16 : 0u);
-  }
-}
 
 // ---- the rollout over one tile -----------------------------------------------------------
 
@@ -430,151 +313,17 @@ struct Tile {
     }
   }
 
-  // Heads' output gradients at step t into dfeat (+=).
-  void heads_bwd(int64_t t, int64_t r0, int64_t n, const float* feat) {
-    const int64_t B = a.batch;
-    for (int k = 0; k < a.num_heads; ++k) {
-      if (!a.dheads[k]) continue;
-      const int64_t o = L(a.head_first[k] + a.head_count[k] - 1).out;
-      const bool detached = k >= a.num_heads - a.detached_heads;
-      bool trains = false;  // a detached head whose weights need no gradient: nothing to do
-      for (int l = 0; l < a.head_count[k]; ++l) trains |= L(a.head_first[k] + l).grad_offset >= 0;
-      if (detached && !trains) continue;
-      std::memcpy(dout, a.dheads[k] + (t * B + r0) * o, n * o * 4);
-      mlp_bwd(a.head_first[k], a.head_count[k], heads[k], n, feat, F(), dout,
-              detached ? nullptr : dfeat, true);
-    }
-  }
-
-  // ---- backward over tile `i`, from the saved activations ------------------------------------
-  void backward(int64_t i, int64_t tiles, int64_t step_n, int64_t r0, int64_t n) {
-    const int64_t B = a.batch, D = a.deter, S = a.stoch, A = a.act, Hi = a.hidden, F_ = F();
-    const int64_t T = a.horizon, C = a.classes;
-    const int64_t G = a.stoch_kind == kImGaussian ? S : S / C;
-    float* feat = hz[0];  // (h_t, z_t)
-    float* next = hz[1];  // (h_{t+1}, z_{t+1})
-    auto load_feat = [&](int64_t t, float* dst) {
-      for (int64_t r = 0; r < n; ++r) {
-        std::memcpy(dst + r * F_, a.h + (t * B + r0 + r) * D, D * 4);
-        std::memcpy(dst + r * F_ + D, a.z + (t * B + r0 + r) * S, S * 4);
-      }
-    };
-    auto add_output_grads = [&](int64_t t) {
-      for (int64_t r = 0; r < n; ++r) {
-        float* df = dfeat + r * F_;
-        if (a.dh)
-          for (int64_t j = 0; j < D; ++j) df[j] += a.dh[(t * B + r0 + r) * D + j];
-        if (a.dz)
-          for (int64_t j = 0; j < S; ++j) df[D + j] += a.dz[(t * B + r0 + r) * S + j];
-      }
-    };
-    // the gradient of feat_H: heads at s_H plus the outputs' own gradients
-    std::memset(dfeat, 0, n * F_ * 4);
-    use_step(a.saved + (T * tiles + i) * step_n);
-    load_feat(T, feat);
-    heads_bwd(T, r0, n, feat);
-    add_output_grads(T);
-
-    for (int64_t t = T - 1; t >= 0; --t) {
-      float* sw = dnext;  // dnext: gradient of feat_{t+1}
-      dnext = dfeat;
-      dfeat = sw;
-      use_step(a.saved + (t * tiles + i) * step_n);
-      float* fs = feat;  // feat_{t+1} becomes `next`, feat_t is loaded
-      feat = next;
-      next = fs;
-      load_feat(t, feat);
-      // z_{t+1} sample -> prior stats
-      const float* st = prior.out;
-      const int64_t P_ = P();
-      float* dst = dout;
-      const float* nz = a.noise_z + (t * B + r0) * G;
-      if (a.stoch_kind == kImGaussian) {
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t j = 0; j < S; ++j) {
-            const float gz = dnext[r * F_ + D + j];
-            const float s = st[r * P_ + S + j];
-            dst[r * P_ + j] = gz;
-            dst[r * P_ + S + j] = gz * nz[r * S + j] * sigmoid_(s);
-          }
-      } else {
-        for (int64_t r = 0; r < n; ++r)
-          for (int64_t g = 0; g < G; ++g) {
-            const float* lg = st + r * S + g * C;
-            const float* gz = dnext + r * F_ + D + g * C;
-            float* dl = dst + r * S + g * C;
-            float mx = lg[0];
-            for (int64_t j = 1; j < C; ++j) mx = lg[j] > mx ? lg[j] : mx;
-            float sum = 0.f;
-            for (int64_t j = 0; j < C; ++j) { dl[j] = std::exp(lg[j] - mx); sum += dl[j]; }
-            float dot = 0.f;
-            for (int64_t j = 0; j < C; ++j) { dl[j] /= sum; dot += dl[j] * gz[j]; }
-            for (int64_t j = 0; j < C; ++j) dl[j] = (1.f - a.unimix) * dl[j] * (gz[j] - dot);
-          }
-      }
-      // prior MLP on h_{t+1}; adds to dnext[:, :D]
-      mlp_bwd(a.prior_first, a.prior_count, prior, n, next, F_, dst, dnext, true);
-      // GRU
-      for (int64_t r = 0; r < n; ++r) {
-        const float* g = gates + r * 3 * D;
-        const float* h = feat + r * F_;
-        const float* dhn = dnext + r * F_;
-        float* dg = dgates + r * 3 * D;
-        float* dh = dfeat + r * F_;
-#pragma omp simd
-        for (int64_t j = 0; j < D; ++j) {
-          const float rs = sigmoid_(g[j]);
-          const float cand = tanh_(rs * g[D + j]);
-          const float up = sigmoid_(g[2 * D + j] - 1.f);
-          const float dq = dhn[j] * up * (1.f - cand * cand);
-          dg[j] = dq * g[D + j] * rs * (1.f - rs);
-          dg[D + j] = dq * rs;
-          dg[2 * D + j] = dhn[j] * (cand - h[j]) * up * (1.f - up);
-          dh[j] = dhn[j] * (1.f - up);
-        }
-        std::memset(dh + D, 0, S * 4);
-      }
-      dense_dw(L(1), n, xh, Hi + D, dgates);
-      dense_dx(L(1), n, dgates, dxh, Hi + D, false);
-      for (int64_t r = 0; r < n; ++r)
-        for (int64_t j = 0; j < D; ++j) dfeat[r * F_ + j] += dxh[r * (Hi + D) + Hi + j];
-      // img_in: dx -> d pre-activation [n, Hi] in dx0 (x itself is in xh)
-      for (int64_t r = 0; r < n; ++r)
-        std::memcpy(dx0 + r * Hi, dxh + r * (Hi + D), Hi * 4);
-      act_grad_rows(a.activation, n, Hi, xpre, xh, Hi + D, dx0);  // xpre: SiLU only
-      dense_dw(L(0), n, zin, S + A, dx0);
-      dense_dx(L(0), n, dx0, dzin, S + A, false);
-      // actor: d action from the dynamics and the output, through tanh and the transforms
-      const float c = a.act_mean_scale, span = a.act_max_std - a.act_min_std;
-      const float* eps = a.eps + (t * B + r0) * A;
-      for (int64_t r = 0; r < n; ++r) {
-        float* df = dfeat + r * F_;
-        for (int64_t j = 0; j < S; ++j) df[D + j] += dzin[r * (S + A) + j];
-        const float* o = actor.out + r * 2 * A;
-        float* d = dout + r * 2 * A;
-        for (int64_t j = 0; j < A; ++j) {
-          const int64_t idx = (t * B + r0 + r) * A + j;
-          const float act = zin[r * (S + A) + S + j];
-          const float da = dzin[r * (S + A) + S + j] + (a.daction ? a.daction[idx] : 0.f);
-          const float du = da * (1.f - act * act);
-          const float dmu = du + (a.dmean ? a.dmean[idx] : 0.f);
-          const float dsd = du * eps[r * A + j] + (a.dstd ? a.dstd[idx] : 0.f);
-          const float th = tanh_(o[j] / c);
-          const float sg = sigmoid_(o[A + j] + 2.f);
-          d[j] = dmu * (1.f - th * th);
-          d[A + j] = dsd * span * sg * (1.f - sg);
-        }
-      }
-      mlp_bwd(a.actor_first, a.actor_count, actor, n, feat, F_, dout, dfeat, true);
-      heads_bwd(t, r0, n, feat);
-      add_output_grads(t);
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      if (a.d_start_h) std::memcpy(a.d_start_h + (r0 + r) * D, dfeat + r * F_, D * 4);
-      if (a.d_start_z) std::memcpy(a.d_start_z + (r0 + r) * S, dfeat + r * F_ + D, S * 4);
-    }
-  }
+  // Heads' output gradients at step t into dfeat (+=); imagine_backward.h.
+  void heads_bwd(int64_t t, int64_t r0, int64_t n, const float* feat);
+  // Backward over tile `i`, from the saved activations; imagine_backward.h.
+  void backward(int64_t i, int64_t tiles, int64_t step_n, int64_t r0, int64_t n);
 };
+
+}  // namespace mbrl_fast::cpu::IMAGINE_NS
+
+#include "cpu/imagine_backward.h"  // Tile<Gemm>::backward, heads_bwd
+
+namespace mbrl_fast::cpu::IMAGINE_NS {
 
 // ---- entry points of this ISA ------------------------------------------------------------
 
