@@ -245,3 +245,23 @@ def run_episode(env, act: Callable[[np.ndarray], Any], *, seed: int, max_steps: 
             break
         obs = next_obs
     return Episode(total, steps, bool(terminated), act_s)
+
+
+def step_active(envs: list, obs: np.ndarray, actions: np.ndarray, active: np.ndarray, *,
+                dtype=None, last: bool = False,
+                on_step: Callable[..., None] | None = None) -> np.ndarray:
+    """One lockstep round of a batch of envs: env i, for each i with ``active[i]`` in order,
+    steps with ``actions[i]`` (cast to ``dtype`` when given); ``obs[i]`` becomes its next
+    observation and ``active[i]`` False once its episode ends (``last``: this round is the
+    last one, so every transition is truncated). on_step(i, obs, act, next_obs, reward,
+    terminated, truncated) sees each transition. Returns the rewards [N], 0 where inactive."""
+    rewards = np.zeros(len(envs))
+    for i in np.flatnonzero(active):
+        act = actions[i] if dtype is None else actions[i].astype(dtype)
+        next_obs, reward, terminated, truncated, _ = envs[i].step(act)
+        truncated = bool(truncated) or (last and not terminated)
+        if on_step is not None:
+            on_step(i, obs[i].copy(), act, next_obs, reward, bool(terminated), truncated)
+        obs[i], rewards[i] = next_obs, float(reward)
+        active[i] = not (terminated or truncated)
+    return rewards

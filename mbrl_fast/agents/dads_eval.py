@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mbrl_fast.agents.base import step_active
 from mbrl_fast.ops.propagate import propagate
 from mbrl_fast.planning.skills import goal_reward
 
@@ -90,13 +91,16 @@ def _run_skills(agent, skills, steps, seed, envs, on_frame) -> np.ndarray:
     path = [obs[:, xy].copy()]
     for _ in range(steps):
         act = agent.act(obs, skills, deterministic=True)
-        for i in np.flatnonzero(active):
-            obs[i], _, terminated, truncated, _ = envs[i].step(act[i].astype(dtype))
-            active[i] = not (terminated or truncated)
-            if on_frame is not None and i == 0:
-                on_frame(envs[0])
+        step_active(envs, obs, act, active, dtype=dtype, on_step=_first_env(on_frame, envs))
         path.append(obs[:, xy].copy())
     return np.stack(path, axis=1)
+
+
+def _first_env(on_frame, envs):
+    """An on_step that renders env 0's frames into ``on_frame`` (None without one)."""
+    if on_frame is None:
+        return None
+    return lambda i, *_: on_frame(envs[0]) if i == 0 else None
 
 
 def skill_coverage(agent, seed: int = 0, steps: int | None = None, grid: int = 8) -> dict:
@@ -164,11 +168,7 @@ def _navigate(agent, offsets, seed, envs, on_frame, steps) -> dict:
             skill = agent.planner.plan(obs, reward).numpy()
             chosen.append(skill)
         act = agent.act(obs, skill, deterministic=True)
-        for i in np.flatnonzero(active):
-            obs[i], _, terminated, truncated, _ = envs[i].step(act[i].astype(dtype))
-            active[i] = not (terminated or truncated)
-            if on_frame is not None and i == 0:
-                on_frame(envs[0])
+        step_active(envs, obs, act, active, dtype=dtype, on_step=_first_env(on_frame, envs))
         returns -= np.linalg.norm(obs[:, xy] - goals, axis=1)
         paths.append(obs[:, xy].copy())
         if not active.any():

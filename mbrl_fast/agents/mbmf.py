@@ -43,15 +43,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from mbrl_fast.agents.base import Agent, episode_seed, run_episode
+from mbrl_fast.agents.base import Agent, episode_seed, run_episode, step_active
 from mbrl_fast.envs.wrappers import RecordTransitions
+from mbrl_fast.integrations.sb3 import PPOConfig, require_sb3
 from mbrl_fast.models import ModelConfig, ReplayBuffer, TrainConfig, make_ensemble, make_trainer
 from mbrl_fast.models.io import rng_state_from_tensors, rng_state_to_tensors
+from mbrl_fast.models.records import RecordLog
 from mbrl_fast.nn.policy import GaussianPolicy
 from mbrl_fast.planning import PlannerConfig, make_planner
 
@@ -61,30 +63,6 @@ FIELDS = ("iteration", "phase", "return", "env_steps", "wall_clock_s", "model_lo
           "holdout_mse", "dagger_loss", "labels", "ppo_policy_loss", "ppo_value_loss",
           "ppo_approx_kl", "ppo_clip_fraction", "ppo_entropy", "ppo_std", "planning_s",
           "training_s")
-SB3_MISSING = ("PPO fine-tuning needs Stable-Baselines3: pip install \"mbrl-fast[sb3]\" "
-               "(or set steps=0 to stop after the distillation)")
-
-
-@dataclass
-class PPOConfig:
-    """Stable-Baselines3 PPO's arguments (its defaults; Nagabandi et al. used TRPO)."""
-
-    learning_rate: float = 3e-4
-    """Adam learning rate."""
-    n_steps: int = 2048
-    """Env steps per PPO rollout (update)."""
-    batch_size: int = 64
-    """Minibatch size."""
-    n_epochs: int = 10
-    """Passes over each rollout."""
-    gamma: float = 0.99
-    """Discount."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    clip_range: float = 0.2
-    """Policy ratio clip."""
-    ent_coef: float = 0.0
-    """Entropy bonus."""
 
 
 @dataclass
@@ -216,7 +194,7 @@ class MBMF(Agent):
         super().__init__(config)
         c = config
         if c.steps > 0:
-            require_sb3()
+            require_sb3("PPO fine-tuning", "or set steps=0 to stop after the distillation")
         elif c.ppo_from_scratch:
             raise ValueError("ppo_from_scratch runs only PPO: steps must be > 0, got "
                              f"{c.steps}")
@@ -246,9 +224,7 @@ class MBMF(Agent):
                                      c.policy_activation, math.log(c.policy_init_std), c.seed)
         self.policy_opt = torch.optim.Adam(self.policy.mlp.parameters(), lr=c.dagger_lr)
         self.rng = np.random.default_rng(c.seed)
-        self._dtype = np.dtype(self.data.record_dtype().descr + [("phase", "i1")])
-        self._rec = np.empty(1024, self._dtype)  # every record, oldest first
-        self._n = 0
+        self.log = RecordLog(self.data.record_dtype().descr + [("phase", "i1")])
         self.labels = np.zeros((0, a))  # MPC labels of the DAgger records, in order
         self.distilled_rows = 0  # imitation rows of the last fit (-1: PPO owns the policy)
         self._record = None  # the journal's record() of the iteration in progress
@@ -297,7 +273,7 @@ class MBMF(Agent):
             returns, stats = self.fine_tune(index, attempt)
             row.update(stats, training_s=time.perf_counter() - t0)
         row.update({"return": float(np.mean(returns)) if returns else float("nan"),
-                    "env_steps": self._n})
+                    "env_steps": len(self.log)})
         return self.finish_iteration(index, row, start)
 
     # ---- model-based phase -----------------------------------------------------------------
@@ -320,22 +296,15 @@ class MBMF(Agent):
         obs = np.stack([e.reset(seed=episode_seed(c.seed, index, attempt, i))[0]
                         for i, e in enumerate(envs)]).astype(np.float64)
         self.planner.reset(episode_seed(c.seed, index, attempt, len(envs)))
-        returns, active, planning_s = np.zeros(len(envs)), list(range(len(envs))), 0.0
+        returns, active, planning_s = np.zeros(len(envs)), np.ones(len(envs), bool), 0.0
+        actions = np.zeros((len(envs), self.task.act_dim))
         for t in range(self.episode_steps):
             t0 = time.perf_counter()
-            actions = self.planner.plan(obs[active])[:, 0].numpy().astype(np.float64)  # [N', A]
+            actions[active] = self.planner.plan(obs[active])[:, 0].numpy()
             planning_s += time.perf_counter() - t0
-            still = []
-            for act, i in zip(actions, active, strict=True):
-                next_obs, reward, term, trunc, _ = envs[i].step(act)
-                trunc = bool(trunc) or (t + 1 == self.episode_steps and not term)
-                self._add(MPC, obs[i], act, next_obs, reward, bool(term), trunc)
-                returns[i] += float(reward)
-                obs[i] = next_obs
-                if not (term or trunc):
-                    still.append(i)
-            active = still
-            if not active:
+            returns += step_active(envs, obs, actions, active, last=t + 1 == self.episode_steps,
+                                   on_step=lambda _, *transition: self._add(MPC, *transition))
+            if not active.any():
                 break
         return returns.tolist(), planning_s
 
@@ -360,7 +329,7 @@ class MBMF(Agent):
     def imitation_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(obs [M, D'], expert action [M, A]): the MPC records' own actions, then the labelled
         DAgger records' MPC labels."""
-        rec = self._rec[: self._n]
+        rec = self.log.view()
         mpc = rec[rec["phase"] == MPC]
         dagger = rec[rec["phase"] == DAGGER][: len(self.labels)]
         obs = np.concatenate([mpc["obs"], dagger["obs"]])
@@ -400,7 +369,7 @@ class MBMF(Agent):
     def relabel(self, index: int, attempt: int) -> tuple[float, int]:
         """Label every unlabelled DAgger record with the MPC controller's first action,
         ``relabel_batch`` start states per planner call. Returns (seconds, labels added)."""
-        rec = self._rec[: self._n]
+        rec = self.log.view()
         todo = rec[rec["phase"] == DAGGER]["obs"][len(self.labels):]  # [M, D]
         self.planner.reset(episode_seed(self.config.seed, index, attempt, 1 << 20))
         t0 = time.perf_counter()
@@ -420,33 +389,25 @@ class MBMF(Agent):
             if not self.config.ppo_from_scratch and 0 <= rows < len(self.imitation_data()[0]):
                 self.distill()  # the last DAgger iteration's labels
             self.ppo = self._make_ppo()
-        seed = episode_seed(self.config.seed, index, attempt)
-        self.ppo.set_random_seed(seed)  # python, numpy, torch, the env's next reset
-        self.ppo._last_obs = None  # learn() resets the env: every chunk starts an episode
+        from mbrl_fast.integrations import sb3
+
         self._episode_returns, self._episode_return = [], 0.0
-        self.ppo.learn(self.config.ppo_chunk_steps, reset_num_timesteps=False,
-                       log_interval=None)
-        logged = self.ppo.logger.name_to_value
-        stats = {f"ppo_{k}": float(logged[f"train/{v}"]) for k, v in (
-            ("policy_loss", "policy_gradient_loss"), ("value_loss", "value_loss"),
-            ("approx_kl", "approx_kl"), ("clip_fraction", "clip_fraction"),
-            ("entropy", "entropy_loss"), ("std", "std")) if f"train/{v}" in logged}
-        return self._episode_returns, stats
+        stats = sb3.learn_chunk(self.ppo, self.config.ppo_chunk_steps,
+                                episode_seed(self.config.seed, index, attempt))
+        return self._episode_returns, {f"ppo_{k}": v for k, v in stats.items()}
 
     def _make_ppo(self):
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         from mbrl_fast.integrations import sb3
 
-        c, p = self.config, self.config.ppo
+        c = self.config
         env = DummyVecEnv([lambda: RecordTransitions(self.task.make_env(), self.view,
                                                      self._record_ppo)])
         model = sb3.ppo_for_policy(env, None if c.ppo_from_scratch else self.policy,
-                               policy_kwargs=sb3.policy_kwargs_for(self.policy),
-                               learning_rate=p.learning_rate, n_steps=p.n_steps,
-                               batch_size=p.batch_size, n_epochs=p.n_epochs, gamma=p.gamma,
-                               gae_lambda=p.gae_lambda, clip_range=p.clip_range,
-                               ent_coef=p.ent_coef, seed=c.seed, device="cpu", verbose=0)
+                                   policy_kwargs=sb3.policy_kwargs_for(self.policy),
+                                   **asdict(c.ppo), seed=c.seed, device="cpu",
+                                   verbose=0)
         self.distilled_rows = -1  # from here on the policy is PPO's
         if self._ppo_state is not None:
             sb3.load_ppo_state_dict(model, self._ppo_state)
@@ -473,37 +434,29 @@ class MBMF(Agent):
             self._episode_return = 0.0
 
     def _add(self, phase, obs, act, next_obs, reward, terminated, truncated) -> None:
-        """One real transition: into the record list (and D), and to the journal."""
+        """One real transition: into the log (and D), and to the journal."""
         fields = dict(obs=obs, act=act, next_obs=next_obs, reward=float(reward),
                       terminated=bool(terminated), truncated=bool(truncated), phase=phase)
-        rec = np.empty(1, self._dtype)
-        for k, v in fields.items():
-            rec[k] = v
-        self._append(rec)
+        self._feed_model_data(self.log.add(**fields))
         if self._record is not None:
             self._record(**fields)
 
-    def _append(self, recs: np.ndarray) -> None:
-        if self._n + len(recs) > len(self._rec):
-            grown = np.empty(max(2 * len(self._rec), self._n + len(recs)), self._dtype)
-            grown[: self._n] = self._rec[: self._n]
-            self._rec = grown
-        self._rec[self._n:self._n + len(recs)] = recs
-        self._n += len(recs)
+    def _feed_model_data(self, recs: np.ndarray) -> None:
+        """The random and MPC records among ``recs`` into D, the dynamics data."""
         model_rows = recs[recs["phase"] <= MPC]
         if len(model_rows):
-            self.data.add_batch(*(model_rows[f] for f in
-                                  ("obs", "act", "next_obs", "reward", "terminated",
-                                   "truncated")))
+            self.data.add_batch(*(model_rows[f] for f in self.data.record_dtype().names))
 
     def journal_dtype(self) -> np.dtype:
-        return self._dtype
+        return self.log.dtype
 
     def restore(self, records: np.ndarray) -> None:
-        self._append(np.asarray(records, self._dtype))
+        records = np.asarray(records, self.log.dtype)
+        self.log.extend(records)
+        self._feed_model_data(records)
 
     def records(self) -> np.ndarray:
-        return self._rec[: self._n].copy()
+        return self.log.records()
 
     # ---- evaluation and checkpoints ------------------------------------------------------
     def evaluate(self, episodes: int, seed: int = 10_000, env=None,
@@ -533,7 +486,7 @@ class MBMF(Agent):
     def state_dict(self) -> dict:
         """Everything needed to continue after iteration ``iterations_done - 1``."""
         return {"mbmf": {
-            "records": torch.from_numpy(self.records().view(np.uint8)),
+            "records": self.log.to_tensor(),
             "labels": torch.from_numpy(self.labels.copy()), "model": self.model.state_dict(),
             "trainer": self.trainer.state_dict(), "policy": self.policy.state_dict(),
             "policy_opt": self.policy_opt.state_dict(), "distilled_rows": self.distilled_rows,
@@ -545,10 +498,8 @@ class MBMF(Agent):
         if "mbmf" not in state:
             raise ValueError(f"not an MB-MF agent state (keys: {sorted(state)[:8]})")
         s = state["mbmf"]
-        raw = s["records"].numpy()
-        if raw.size % self._dtype.itemsize:
-            raise ValueError(f"records of {raw.size} bytes do not fit records of "
-                             f"{self._dtype.itemsize} bytes ({self.task.env_id})")
+        log = RecordLog(self.log.dtype)
+        log.load_tensor(s["records"], what=f"{self.task.env_id} records")
         self.model.load_state_dict(s["model"])
         self.trainer.load_state_dict(s["trainer"])
         self.policy.load_state_dict(s["policy"])
@@ -556,9 +507,9 @@ class MBMF(Agent):
 
         self.policy_opt.load_state_dict(copy.deepcopy(s["policy_opt"]))
         self.rng.bit_generator.state = rng_state_from_tensors(s["rng"])
-        self._n = 0
+        self.log = log
         self.data = ReplayBuffer(self.task.obs_dim, self.task.act_dim, self.config.replay_capacity)
-        self._append(raw.view(self._dtype).copy())
+        self._feed_model_data(log.view())
         self.labels = s["labels"].numpy().copy()
         self.distilled_rows = int(s["distilled_rows"])
         self._ppo_state, self.ppo = s["ppo"], None
@@ -570,11 +521,4 @@ class MBMF(Agent):
         if self.ppo is not None:
             self.ppo.env.close()
 
-
-def require_sb3() -> None:
-    """ImportError naming the extra to install when Stable-Baselines3 is missing."""
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(SB3_MISSING) from exc
 

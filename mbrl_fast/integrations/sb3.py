@@ -33,12 +33,16 @@ The actor's value network is left as it is. The layouts must match (the same hid
 and activation, vector observations, no gSDE); a mismatch is an error naming both.
 
 Or build the matching PPO and load the policy in one call:
-``model = ppo_for_policy(env, policy, learning_rate=3e-4)``.
+``model = ppo_for_policy(env, policy, learning_rate=3e-4)``. MB-MF's fine-tuning runs it
+with :class:`PPOConfig` (SB3's defaults as a config section) in resumable chunks
+(:func:`learn_chunk`, checkpointed by :func:`ppo_state_dict`).
 
 stable_baselines3 is imported only by the functions that need it (an MPCPolicy needs none).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,6 +53,17 @@ from mbrl_fast.ops.ensemble_mlp import MLPParams
 from mbrl_fast.planning.base import Planner, check_int
 
 LOGVAR_MAX, LOGVAR_MIN = 20.0, -56.0  # SAC's [2, -20] log-std bounds x 2, 16 further out
+
+
+def require_sb3(what: str, alternative: str = "") -> None:
+    """ImportError naming the extra to install when Stable-Baselines3 is missing; ``what``
+    needs it, ``alternative`` says how to go on without it."""
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError as exc:
+        hint = f" ({alternative})" if alternative else ""
+        raise ImportError(f'{what} needs Stable-Baselines3: pip install "mbrl-fast[sb3]"'
+                          f"{hint}") from exc
 
 
 class MPCPolicy:
@@ -240,3 +255,43 @@ def load_ppo_state_dict(model, state: dict) -> None:
     model.policy.load_state_dict(state["policy"])
     model.policy.optimizer.load_state_dict(state["optimizer"])
     model.num_timesteps, model._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
+
+
+@dataclass
+class PPOConfig:
+    """Stable-Baselines3 PPO's arguments, its defaults (``PPO(..., **asdict(config))``)."""
+
+    learning_rate: float = 3e-4
+    """Adam learning rate."""
+    n_steps: int = 2048
+    """Env steps per PPO rollout (update)."""
+    batch_size: int = 64
+    """Minibatch size."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    clip_range: float = 0.2
+    """Policy ratio clip."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+
+
+_PPO_STATS = (("policy_loss", "policy_gradient_loss"), ("value_loss", "value_loss"),
+              ("approx_kl", "approx_kl"), ("clip_fraction", "clip_fraction"),
+              ("entropy", "entropy_loss"), ("std", "std"))
+
+
+def learn_chunk(model, steps: int, seed: int) -> dict[str, float]:
+    """``steps`` more env steps of ``model.learn`` from a fresh episode, every random stream
+    (python, numpy, torch, the env's next reset) seeded by ``seed``, so that a resumed run
+    repeats a chunk exactly. Returns the last update's statistics that SB3 logged (keys of
+    ``_PPO_STATS``: policy_loss, value_loss, approx_kl, clip_fraction, entropy, std)."""
+    model.set_random_seed(seed)
+    model._last_obs = None  # learn() resets the env: every chunk starts an episode
+    model.learn(steps, reset_num_timesteps=False, log_interval=None)
+    logged = model.logger.name_to_value
+    return {ours: float(logged[f"train/{theirs}"]) for ours, theirs in _PPO_STATS
+            if f"train/{theirs}" in logged}

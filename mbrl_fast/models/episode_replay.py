@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mbrl_fast.models.records import RecordLog, make_record
+
 
 class EpisodeReplay:
     """Records of dtype ``dtype`` (must have a bool ``is_first`` field), oldest first."""
@@ -21,20 +23,16 @@ class EpisodeReplay:
         self.dtype = np.dtype(dtype)
         if "is_first" not in (self.dtype.names or ()):
             raise ValueError("EpisodeReplay: the record dtype needs an 'is_first' field")
-        self._data = np.zeros(1024, self.dtype)
-        self._n = 0
+        self.log = RecordLog(self.dtype)
         self._starts: list[int] = []  # index of every episode's first record
         self.steps = 0  # records that are not the first of an episode (one action each)
 
     def __len__(self) -> int:
-        return self._n
+        return len(self.log)
 
     def add(self, **fields) -> None:
         """One record, every field by name."""
-        rec = np.zeros(1, self.dtype)
-        for name, value in fields.items():
-            rec[name] = value
-        self.add_records(rec)
+        self.add_records(make_record(self.dtype, **fields))
 
     def add_records(self, records: np.ndarray) -> None:
         """Records in order (e.g. a journal's). A first record that is not ``is_first`` continues
@@ -43,27 +41,22 @@ class EpisodeReplay:
         if records.dtype != self.dtype:
             raise ValueError(f"EpisodeReplay: records of dtype {records.dtype}, this replay "
                              f"holds {self.dtype}")
-        n = len(records)
+        n, start = len(records), len(self.log)
         if n == 0:
             return
-        if self._n + n > len(self._data):
-            grown = np.zeros(max(2 * len(self._data), self._n + n), self.dtype)
-            grown[:self._n] = self._data[:self._n]
-            self._data = grown
-        self._data[self._n:self._n + n] = records
-        firsts = np.flatnonzero(records["is_first"]) + self._n
-        if not self._starts and (len(firsts) == 0 or firsts[0] != self._n):
-            self._starts.append(self._n)  # data that starts mid-episode: its own episode
+        self.log.extend(records)
+        firsts = np.flatnonzero(records["is_first"]) + start
+        if not self._starts and (len(firsts) == 0 or firsts[0] != start):
+            self._starts.append(start)  # data that starts mid-episode: its own episode
         self._starts.extend(int(i) for i in firsts)
-        self._n += n
         self.steps += int(n - records["is_first"].sum())
 
     def records(self) -> np.ndarray:
         """Every record held, oldest first (a copy)."""
-        return self._data[:self._n].copy()
+        return self.log.records()
 
     def episode_lengths(self) -> np.ndarray:
-        bounds = np.array(self._starts + [self._n], dtype=np.int64)
+        bounds = np.array(self._starts + [len(self.log)], dtype=np.int64)
         return np.diff(bounds)
 
     def sample(self, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
@@ -83,12 +76,12 @@ class EpisodeReplay:
         episode = np.searchsorted(cum, pick, side="right")
         begin = starts[episode] + pick - (cum[episode] - windows[episode])
         index = begin[:, None] + np.arange(length)[None, :]
-        return self._data[index]
+        return self.log.view()[index]
 
     # ---- checkpoints -------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Tensors only: one per field, plus the counters."""
-        data = self._data[:self._n]
+        data = self.log.view()
         return {"fields": {name: torch.from_numpy(np.ascontiguousarray(data[name]))
                            for name in self.dtype.names}}
 
@@ -105,5 +98,5 @@ class EpisodeReplay:
                 raise ValueError(f"replay field {name!r}: saved shape {value.shape[1:]}, this "
                                  f"replay {records[name].shape[1:]}")
             records[name] = value
-        self._data, self._n, self._starts, self.steps = np.zeros(1024, self.dtype), 0, [], 0
+        self.log, self._starts, self.steps = RecordLog(self.dtype), [], 0
         self.add_records(records)
