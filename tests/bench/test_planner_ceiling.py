@@ -1,0 +1,52 @@
+"""bench/planner_ceiling.py: planning on the exact dynamics must not move the real episode.
+
+Its first version handed ``mujoco.rollout`` the env's own MjData, which a rollout leaves at
+the end of its last trajectory, so the episode went on from a candidate's future state.
+With one candidate the executed actions are the candidate's first ones, so the episode must
+equal a fresh env stepped with them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mujoco")
+
+
+def _load():
+    path = Path(__file__).resolve().parents[2] / "bench" / "planner_ceiling.py"
+    spec = importlib.util.spec_from_file_location("planner_ceiling", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("env_id,hold", [("Swimmer-v5", 1), ("Hopper-v5", 2)])
+def test_the_episode_is_the_executed_actions_and_nothing_else(tmp_path, env_id, hold):
+    from mbrl_fast.envs import get_task
+
+    steps, horizon = 6, 3
+    out = tmp_path / "r.json"
+    code = _load().main(["--env", env_id, "--population", "1", "--horizon", str(horizon),
+                         "--hold", str(hold), "--steps", str(steps), "--json", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+
+    task = get_task(env_id)
+    rng = np.random.default_rng(0)
+    low, high = np.asarray(task.action_low), np.asarray(task.action_high)
+    kwargs = {"terminate_when_unhealthy": False} if env_id == "Hopper-v5" else {}
+    env = task.make_env(**kwargs)
+    env.reset(seed=0)
+    total, t = 0.0, 0
+    while t < steps:
+        action = rng.uniform(low, high, size=(1, horizon, len(low)))[0, 0]
+        for _ in range(min(hold, steps - t)):
+            total += float(env.step(action.astype(env.action_space.dtype))[1])
+            t += 1
+    assert result["return_through_falls"] == pytest.approx(round(total, 2), abs=0.011)
+    assert result["return_per_100_steps"] == [pytest.approx(round(total, 2), abs=0.011)]
