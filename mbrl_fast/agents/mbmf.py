@@ -50,6 +50,7 @@ import torch
 
 from mbrl_fast.agents.base import Agent, episode_seed, run_episode, step_active
 from mbrl_fast.envs.wrappers import RecordTransitions
+from mbrl_fast.integrations import sb3
 from mbrl_fast.integrations.sb3 import PPOConfig, require_sb3
 from mbrl_fast.models import ModelConfig, ReplayBuffer, TrainConfig, make_ensemble, make_trainer
 from mbrl_fast.models.io import rng_state_from_tensors, rng_state_to_tensors
@@ -389,8 +390,6 @@ class MBMF(Agent):
             if not self.config.ppo_from_scratch and 0 <= rows < len(self.imitation_data()[0]):
                 self.distill()  # the last DAgger iteration's labels
             self.ppo = self._make_ppo()
-        from mbrl_fast.integrations import sb3
-
         self._episode_returns, self._episode_return = [], 0.0
         stats = sb3.learn_chunk(self.ppo, self.config.ppo_chunk_steps,
                                 episode_seed(self.config.seed, index, attempt))
@@ -398,8 +397,6 @@ class MBMF(Agent):
 
     def _make_ppo(self):
         from stable_baselines3.common.vec_env import DummyVecEnv
-
-        from mbrl_fast.integrations import sb3
 
         c = self.config
         env = DummyVecEnv([lambda: RecordTransitions(self.task.make_env(), self.view,
@@ -414,8 +411,6 @@ class MBMF(Agent):
         return model
 
     def _ppo_state_dict(self) -> dict | None:
-        from mbrl_fast.integrations import sb3
-
         return self._ppo_state if self.ppo is None else sb3.ppo_state_dict(self.ppo)
 
     # ---- records ---------------------------------------------------------------------------
