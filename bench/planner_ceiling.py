@@ -109,6 +109,9 @@ def main(argv=None) -> int:
                                         torch.as_tensor(next_obs))):
                 unhealthy_at = t
             obs, t = next_obs, t + 1
+            if t % 100 == 0:
+                print(f"{t} steps: return {sum(rewards):.1f}, "
+                      f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     until = len(rewards) if unhealthy_at is None else unhealthy_at + 1
     out = {"what": f"MB-MF's random shooting on {args.env} with the exact dynamics "
