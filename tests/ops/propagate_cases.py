@@ -1,0 +1,87 @@
+"""Cases and comparisons shared by the propagate tests (test_propagate.py: given action
+sequences; test_propagate_policy.py: a policy in the loop)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from helpers import assert_close, random_mlp_params
+
+from mbrl_fast.ops.features import ObsFeatures
+from mbrl_fast.ops.propagate import propagate
+
+FIELDS = ("states", "rewards", "returns", "actions")
+HALFCHEETAH_FEATURES = ObsFeatures(18, drop=(0,), angles=(2,))  # the task's: F = 18
+_NEEDS = {"model": "reward.model", "halfcheetah": "reward.halfcheetah"}
+
+
+def reward_params(*kinds):
+    """pytest params of fused reward kinds, each marked with the capability it needs."""
+    return [pytest.param(r, marks=pytest.mark.op(_NEEDS[r])) if r in _NEEDS else r
+            for r in kinds]
+
+
+REWARDS = reward_params(None, "model", "halfcheetah")
+
+
+def make_case(D=4, A=2, E=3, hidden=(24, 24), reward_head=False, bf16=False, N=2, P=3, H=5, seed=0,
+              features: ObsFeatures | None = None):
+    """(params, obs [N, D], actions [N, P, H, A]): the model reads (features(s), a)."""
+    d_out = D + 1 if reward_head else D
+    f = D if features is None else features.width
+    params = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), bf16=bf16, seed=seed)
+    params = replace(params, obs_features=features)
+    g = torch.Generator().manual_seed(seed + 1)
+    # Angles of a few turns, so sin / cos wrap.
+    return params, torch.randn(N, D, generator=g) * 3, torch.rand(N, P, H, A, generator=g) * 2 - 1
+
+
+def make_policy_case(D=5, A=3, E=4, hidden=(33, 33), policy_hidden=(7,), model_act="silu",
+                     policy_act="relu", reward_head=True, bf16=False, N=3, seed=0, features=None):
+    """(model, policy, obs): the model reads (features(s), a), the policy the raw state."""
+    d_out = D + 1 if reward_head else D
+    f = D if features is None else features.width
+    model = random_mlp_params(E=E, sizes=(f + A, *hidden, 2 * d_out), activation=model_act,
+                              bf16=bf16, seed=seed)
+    model = replace(model, obs_features=features)
+    policy = random_mlp_params(E=1, sizes=(D, *policy_hidden, 2 * A), activation=policy_act,
+                               bf16=bf16, seed=seed + 7)
+    obs = torch.randn(N, D, generator=torch.Generator().manual_seed(seed + 1))
+    return model, policy, obs
+
+
+def run(backend, params, obs, actions, policy=None, **kw):
+    """propagate on ``backend`` (inputs moved to its device)."""
+    return propagate(backend.to(params), backend.to(obs), backend.to(actions),
+                     policy=backend.to(policy), backend=backend.name, **kw)
+
+
+def compare(backend, params, obs, actions, dtype="fp32", policy=None, **kw):
+    """``backend`` against the reference (on the CPU inputs), every output."""
+    ref = propagate(params, obs, actions, policy=policy, backend="reference", **kw)
+    got = run(backend, params, obs, actions, policy, **kw)
+    for field in FIELDS:
+        assert_close(getattr(got, field), getattr(ref, field), dtype, field)
+    if policy is not None:
+        assert bool((got.actions.abs() <= 1).all())
+    return got
+
+
+def compare_policy(backend, model, policy, obs, dtype="fp32", **kw):
+    return compare(backend, model, obs, None, dtype, policy=policy, **kw)
+
+
+def kw_for(mode, **kw):
+    return dict(mode=mode, member=1 if mode == "fixed" else None, **kw)
+
+
+def raises_like_reference(backend, params, obs, actions, policy=None, match=None, **kw) -> str:
+    """Both the reference and ``backend`` raise FloatingPointError, with the same message."""
+    with pytest.raises(FloatingPointError) as ref:
+        propagate(params, obs, actions, policy=policy, backend="reference", **kw)
+    with pytest.raises(FloatingPointError, match=match) as got:
+        run(backend, params, obs, actions, policy, **kw)
+    assert str(got.value) == str(ref.value)
+    return str(got.value)
