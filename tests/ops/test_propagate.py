@@ -36,20 +36,20 @@ from hypothesis import strategies as st
 from propagate_cases import (
     HALFCHEETAH_FEATURES,
     REWARDS,
+    check_oracle,
     compare,
     compare_policy,
     make_case,
     make_policy_case,
+    oracle,
     raises_like_reference,
     reward_params,
     run,
 )
 
-from mbrl_fast.ops import noise
-from mbrl_fast.ops.contract import raise_non_finite_row
-from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp_reference
-from mbrl_fast.ops.features import ObsFeatures, obs_features_reference
-from mbrl_fast.ops.propagate import MODES, _member_indices, check_args, propagate
+from mbrl_fast.ops.ensemble_mlp import MLPParams
+from mbrl_fast.ops.features import ObsFeatures
+from mbrl_fast.ops.propagate import MODES, propagate
 from mbrl_fast.ops.rewards import Reward, RewardKind, halfcheetah_reward
 
 pytestmark = pytest.mark.op("propagate")
@@ -62,68 +62,6 @@ policy_in_the_loop = pytest.mark.op("propagate.policy")
 # the docstring states it. They must agree to fp32 rounding in every mode.
 
 oracle_case = functools.partial(make_case, D=5, E=4, P=7)
-
-
-def oracle(params, obs, actions, policy=None, **kw):
-    """Every member on every row, then the row's member picked (E times the work)."""
-    s = check_args(params, obs, actions, kw.get("particles", 20), kw.get("mode", "tsinf"),
-                   kw.get("member"), kw.get("members"), kw.get("seed", 0), kw.get("offset", 0),
-                   kw.get("reward"), True, policy, kw.get("horizon"))
-    rows = s.n * s.p * s.k
-    eps = noise.normal((s.n, s.p, s.k, s.h, s.d_out), s.seed, s.offset).reshape(rows, s.h, -1)
-    eps_pi = noise.normal((s.n, s.p, s.k, s.h, s.a), s.seed, s.offset + 2).reshape(rows, s.h, -1)
-    if s.mode != "expectation":
-        member_of = _member_indices(s, obs.device).reshape(rows, s.h)
-    state = obs.repeat_interleave(s.p * s.k, dim=0)  # [rows, D]
-    act = None if actions is None else actions.repeat_interleave(s.k, dim=1).reshape(rows, s.h, -1)
-    states, taken, rewards = [state], [], []
-    for t in range(s.h):
-        if policy is not None:
-            mu_pi, lv_pi = ensemble_mlp_reference(state.unsqueeze(0), policy)
-            a_t = torch.tanh(mu_pi[0] + torch.exp(0.5 * lv_pi[0]) * eps_pi[:, t])
-        else:
-            a_t = act[:, t]
-        z = torch.cat([obs_features_reference(state, params.obs_features), a_t], dim=-1)
-        z = z.expand(params.num_members, -1, -1)
-        mu, logvar = ensemble_mlp_reference(z, params)  # [E, rows, D_out] each
-        if s.mode == "expectation":
-            delta = mu[s.members].mean(dim=0)
-        else:
-            e, r = member_of[:, t], torch.arange(rows)
-            delta = mu[e, r] + torch.exp(0.5 * logvar[e, r]) * eps[:, t]
-        nxt = state + delta[:, : s.d]
-        bad = ~torch.isfinite(nxt).all(dim=-1)
-        if bad.any():
-            r = int(bad.nonzero()[0, 0])
-            mem = -1 if s.mode == "expectation" else int(member_of[r, t])
-            raise_non_finite_row(t, mem, r, s)
-        if s.reward == "model":
-            rewards.append(delta[:, s.d])
-        elif s.reward is not None:
-            rewards.append(s.reward.torch_fn(state, a_t, nxt))
-        state = nxt
-        states.append(state)
-        taken.append(a_t)
-    out = {"states": torch.stack(states, 1).reshape(s.n, s.p, s.k, s.h + 1, s.d),
-           "actions": torch.stack(taken, 1).reshape(s.n, s.p, s.k, s.h, s.a)}
-    if rewards:
-        out["rewards"] = torch.stack(rewards, 1).reshape(s.n, s.p, s.k, s.h)
-        out["returns"] = out["rewards"].sum(-1).mean(-1)
-    return out
-
-
-def check_oracle(params, obs, actions, policy=None, **kw):
-    want = oracle(params, obs, actions, policy, **kw)
-    got = propagate(params, obs, actions, policy=policy, backend="reference", **kw)
-    for name, ref in want.items():
-        if name == "actions" and policy is None:
-            assert got.actions is None
-            continue
-        out = getattr(got, name)
-        assert out.shape == ref.shape, name
-        # Rows meet their member in a different batch than in the oracle: fp32 rounding.
-        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
-    return got
 
 
 @pytest.mark.parametrize("mode", MODES)
