@@ -175,6 +175,8 @@ def test_auto_runs_the_compiled_kernel():
 
 
 # ---- fuzzing against the reference -------------------------------------------------------
+# Hypothesis runs inside the test (the backend fixture is per test, not per example); fewer
+# examples under Triton's interpreter.
 
 
 @pytest.mark.op("reward.model")
