@@ -71,8 +71,8 @@ class MBPOConfig:
     rollout_min_epoch: int = 20
     """Epoch (counted after the random steps) until which rollouts have rollout_min_length."""
     rollout_max_epoch: int = 100
-    """Epoch from which rollouts have rollout_max_length; linear in between (mbrl-lib's
-    Hopper schedule; jannerm/mbpo's is 20 -> 150)."""
+    """Epoch from which rollouts have rollout_max_length; linear in between (the issue's
+    20 -> 100; jannerm/mbpo's and mbrl-lib 0.2.0's Hopper configs use 20 -> 150)."""
     rollout_min_length: int = 1
     """Shortest rollout (steps)."""
     rollout_max_length: int = 15

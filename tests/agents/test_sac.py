@@ -229,6 +229,47 @@ def test_done_stops_the_bootstrap():
     torch.testing.assert_close(loss.detach(), expected)
 
 
+def _textbook_losses(sac: SAC, batch: SACBatch, eps: torch.Tensor) -> torch.Tensor:
+    """SAC's three losses as the paper writes them, one network pass per term (no shared
+    GEMMs, no weight_grad_rows): the specification of SAC.losses."""
+    alpha = sac.log_alpha.detach().exp()
+    ws, bs = sac._live_wb()
+
+    def q(obs, act, weights, biases):
+        return mlp_forward(torch.cat([obs, act], -1), weights, biases, "relu").squeeze(-1)
+
+    new_act, logp = sac.policy.sample(batch.obs, eps=eps[0])
+    with torch.no_grad():
+        next_act, next_logp = sac.policy.sample(batch.next_obs, eps=eps[1])
+        q_next = q(batch.next_obs, next_act, *sac._target_wb()).min(dim=0).values
+        y = batch.reward + sac.config.gamma * (1 - batch.done) * (q_next - alpha * next_logp)
+    critic_loss = 0.5 * (q(batch.obs, batch.act, ws, bs) - y).square().mean(dim=1).sum()
+    q_pi = q(batch.obs, new_act, [w.detach() for w in ws], [b.detach() for b in bs])
+    actor_loss = (alpha * logp - q_pi.min(dim=0).values).mean()
+    alpha_loss = -(sac.log_alpha * (logp.detach() + sac.target_entropy)).mean()
+    return critic_loss + actor_loss + alpha_loss
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_losses_give_the_textbook_gradients(backend):
+    """The merged passes (policy on s and s', critics on (s, a) and (s, pi(s)) in one GEMM
+    per layer) must give every parameter the gradient of the separate-pass losses; in
+    particular the actor loss must not move the critics."""
+    sac = SAC(5, 2, _small(backend=backend), seed=4)
+    batch = _batch(b=40, seed=7)
+    eps = torch.randn(2, 40, 2, generator=torch.Generator().manual_seed(1))
+    params = [*sac.policy.parameters(), *sac.critic.parameters(), sac.log_alpha]
+    out = sac.losses(batch, eps)
+    got = torch.autograd.grad(out["critic_loss"] + out["actor_loss"] + out["alpha_loss"],
+                              params)
+    want = torch.autograd.grad(_textbook_losses(sac, batch, eps), params)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    leak = torch.autograd.grad(sac.losses(batch, eps)["actor_loss"],
+                               list(sac.critic.parameters()), allow_unused=True)
+    assert all(g is None or not g.any() for g in leak)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_state_dict_round_trip_gives_identical_updates(backend):
     sac = SAC(5, 2, _small(backend=backend), seed=3)
