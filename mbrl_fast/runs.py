@@ -28,8 +28,11 @@ Resume (:func:`prepare_resume`) from the last consistent state:
   2. the interrupted iteration's journaled records go back to the agent
      (``agent.restore``: they were real data) and stay journaled until it completes;
   3. the interrupted iteration is run again, as attempt ``a + 1`` (new env / exploration
-     seeds), so its recorded return and timings are those of the complete attempt;
-     ``env_steps`` counts the records of every attempt. Journals of already
+     seeds). Agents whose iterations are trials or rollout batches (PETS, MB-MF) run it
+     whole, so its return and timings are those of a complete attempt and ``env_steps``
+     counts the records of every attempt; agents whose budget is env steps (SAC, MBPO,
+     DADS, Dreamer) end it at the env step an uninterrupted run would, collecting only
+     what the kept records leave, so the run never exceeds its budget. Journals of already
      checkpointed iterations (a kill between checkpoint and cleanup) are deleted,
      metrics.csv is rewritten.
 A run killed exactly at an iteration boundary continues bit-for-bit as if never stopped.

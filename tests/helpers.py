@@ -126,10 +126,12 @@ def recorded_so_far(run_dir):
 
 
 def check_sigkill_resume(run_dir, train_cmd: list[str], resume_cmd: list[str],
-                         total_iterations: int) -> None:
+                         total_iterations: int, env_steps: int | None = None) -> None:
     """The resume guarantee of the agent protocol: a run SIGKILLed inside an iteration
     (at least once after its first checkpoint) and resumed loses no real record, in order,
-    and completes every iteration with a clean journal directory."""
+    and completes every iteration with a clean journal directory. ``env_steps``: the
+    budget of an agent that counts env steps, which the resumed run must end at exactly
+    (the interrupted iteration continues after its kept records, it does not start over)."""
     import numpy as np
 
     from mbrl_fast import runs
@@ -147,7 +149,10 @@ def check_sigkill_resume(run_dir, train_cmd: list[str], resume_cmd: list[str],
     try:
         final = agent.records()
         np.testing.assert_array_equal(final[:len(recorded)], recorded)  # nothing lost, in order
-        assert agent.iterations_done == len(rd.read_metrics()) == total_iterations
+        rows = rd.read_metrics()
+        assert agent.iterations_done == len(rows) == total_iterations
+        if env_steps is not None:
+            assert rows[-1]["env_steps"] == env_steps
         assert not list(rd.journal_dir.iterdir())
     finally:
         agent.close()

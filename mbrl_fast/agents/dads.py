@@ -279,7 +279,10 @@ class DADS(Agent):
         c = self.config
         start = time.perf_counter()
         tic = time.perf_counter()
-        steps = min(c.samples_per_iteration, c.steps - index * c.samples_per_iteration)
+        # the iteration ends at env step (index + 1) * samples_per_iteration: a resumed one
+        # collects only what its journal's kept records (self.pending) leave to do
+        end = min((index + 1) * c.samples_per_iteration, c.steps)
+        steps = max(0, end - self.buffer.total_added)
         episodes = self.collect(index, attempt, steps, record)
         env_s = time.perf_counter() - tic
         data = self.buffer.latest(self.pending + steps)
@@ -304,6 +307,8 @@ class DADS(Agent):
         ``steps // num_envs`` steps (one more for the first ``steps % num_envs``); its last
         one is marked truncated. Records go env by env within a round."""
         c = self.config
+        if steps == 0:  # a resumed iteration whose journal kept all of its records
+            return 0
         envs = self.envs[:min(len(self.envs), steps)]
         n = len(envs)
         budget = [steps // n + (i < steps % n) for i in range(n)]

@@ -216,7 +216,8 @@ class Dreamer(Agent):
         return self.finish_iteration(index, {
             "iteration": index, "return": float(np.mean(evals)), "env_steps": self.env_steps,
             "collect_s": t0 - start, "train_s": t1 - t0, "eval_s": t2 - t1,
-            "train_return": float(np.mean(returns)), "updates": self.updates, **mean}, start)
+            "train_return": float(np.mean(returns)) if returns else float("nan"),
+            "updates": self.updates, **mean}, start)
 
     @property
     def env_steps(self) -> int:
@@ -227,10 +228,12 @@ class Dreamer(Agent):
     # ---- acting ----------------------------------------------------------------------------
     def collect(self, index: int, attempt: int, random: bool,
                 record: Callable[..., None] | None) -> list[float]:
-        """Episodes until ``train_every`` env steps; every step goes to the replay and
-        ``record``. Returns the episode returns."""
+        """Episodes until env step ``(index + 1) * train_every`` (or ``steps``, the run's
+        end); every step goes to the replay and ``record``. A resumed iteration continues
+        after the records its journal kept. Returns the episode returns."""
         c = self.config
-        budget = c.train_every // c.action_repeat  # agent steps this iteration
+        end = min((index + 1) * c.train_every, c.steps)
+        budget = max(0, -(-(end - self.env_steps) // c.action_repeat))  # agent steps
         returns, steps, episode = [], 0, 0
         while steps < budget:
             seed = episode_seed(c.seed, index, attempt, episode)

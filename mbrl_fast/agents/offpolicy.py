@@ -100,7 +100,10 @@ class OffPolicyAgent(Agent):
                       record: Callable[..., None] | None = None) -> dict:
         c = self.config
         start = time.perf_counter()
-        steps = min(c.epoch_length, c.steps - index * c.epoch_length)
+        # the epoch ends at env step (index + 1) * epoch_length: a resumed epoch continues
+        # after the transitions its journal kept instead of running a whole epoch again
+        end = min((index + 1) * c.epoch_length, c.steps)
+        steps = max(0, end - self.buffer.total_added)
         explore = np.random.default_rng(episode_seed(c.seed, index, attempt, _EXPLORE))
         to_env = self.sac.policy.to_env
         env_s = update_s = 0.0

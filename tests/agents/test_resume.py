@@ -3,6 +3,7 @@ iteration and resumed loses no real record (tests/helpers.py: check_sigkill_resu
 
 import sys
 
+import numpy as np
 import pytest
 from helpers import check_sigkill_resume
 
@@ -50,6 +51,10 @@ RUNS = {
 }
 
 
+# agents whose budget is env steps (``--steps``) and whose metrics report env_steps
+COUNTS_ENV_STEPS = {"sac", "mbpo", "dads", "dreamer"}
+
+
 def test_every_registered_agent_has_a_resume_check():
     assert set(list_agents()) <= set(RUNS), "add the new agent to RUNS"
 
@@ -60,4 +65,30 @@ def test_sigkill_mid_run_loses_no_record(tmp_path, algo):
     run = tmp_path / "run"
     train = PY + [algo, *args, "--run-dir", str(run), "--no-progress"]
     resume = PY + [algo, "--resume", str(run), "--no-progress"]
-    check_sigkill_resume(run, train, resume, total_iterations=iterations)
+    steps = int(args[args.index("--steps") + 1]) if algo in COUNTS_ENV_STEPS else None
+    check_sigkill_resume(run, train, resume, total_iterations=iterations, env_steps=steps)
+
+
+@pytest.mark.parametrize("algo", sorted(COUNTS_ENV_STEPS))
+def test_an_iteration_whose_journal_kept_every_record_collects_nothing_more(algo):
+    """Killed after the last step of an iteration but before its checkpoint: the resumed
+    iteration restores all of its records, steps no env and still trains and reports."""
+    from mbrl_fast.agents import get_agent
+    from mbrl_fast.cli import _parser, train_config
+
+    args, _ = RUNS[algo]
+    config = train_config(_parser().parse_args(["train", algo, *args]))
+    cls = get_agent(algo)
+    first, second = cls(config), cls(config)
+    try:
+        kept = []
+        row = first.run_iteration(0, record=lambda **fields: kept.append(fields))
+        records = first.records()
+        assert len(kept) == len(records) > 0
+        second.restore(records)
+        again = second.run_iteration(0, attempt=1)
+        assert again["env_steps"] == row["env_steps"]
+        np.testing.assert_array_equal(second.records(), records)
+    finally:
+        first.close()
+        second.close()
