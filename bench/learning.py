@@ -80,6 +80,11 @@ TARGETS.update({("dreamer", env): target for env, target in {
                                         text="mean evaluation return >= 150 of 200 within "
                                              "50,000 env steps (250 iterations of 200 steps)"),
 }.items()})
+# MBPO (issue 10): an iteration is an epoch of 1,000 env steps (5 of them random), its
+# return one deterministic evaluation episode after it.
+TARGETS[("mbpo", "Hopper-v5")] = dict(
+    kind="trial", threshold=2500.0, within=125,
+    text="evaluation return >= 2,500 within 125,000 env steps (125 epochs of 1,000)")
 METRIC_FIELDS = sorted({t["field"] for t in TARGETS.values() if "field" in t})
 
 
