@@ -165,3 +165,15 @@ def cpu_path_missing(path: str) -> str:
         return "mbrl_fast._C not built"
     missing = backends._cpu_missing(path.removesuffix("-baseline"))
     return f"this CPU lacks {missing}" if missing else ""
+
+
+def load_bench_script(name: str):
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

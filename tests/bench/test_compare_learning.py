@@ -3,16 +3,12 @@ learning results: MB-MF against PPO from scratch)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from helpers import load_bench_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "compare_learning.py"
-spec = importlib.util.spec_from_file_location("compare_learning", SCRIPT)
-compare_learning = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare_learning)
+compare_learning = load_bench_script("compare_learning")
 
 
 def result(env_steps, returns, phase=None, env="HalfCheetah-v5"):

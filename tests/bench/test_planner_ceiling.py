@@ -7,22 +7,17 @@ equal a fresh env stepped with them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench_script
 
 pytest.importorskip("mujoco")
 
 
 def _load():
-    path = Path(__file__).resolve().parents[2] / "bench" / "planner_ceiling.py"
-    spec = importlib.util.spec_from_file_location("planner_ceiling", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("planner_ceiling")
 
 
 @pytest.mark.parametrize("env_id,hold", [("Swimmer-v5", 1), ("Hopper-v5", 2)])

@@ -3,23 +3,18 @@ termination), both learners train on it and the JSON holds both curves."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_bench_script
 
 pytest.importorskip("mujoco")
 pytest.importorskip("stable_baselines3")
 
 
 def _load():
-    path = Path(__file__).resolve().parents[2] / "bench" / "sac_vs_sb3_offline.py"
-    spec = importlib.util.spec_from_file_location("sac_vs_sb3_offline", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("sac_vs_sb3_offline")
 
 
 def test_collect_chains_steps_and_resets_after_termination():

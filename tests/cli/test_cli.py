@@ -207,15 +207,12 @@ def test_learning_replay_command_reproduces_the_config():
     """bench/learning.py's reproduce command (--no-preset + the fields that differ from the
     published defaults) rebuilds the run's config, including fields a preset sets back to
     their defaults (HalfCheetah's published preset has lr 2.8e-4; this run used 1e-3)."""
-    import importlib.util
+    from helpers import load_bench_script
 
     from mbrl_fast.agents.pets import PETS
     from mbrl_fast.cli import _parser, train_config
 
-    spec = importlib.util.spec_from_file_location(
-        "learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
+    learning = load_bench_script("learning")
     config = PETS.make_config("HalfCheetah-v5", preset="published", trials=30, torch_threads=2,
                               train=dict(lr=1e-3, batch_size=256),
                               planner=dict(name="icem", propagation="expectation",
