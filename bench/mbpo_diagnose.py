@@ -20,13 +20,21 @@ far is the critic from the policy's return?
    a0 sampled from the policy, against the soft discounted return
    ``sum_t gamma^t (r_t - alpha log pi(a_t | s_t))`` of the sampled policy from there, to
    the episode's end (a time-limit cut drops at most gamma^1000 of the tail).
+3. With ``--cap-check`` (MBPO runs; it trains the model twice): does the epoch cap of a
+   model round (``train.epochs``) stop training before the patience rule would? One round
+   on all real data from the checkpoint's weights and trainer state with the run's cap,
+   and one from the same state without it (jannerm/mbpo and mbrl-lib stop on patience
+   only): epochs run and the elites' holdout MSE of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,12 +155,33 @@ def critic_vs_mc(agent, episodes: int = 5, seed: int = 0) -> dict:
                 overestimation=q0 - mc, episodes=out)
 
 
+def cap_check(agent, uncapped: int = 1000) -> dict:
+    """Part 3 of the module docstring."""
+    from mbrl_fast.models import make_trainer
+
+    c, model = agent.config, agent.model
+    weights, trainer_state = copy.deepcopy(model.state_dict()), agent.trainer.state_dict()
+    out = {}
+    for cap in (c.train.epochs, uncapped):
+        model.load_state_dict(weights)
+        trainer = make_trainer(dataclasses.replace(c.train, epochs=cap), model, c.seed)
+        trainer.load_state_dict(trainer_state)
+        tic = time.perf_counter()
+        fit = trainer.train(agent.buffer)
+        out[str(cap)] = dict(epochs=fit.epochs, seconds=time.perf_counter() - tic,
+                             elite_holdout_mse=float(np.mean(sorted(fit.holdout_mse)
+                                                             [:model.num_elites])))
+    model.load_state_dict(weights)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--rows", type=int, default=3000, help="start states for part 1")
     p.add_argument("--episodes", type=int, default=5, help="episodes for part 2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cap-check", action="store_true", help="part 3 (trains the model twice)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -175,6 +204,10 @@ def main(argv=None) -> int:
                       f"{k} reward bias {m[k]['reward_bias']:+.3f}, terminated "
                       f"{m[k]['terminated']:.4f} (missed {m[k]['missed']:.4f}), next-state "
                       f"RMSE {m[k]['next_state_rmse_in_std']:.3f} std" for k in ("mean", "ts1")))
+    if args.cap_check and hasattr(agent, "model"):
+        result["cap_check"] = cc = cap_check(agent)
+        print("model round, epochs cap -> epochs run, elite holdout MSE: " + ", ".join(
+            f"{cap} -> {r['epochs']}, {r['elite_holdout_mse']:.5f}" for cap, r in cc.items()))
     result["critic_vs_mc"] = cv = critic_vs_mc(agent, args.episodes, args.seed)
     print(f"Q(s0, a0) {cv['q0']:.1f} vs soft discounted return {cv['soft_discounted_return']:.1f}"
           f" (alpha {cv['alpha']:.3f}): overestimation {cv['overestimation']:.1f}")

@@ -91,3 +91,13 @@ def test_a_run_directory_goes_into_the_json(tmp_path):
     assert result["algo"] == "mbpo" and result["env_steps"] == 60
     assert set(result["model_vs_sim"]) >= {"buffer_actions", "policy_actions"}
     assert len(result["critic_vs_mc"]["episodes"]) == 1
+
+
+def test_cap_check_runs_one_round_with_and_one_without_the_cap(agent):
+    weights = {k: v.clone() for k, v in agent.model.state_dict().items()}
+    out = _load().cap_check(agent, uncapped=6)
+    cap = agent.config.train.epochs
+    assert set(out) == {str(cap), "6"}
+    assert out[str(cap)]["epochs"] <= cap and out["6"]["epochs"] <= 6
+    assert out["6"]["epochs"] >= out[str(cap)]["epochs"]
+    assert all(torch.equal(v, agent.model.state_dict()[k]) for k, v in weights.items())
