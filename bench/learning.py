@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -86,6 +87,10 @@ TARGETS[("mbpo", "Hopper-v5")] = dict(
     kind="trial", threshold=2500.0, within=125,
     text="evaluation return >= 2,500 within 125,000 env steps (125 epochs of 1,000)")
 METRIC_FIELDS = sorted({t["field"] for t in TARGETS.values() if "field" in t})
+# the learners' own diagnostics, kept where an agent logs them (SAC, MBPO, DADS: the critic's
+# scale and the entropy temperature; MBPO: the model's holdout error and rollout length);
+# an iteration without them (random steps) gets null
+LEARNER_FIELDS = ("q_mean", "alpha", "entropy", "holdout_mse", "rollout_length")
 
 
 def slug(env_id: str) -> str:
@@ -150,12 +155,24 @@ def read_run(run_dir: Path) -> dict:
     for k in METRIC_FIELDS:  # the fields metric targets read, where the agent has them
         if rows and k in rows[0]:
             out[k] = [round(float(r[k]), 4) for r in rows]
+    for k in LEARNER_FIELDS:
+        if rows and k in rows[0]:
+            out[k] = [_finite_or_none(r[k]) for r in rows]
     if algo == "pets":  # seconds of planning per planned (non-random) env step
         first = config["initial_random_trials"]
         planned = sum(int(r["episode_steps"]) for r in rows[first:])
         out["episode_steps"] = [int(r["episode_steps"]) for r in rows]
         out["planning_s_per_step"] = round(sum(out["planning_s"][first:]) / max(1, planned), 4)
     return out
+
+
+def _finite_or_none(value: str) -> float | None:
+    """A metrics.csv cell as a rounded float, or None where it is empty or not finite."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return round(x, 4) if math.isfinite(x) else None
 
 
 def first_success(returns: list[float], target: dict) -> int | None:

@@ -251,3 +251,23 @@ def test_budget_flags_follow_the_agent(tmp_path, capsys):
     assert main(["train", "pets", "--env", "InvertedPendulum-v5", "--preset", "nope",
                  "--run-dir", str(tmp_path / "r2")]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
+
+
+def test_learning_results_keep_the_learners_diagnostics(tmp_path):
+    """bench/learning.py's read_run keeps SAC's critic scale and alpha per epoch, null for
+    the random epochs, so that the JSON stays strict JSON."""
+    import json
+
+    from helpers import load_bench_script
+
+    run = tmp_path / "sac"
+    assert main(["train", "sac", "--env", "Pendulum-v1", "--steps", "30", "--run-dir", str(run),
+                 "--no-progress", "--set", "epoch_length=10", "--set", "initial_random_steps=20",
+                 "--set", "eval_episodes=1"]) == 0
+    out = load_bench_script("learning").read_run(run)
+    rows = runs.RunDir(run).read_metrics()
+    assert len(out["q_mean"]) == len(out["alpha"]) == len(rows) == 3
+    assert out["q_mean"][0] is None and out["alpha"][0] is None  # random steps: no update
+    assert out["q_mean"][2] == pytest.approx(float(rows[2]["q_mean"]), abs=1e-4)
+    assert out["alpha"][2] > 0 and "holdout_mse" not in out  # SAC has no model
+    json.dumps(out, allow_nan=False)
