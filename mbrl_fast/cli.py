@@ -163,9 +163,10 @@ def cmd_train(args) -> int:
 
     cls = get_agent(args.algo)
     if args.resume is not None:
+        settings = _resume_settings(args.overrides)
         given = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
                                           ("--episode-steps", args.episode_steps),
-                                          ("--set", args.overrides), ("--run-dir", args.run_dir),
+                                          ("--run-dir", args.run_dir),
                                           ("--no-preset", args.no_preset),
                                           ("--plan-budget-ms", args.plan_budget_ms),
                                           ("--preset", args.preset != "default")) if value]
@@ -174,6 +175,7 @@ def cmd_train(args) -> int:
         if given:
             raise UsageError(f"--resume takes the run's config.yaml as it is; only "
                              f"--{cls.budget} may be given with it (to extend the run), "
+                             f"and --set for {', '.join(runs.RESUME_SETTINGS)}; "
                              f"got {', '.join(given)}")
         algo, _ = runs.RunDir(args.resume).read_config()
         if algo != args.algo:
@@ -181,7 +183,8 @@ def cmd_train(args) -> int:
         extend = budget_flags.get(cls.budget)
         if extend is not None:
             _positive(f"--{cls.budget}", extend)
-        algo, agent, run, attempt = runs.resume_run(args.resume, extend=extend)
+        algo, agent, run, attempt = runs.resume_run(args.resume, extend=extend,
+                                                    settings=settings)
         print(f"resuming {run.path} at {cls.unit} {agent.iterations_done}"
               + (f" (attempt {attempt}: the interrupted {cls.unit}'s records were kept)"
                  if attempt else ""), file=sys.stderr)
@@ -329,6 +332,26 @@ def _write_video(frames, stem: Path) -> Path:
 def _default_name(algo: str, config) -> str:
     env = re.sub(r"[^A-Za-z0-9.-]+", "_", config.env_id)
     return f"{algo}-{env}-s{config.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _resume_settings(overrides: list[str]) -> dict:
+    """``--set`` items given with --resume: only runs.RESUME_SETTINGS, as integers >= 0."""
+    import yaml
+
+    from mbrl_fast.runs import RESUME_SETTINGS
+
+    settings = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if key not in RESUME_SETTINGS or not sep:
+            raise UsageError(f"--resume takes the run's config.yaml as it is; --set may only "
+                             f"change {', '.join(RESUME_SETTINGS)} (how the run computes), "
+                             f"got --set {item}")
+        value = yaml.safe_load(raw)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise UsageError(f"--set {key} must be an integer >= 0, got {raw!r}")
+        settings[key] = value
+    return settings
 
 
 def _positive(name: str, value: int) -> int:

@@ -58,6 +58,9 @@ from mbrl_fast.config import config_from_dict, config_to_dict
 from mbrl_fast.models.io import atomic_torch_save, atomic_write_bytes, fsync_dir
 
 CHECKPOINT_FORMAT = 1
+# config fields that say how a run computes, not what it learns: a resumed run may change
+# them (``mbrl-fast train AGENT --resume DIR --set torch_threads=4`` on a larger machine)
+RESUME_SETTINGS = ("torch_threads",)
 JOURNAL_MAGIC = b"MBRLJRN2"
 _JOURNAL_NAME = re.compile(r"iter_(\d{4,})\.attempt_(\d{2,})\.bin$")
 
@@ -172,8 +175,9 @@ class RunDir:
         if ckpt.get("algo") != algo:
             raise CheckpointError(f"{self.checkpoint_path} is a {ckpt.get('algo')!r} checkpoint, "
                                   f"config.yaml says {algo!r}")
-        saved = {k: v for k, v in ckpt["config"].items() if k != budget}
-        now = {k: v for k, v in config.items() if k != budget}
+        ignore = {budget, *RESUME_SETTINGS}
+        saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
+        now = {k: v for k, v in config.items() if k not in ignore}
         diff = _config_diff(saved, now)
         if diff:
             raise CheckpointError(f"{self.checkpoint_path} does not match config.yaml "
@@ -360,13 +364,21 @@ def start_run(algo: str, config, path: str | os.PathLike):
     return agent, run
 
 
-def resume_run(path: str | os.PathLike, *, extend: int | None = None):
+def resume_run(path: str | os.PathLike, *, extend: int | None = None,
+               settings: dict | None = None):
     """The agent of run directory ``path`` with its checkpoint and journals loaded.
 
     extend: a new value of the agent's budget field (``trials``, ``steps``) to run longer.
+    settings: new values of fields in RESUME_SETTINGS (how the run computes, e.g. on a
+    machine with more cores). Either is written to config.yaml once the run has loaded.
     Returns (algo, agent, RunDir, attempt). CheckpointError (directory untouched) when the
     run cannot be resumed.
     """
+    settings = dict(settings or {})
+    unknown = sorted(set(settings) - set(RESUME_SETTINGS))
+    if unknown:
+        raise ValueError(f"a resumed run may change only {list(RESUME_SETTINGS)} (and extend "
+                         f"its budget), not {unknown}")
     from mbrl_fast.agents import get_agent
 
     run = RunDir(path)
@@ -378,13 +390,15 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None):
         raise CheckpointError(f"{run.config_path}: {exc}") from None
     if extend is not None:
         config = dataclasses.replace(config, **{cls.budget: extend})
+    if settings:
+        config = dataclasses.replace(config, **settings)
     agent = cls(config)
     try:
         attempt = prepare_resume(run, algo, config_to_dict(config), agent)
     except BaseException:
         agent.close()
         raise
-    if extend is not None:
+    if extend is not None or settings:
         run.write_config(algo, config_to_dict(config))
     return algo, agent, run, attempt
 

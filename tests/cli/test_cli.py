@@ -271,3 +271,26 @@ def test_learning_results_keep_the_learners_diagnostics(tmp_path):
     assert out["q_mean"][2] == pytest.approx(float(rows[2]["q_mean"]), abs=1e-4)
     assert out["alpha"][2] > 0 and "holdout_mse" not in out  # SAC has no model
     json.dumps(out, allow_nan=False)
+
+
+def test_a_resumed_run_may_change_its_thread_count_and_nothing_else(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert _train(run, trials=2) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "pets", "--resume", str(run), "--trials", "3", "--set",
+                     "torch_threads=2", "--no-progress"]) == 0
+        assert torch.get_num_threads() == 2  # the resumed agent runs on the new setting
+    finally:
+        torch.set_num_threads(threads)
+    _, config = runs.RunDir(run).read_config()
+    assert config["torch_threads"] == 2 and config["trials"] == 3 and len(_rows(run)) == 3
+    before = _snapshot(run)
+    for bad, message in ((["--set", "seed=1"], "--set may only change torch_threads"),
+                         (["--set", "torch_threads=two"], "must be an integer >= 0"),
+                         (["--seed", "1"], "only --trials may be given")):
+        assert main(["train", "pets", "--resume", str(run), *bad]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="may change only"):
+        runs.resume_run(run, settings={"seed": 1})
+    assert _snapshot(run) == before  # refused: nothing written
