@@ -187,6 +187,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.rows < 1 or args.episodes < 1:
         p.error("--rows and --episodes must be >= 1")
+    from mbrl_fast.benchmarks.harness import machine_info
+    from mbrl_fast.config import config_to_dict
     from mbrl_fast.runs import load_run
 
     torch.set_num_threads(args.threads)
@@ -194,7 +196,8 @@ def main(argv=None) -> int:
     result = dict(what=__doc__.split("\n\n")[0].replace("\n", " "),
                   command="python bench/mbpo_diagnose.py " + " ".join(argv or sys.argv[1:]),
                   run_dir=str(args.run_dir), algo=algo, env_id=agent.config.env_id,
-                  env_steps=int(agent.buffer.total_added))
+                  env_steps=int(agent.buffer.total_added),
+                  config=config_to_dict(agent.config), machine=machine_info())
     if hasattr(agent, "model"):
         result["model_vs_sim"] = mv = model_vs_sim(agent, args.rows, args.seed)
         for label in ("buffer_actions", "policy_actions"):

@@ -89,6 +89,7 @@ def test_a_run_directory_goes_into_the_json(tmp_path):
     assert _load().main([str(run), "--rows", "50", "--episodes", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["algo"] == "mbpo" and result["env_steps"] == 60
+    assert result["config"]["rollout_batch"] == 100 and "date" in result["machine"]
     assert set(result["model_vs_sim"]) >= {"buffer_actions", "policy_actions"}
     assert len(result["critic_vs_mc"]["episodes"]) == 1
 
