@@ -11,6 +11,10 @@ from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16
 
 # Tolerances (relative to the output's scale), per weight dtype.
 TOL = {"fp32": dict(rtol=1e-4, atol=1e-5), "bf16": dict(rtol=2e-2, atol=2e-2)}
+# an MBPO that trains its model, rolls out and updates SAC in seconds (MBPO.make_config kwargs)
+MBPO_TINY = dict(steps=120, epoch_length=60, initial_random_steps=40, model_train_freq=30,
+                 rollout_batch=300, updates_per_step=2, eval_episodes=1,
+                 model=dict(hidden=32, layers=2), train=dict(epochs=2))
 
 
 def assert_close(got, ref, dtype: str = "fp32", what: str = "") -> None:

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from helpers import random_mlp_params
+from helpers import MBPO_TINY, random_mlp_params
 
 from mbrl_fast.agents.mbpo import MBPO, MBPOConfig
 from mbrl_fast.envs import Task, never_terminates
@@ -16,9 +16,7 @@ from mbrl_fast.models.rollouts import TransitionPool, Transitions, branched_roll
 
 pytest.importorskip("mujoco")
 
-TINY = dict(steps=120, epoch_length=60, initial_random_steps=40, model_train_freq=30,
-            rollout_batch=300, updates_per_step=2, eval_episodes=1,
-            model=dict(hidden=32, layers=2), train=dict(epochs=2))
+TINY = MBPO_TINY
 
 
 def test_config_docstrings_and_published_defaults():

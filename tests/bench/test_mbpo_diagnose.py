@@ -9,16 +9,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import load_bench_script
+from helpers import MBPO_TINY, load_bench_script
 
 from mbrl_fast.agents.mbpo import MBPO
 from mbrl_fast.runs import RunDir
 
 pytest.importorskip("mujoco")
 
-TINY = dict(steps=120, epoch_length=60, initial_random_steps=40, model_train_freq=30,
-            rollout_batch=300, updates_per_step=2, eval_episodes=1,
-            model=dict(hidden=32, layers=2), train=dict(epochs=2))
+TINY = MBPO_TINY
 
 
 def _load():
