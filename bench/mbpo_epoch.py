@@ -52,6 +52,7 @@ import torch
 
 from mbrl_fast.agents.mbpo import MBPO
 from mbrl_fast.benchmarks import harness
+from mbrl_fast.config import apply_overrides
 
 ENV_ID = "Hopper-v5"
 EPOCH_STEPS, MODEL_TRAIN_FREQ, INITIAL_RANDOM = 1000, 250, 5000
@@ -71,14 +72,14 @@ LIB_OVERRIDES = dict(
 class FastSide:
     """The MBPO agent; one round = one run_iteration of ``steps`` env steps."""
 
-    def __init__(self, steps: int, threads: int):
+    def __init__(self, steps: int, threads: int, overrides: list[str] = ()):
         self.steps = steps
         cfg = MBPO.make_config(
             ENV_ID, steps=10**8, epoch_length=steps, model_train_freq=steps,
             initial_random_steps=INITIAL_RANDOM, torch_threads=threads,
             # the pool holds one real epoch of rounds, as with model_train_freq 250
             model_retain_epochs=EPOCH_STEPS // MODEL_TRAIN_FREQ)
-        self.agent = MBPO(cfg)
+        self.agent = MBPO(apply_overrides(cfg, list(overrides)))
         self.index, self.epochs, self.reference_calls = 0, 0, 0
         train = self.agent.trainer.train
 
@@ -283,13 +284,16 @@ def main(argv=None) -> dict:
     p.add_argument("--rollout-lengths", type=int, nargs="+", default=[1, 15])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of mbrl-fast's config only, e.g. sac.precision=bf16 "
+                        "(a variant of ours, not the same config on both sides)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
     torch.set_num_threads(args.threads[0])
     load_start = harness.load()
     tic = time.perf_counter()
-    fast = FastSide(args.steps, args.threads[0])
+    fast = FastSide(args.steps, args.threads[0], args.set)
     lib = LibSide(args.steps, args.rollout_lengths)
     log(f"set up, {INITIAL_RANDOM} random steps each: {time.perf_counter() - tic:.0f} s")
     result = dict(
@@ -301,6 +305,7 @@ def main(argv=None) -> dict:
         scaling=f"epoch = (env loop + SAC) x {EPOCH_STEPS}/{args.steps} + (model + rollout) x "
                 f"{EPOCH_STEPS // MODEL_TRAIN_FREQ}",
         repeats=args.repeats, rollout_lengths=args.rollout_lengths,
+        mbrl_fast_overrides=args.set,
         mbrl_fast_config=_jsonable(vars(fast.agent.config)),
         mbrl_lib_config=_to_container(lib.cfg), load_at_start=load_start, variants=[])
     for threads in args.threads:

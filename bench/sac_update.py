@@ -15,8 +15,10 @@ figure is the median over rounds, and the ratio is the median of the per-round r
 Phases: for each thread count, first with glibc's default malloc and then after
 ``nn.dense.keep_freed_memory()`` (process-wide, so it applies to SB3 too). Variants:
 ``mbrl-fast`` (oneDNN GEMMs), ``mbrl-fast-torch`` (the same learner on torch's
-baddbmm / MKL GEMMs), ``sb3``; with --compile also the torch path under torch.compile
-(the oneDNN path does not lower in Inductor), with its compile time.
+baddbmm / MKL GEMMs), ``sb3``; where the CPU has native bf16 GEMMs (AVX512-BF16 / AMX)
+also ``mbrl-fast-bf16`` (``SACConfig(precision="bf16")`` on oneDNN; ``vs_fp32``: its
+per-round ratio to ``mbrl-fast``); with --compile also the torch path under
+torch.compile (the oneDNN path does not lower in Inductor), with its compile time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from
 from mbrl_fast.models import ReplayBuffer
-from mbrl_fast.nn.dense import keep_freed_memory, onednn_available
+from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory, onednn_available
 
 OBS, ACT, BATCH, ROWS = 11, 3, 256, 100_000
 
@@ -74,8 +76,8 @@ def random_transitions(seed: int = 0) -> dict[str, np.ndarray]:
                 terminated=rng.random(ROWS) < 0.01)
 
 
-def make_ours(data, backend: str, compile_: bool = False):
-    sac = SAC(OBS, ACT, SACConfig(backend=backend), seed=0)
+def make_ours(data, backend: str, compile_: bool = False, precision: str = "fp32"):
+    sac = SAC(OBS, ACT, SACConfig(backend=backend, precision=precision), seed=0)
     buffer = ReplayBuffer(OBS, ACT, ROWS)
     buffer.add_batch(data["obs"], data["act"], data["next_obs"], data["reward"],
                      data["terminated"])
@@ -150,6 +152,10 @@ def measure(variants: dict, updates: int, rounds: int, warmup: int) -> dict:
             out[name].update(vs_sb3=round(statistics.median(ratios), 3),
                              vs_sb3_cpu=round(statistics.median(cpu_ratios), 3),
                              vs_sb3_per_round=[round(r, 2) for r in ratios])
+        if name == "mbrl-fast-bf16":
+            ratios = [a / b for a, b in zip(wall[name], wall["mbrl-fast"], strict=True)]
+            out[name].update(vs_fp32=round(statistics.median(ratios), 3),
+                             vs_fp32_per_round=[round(r, 2) for r in ratios])
     out["load_avg_1min_before_after"] = [round(x, 2) for x in load]
     return out
 
@@ -169,7 +175,8 @@ def main(argv=None) -> None:
              "act 3), batch 256, 2 x 256 ReLU actor and twin critics, auto entropy",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
         cpu=cpu_name(), cores=os.cpu_count(), torch=torch.__version__, commit=git_commit(),
-        onednn_path=onednn_available(), date=time.strftime("%Y-%m-%d %H:%M"),
+        onednn_path=onednn_available(), bf16_gemms=bf16_supported(),
+        date=time.strftime("%Y-%m-%d %H:%M"),
         updates_per_round=args.updates, rounds=args.rounds, phases=[])
     phases = [(t, malloc) for malloc in (False, True) for t in args.threads]
     for threads, malloc in phases:
@@ -181,6 +188,8 @@ def main(argv=None) -> None:
         onednn = "onednn" if onednn_available() else "torch"
         variants = {"mbrl-fast": make_ours(data, onednn)[0],
                     "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
+        if onednn == "onednn" and bf16_supported():
+            variants["mbrl-fast-bf16"] = make_ours(data, onednn, precision="bf16")[0]
         phase = dict(threads=threads, keep_freed_memory=malloc)
         if args.compile and threads == args.threads[0] and not malloc:
             variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.models.replay_buffer import Transitions
-from mbrl_fast.nn.dense import mlp_forward
+from mbrl_fast.nn.dense import check_precision, mlp_forward
 from mbrl_fast.nn.ensemble import EnsembleMLP
 from mbrl_fast.nn.policy import TanhGaussianPolicy, check_box_space, torch_default_init_
 from mbrl_fast.ops.ensemble_mlp import MLPParams
@@ -82,6 +82,12 @@ class SACConfig:
     backend: str = "auto"
     """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
     (baddbmm), or 'auto' (oneDNN where it applies on an AVX-512 CPU, else torch)."""
+    precision: str = "fp32"
+    """Operands of those GEMMs: 'fp32', or 'bf16' (mixed precision, as CPU autocast:
+    bf16 inputs, weights and activations, fp32 accumulation, fp32 weights, gradients and
+    Adam; only on a CPU with AVX512-BF16 or AMX: 1.3x more updates per second on one
+    thread of an AMD EPYC Zen 4, bench/results/sac_update_zen4_bf16.json). Not the
+    published numerics, so opt-in."""
 
 
 class SACBatch(NamedTuple):
@@ -118,7 +124,10 @@ class SAC:
         self.device = torch.device(device)
         self.policy = TanhGaussianPolicy(obs_dim, act_dim, c.hidden, c.layers, c.activation,
                                          action_low, action_high, seed=seed,
-                                         backend=c.backend).to(self.device)
+                                         backend=c.backend,
+                                         precision=check_precision(c.precision,
+                                                                   "config.precision"),
+                                         ).to(self.device)
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.critic = EnsembleMLP(2, obs_dim + act_dim, 1, c.hidden, c.layers, c.activation,
                                   seed=seed + 1)
@@ -182,7 +191,7 @@ class SAC:
     def _q(self, x, weights, biases, weight_grad_rows=None) -> torch.Tensor:
         """Both critics on x = [obs, act] [B, D + A] -> [2, B]."""
         return mlp_forward(x, weights, biases, self.config.activation, self.backend,
-                           weight_grad_rows).squeeze(-1)
+                           weight_grad_rows, self.config.precision).squeeze(-1)
 
     def losses(self, batch: SACBatch, eps: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three losses (with graph) and the metrics; eps [2, B, A] standard normal

@@ -20,6 +20,17 @@ with autograd, by one of two paths that agree to fp32 rounding:
 - ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and
   activation).
 
+``precision="bf16"`` (either path) rounds each GEMM's operands to bfloat16 -- the layer's
+input, weight and bias, in the forward and in the backward -- and accumulates in fp32;
+the activations between layers are bf16, the output and every gradient fp32 again, and
+the parameters (and so the optimizer) stay fp32: PyTorch's CPU autocast to bf16 does the
+same for ``nn.Linear``. The torch path's bf16 (casts around baddbmm) is the specification
+the oneDNN path is tested against. Why: on a CPU with AVX512-BF16 oneDNN's bf16 inner
+product runs ~2x the fp32 rate (AMD EPYC Zen 4, one thread, 256 x 256 x 256: 191 against
+97 GFLOP/s, measured 2026-12-04); without it oneDNN emulates bf16 and is slower than fp32,
+so ``check_precision`` refuses bf16 where ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
+is False.
+
 ``backend="auto"`` picks oneDNN where it applies, passed a one-time self-check against the
 torch path and the CPU has AVX-512; else torch. On an AVX2-only CPU both libraries run
 AVX2 code and oneDNN's larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC
@@ -38,6 +49,7 @@ from mbrl_fast.ops.ensemble_mlp import activation_fn
 _ACTIVATIONS = ("relu", "identity")  # what the oneDNN path applies (ReLU fused in the GEMM)
 _MIN_N = 4  # products with fewer rows or output columns go through torch (see _linear)
 _MIN_MACS = 1 << 16  # so do products smaller than this
+PRECISIONS = ("fp32", "bf16")
 
 
 def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bool = False):
@@ -56,16 +68,20 @@ def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bo
 
 
 class _OneDNNMLP(torch.autograd.Function):
-    """The oneDNN path; inputs (x, activation, L, weight_grad_rows, W_1..W_L, b_1..b_L)."""
+    """The oneDNN path; inputs (x, activation, L, weight_grad_rows, dtype, W_1..W_L,
+    b_1..b_L): ``dtype`` the GEMMs' operand type (float32, or bfloat16 with the output and
+    gradients cast back to float32)."""
 
     @staticmethod
-    def forward(ctx, x, activation, n_layers, weight_grad_rows, *params):
-        weights, biases = params[:n_layers], params[n_layers:]
+    def forward(ctx, x, activation, n_layers, weight_grad_rows, dtype, *params):
+        weights = [w.to(dtype) for w in params[:n_layers]]
+        biases = [b.to(dtype) for b in params[n_layers:]]
         e_count = weights[0].shape[0]
         shared = x.dim() == 2
         relu = activation == "relu"
         last = n_layers - 1
         saved, outs = [], []
+        x = x.to(dtype)
         for e in range(e_count):
             h = x if shared else x[e]
             for l in range(n_layers):
@@ -74,7 +90,7 @@ class _OneDNNMLP(torch.autograd.Function):
             outs.append(h)
         ctx.save_for_backward(*saved, *weights)
         ctx.dims = (e_count, n_layers, shared, relu, weight_grad_rows)
-        return torch.stack(outs)
+        return torch.stack(outs).float()
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -82,7 +98,8 @@ class _OneDNNMLP(torch.autograd.Function):
         tensors = ctx.saved_tensors
         inputs, weights = tensors[: e_count * n_layers], tensors[e_count * n_layers:]
         need = ctx.needs_input_grad
-        need_x, need_w, need_b = need[0], need[4:4 + n_layers], need[4 + n_layers:]
+        need_x, need_w, need_b = need[0], need[5:5 + n_layers], need[5 + n_layers:]
+        grad_out = grad_out.to(weights[0].dtype)
         d_w = [[None] * e_count for _ in range(n_layers)]
         d_b = [[None] * e_count for _ in range(n_layers)]
         d_x = [None] * e_count
@@ -96,9 +113,9 @@ class _OneDNNMLP(torch.autograd.Function):
             for l in range(n_layers - 1, lowest - 1, -1):
                 h_in = inputs[e * n_layers + l][rows]
                 if need_w[l]:  # h_in^T g  [in, out]
-                    d_w[l][e] = _linear(h_in[:n_w].t(), g[:n_w].t(), None)
+                    d_w[l][e] = _linear(h_in[:n_w].t(), g[:n_w].t(), None).float()
                 if need_b[l]:
-                    d_b[l][e] = g[:n_w].sum(dim=0)
+                    d_b[l][e] = g[:n_w].sum(dim=0, dtype=torch.float32)
                 if l > lowest or need_x:
                     g = _linear(g, weights[l][e], None)  # g W^T  [B, in]
                     if l > 0 and relu:
@@ -106,29 +123,35 @@ class _OneDNNMLP(torch.autograd.Function):
             d_x[e] = g
         grad_x = None
         if need_x:
+            d_x = [d.float() for d in d_x]
             grad_x = functools.reduce(torch.add, d_x) if shared else torch.stack(d_x)
         grads_w = [torch.stack(d) if need_w[l] else None for l, d in enumerate(d_w)]
         grads_b = [torch.stack(d) if need_b[l] else None for l, d in enumerate(d_b)]
-        return (grad_x, None, None, None, *grads_w, *grads_b)
+        return (grad_x, None, None, None, None, *grads_w, *grads_b)
 
 
-def _torch_mlp(x, weights, biases, activation, weight_grad_rows=None):
+def _torch_mlp(x, weights, biases, activation, weight_grad_rows=None, precision="fp32"):
     rows = x.shape[-2]
     if weight_grad_rows is not None and weight_grad_rows < rows:
         n = weight_grad_rows
-        head = _torch_mlp(x[..., :n, :], weights, biases, activation)
+        head = _torch_mlp(x[..., :n, :], weights, biases, activation, precision=precision)
         tail = _torch_mlp(x[..., n:, :], [w.detach() for w in weights],
-                          [b.detach() for b in biases], activation)
+                          [b.detach() for b in biases], activation, precision=precision)
         return torch.cat([head, tail], dim=1)
     act = activation_fn(activation)
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
+    out_dtype = x.dtype
+    if precision == "bf16":  # operands rounded, the casts' backward makes the grads fp32
+        x = x.bfloat16()
+        weights = [w.bfloat16() for w in weights]
+        biases = [b.bfloat16() for b in biases]
     last = len(weights) - 1
     for l, (w, b) in enumerate(zip(weights, biases, strict=True)):
         x = torch.baddbmm(b.unsqueeze(1), x, w)
         if l < last:
             x = act(x)
-    return x
+    return x.to(out_dtype)
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,7 +170,8 @@ def onednn_available() -> bool:
               torch.randn(2, 64, generator=g, requires_grad=True),
               torch.randn(2, 1, generator=g, requires_grad=True)]
         outs = []
-        for fn in (_torch_mlp, lambda *a: _OneDNNMLP.apply(a[0], a[3], 3, a[4], *a[1], *a[2])):
+        for fn in (_torch_mlp, lambda *a: _OneDNNMLP.apply(a[0], a[3], 3, a[4], torch.float32,
+                                                            *a[1], *a[2])):
             y = fn(x, ws, bs, "relu", 40)
             grads = torch.autograd.grad(y.square().sum(), [x, *ws, *bs])
             outs.append((y, *grads))
@@ -178,23 +202,49 @@ def resolve_backend(backend: str, activation: str) -> str:
     return "onednn" if ok and (backend == "onednn" or onednn_preferred()) else "torch"
 
 
+def check_precision(precision: str, name: str = "precision") -> str:
+    """``precision`` if it is 'fp32', or 'bf16' where oneDNN has a native bf16 GEMM here;
+    ValueError naming ``name`` otherwise (module docstring: bf16 without AVX512-BF16
+    would be emulated, slower than fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and not bf16_supported():
+        raise ValueError(f"{name}='bf16' needs a CPU with native bf16 GEMMs (AVX512-BF16 or "
+                         f"AMX; torch.ops.mkldnn._is_mkldnn_bf16_supported() is False here): "
+                         f"use 'fp32'")
+    return precision
+
+
+@functools.lru_cache(maxsize=1)
+def bf16_supported() -> bool:
+    """oneDNN runs bf16 GEMMs natively on this CPU (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (RuntimeError, AttributeError):
+        return False
+
+
 def mlp_forward(x: torch.Tensor, weights, biases, activation: str, backend: str = "torch",
-                weight_grad_rows: int | None = None) -> torch.Tensor:
+                weight_grad_rows: int | None = None, precision: str = "fp32") -> torch.Tensor:
     """x [E, B, d_0] or [B, d_0] -> y [E, B, d_L] (see module doc); ``backend`` resolved.
 
     ``weight_grad_rows`` n: only rows [:n] give the weights and biases a gradient; the
     rows after them see the weights as detached constants (their gradient reaches x
     only). So two batches share one GEMM per layer when only the first trains the
     weights (SAC: the critic on (s, a) and on (s, pi(s)); the policy on s and s').
-    The oneDNN path needs CPU float32 tensors; others run the torch path.
+    ``precision`` 'bf16': bf16 GEMM operands, fp32 accumulation (module doc). The oneDNN
+    path needs CPU float32 tensors; others run the torch path.
     """
     rows = x.shape[-2]
     n_w = rows if weight_grad_rows is None else int(weight_grad_rows)
     if not 0 <= n_w <= rows:
         raise ValueError(f"weight_grad_rows must be in [0, {rows}], got {weight_grad_rows}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if backend == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32:
-        return _OneDNNMLP.apply(x, activation, len(weights), n_w, *weights, *biases)
-    return _torch_mlp(x, weights, biases, activation, n_w)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        return _OneDNNMLP.apply(x, activation, len(weights), n_w, dtype, *weights, *biases)
+    return _torch_mlp(x, weights, biases, activation, n_w, precision)
 
 
 def keep_freed_memory() -> bool:

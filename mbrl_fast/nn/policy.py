@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mbrl_fast.nn.dense import mlp_forward, resolve_backend
+from mbrl_fast.nn.dense import check_precision, mlp_forward, resolve_backend
 from mbrl_fast.nn.ensemble import EnsembleMLP
 from mbrl_fast.ops.ensemble_mlp import MLPParams, soft_bound_logvar
 
@@ -99,12 +99,13 @@ class TanhGaussianPolicy(nn.Module):
     ``action_low``/``action_high`` [A]: the environment's bounds, used only by
     :meth:`to_env` / :meth:`from_env` (default [-1, 1]: scale 1, bias 0).
     ``backend``: how the training forward / backward runs (nn/dense.py: 'auto',
-    'onednn', 'torch'); every choice computes the same function.
+    'onednn', 'torch'); every choice computes the same function. ``precision``: that
+    forward / backward's GEMMs in 'fp32' or 'bf16' (nn/dense.py; the weights stay fp32).
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 2,
                  activation: str = "relu", action_low=None, action_high=None,
-                 seed: int | None = None, backend: str = "auto"):
+                 seed: int | None = None, backend: str = "auto", precision: str = "fp32"):
         super().__init__()
         for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("hidden", hidden)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -112,6 +113,7 @@ class TanhGaussianPolicy(nn.Module):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.mlp = EnsembleMLP(1, obs_dim, 2 * act_dim, hidden, layers, activation, seed=seed)
         self.backend = resolve_backend(backend, activation)
+        self.precision = check_precision(precision)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         torch_default_init_(self.mlp, gen)
         self.register_buffer("max_logvar", torch.full((act_dim,), MAX_LOGVAR))
@@ -133,7 +135,7 @@ class TanhGaussianPolicy(nn.Module):
         layers = self.mlp.layers
         return mlp_forward(obs, [layer.weight for layer in layers],
                            [layer.bias for layer in layers], self.mlp.activation, self.backend,
-                           weight_grad_rows)[0]
+                           weight_grad_rows, self.precision)[0]
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs [B, D] -> (mean, logvar) [B, A] each: ``ops.ensemble_mlp`` of mlp_params()."""

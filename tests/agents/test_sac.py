@@ -16,8 +16,14 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from mbrl_fast.agents.offpolicy import EPOCH_FIELDS, SACAgentConfig, train_sac
 from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig
-from mbrl_fast.nn import TanhGaussianPolicy
-from mbrl_fast.nn.dense import mlp_forward, onednn_available, resolve_backend
+from mbrl_fast.nn import TanhGaussianPolicy, dense
+from mbrl_fast.nn.dense import (
+    bf16_supported,
+    check_precision,
+    mlp_forward,
+    onednn_available,
+    resolve_backend,
+)
 from mbrl_fast.nn.policy import _TanhGaussianHead, squash
 from mbrl_fast.ops import ensemble_mlp, propagate
 from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
@@ -159,6 +165,89 @@ def test_onednn_mlp_matches_torch_with_gradients(shared, frozen):
                                               leaves)))
     for ref, got in zip(*grads, strict=True):
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def _bf16_reference_mlp(x, ws, bs, weight_grad_rows):
+    """The bf16 precision written out: every GEMM operand and every hidden activation
+    rounded to bf16, products summed in float64; output and gradients float32."""
+    def r(t):
+        return t.bfloat16().double()
+    n = weight_grad_rows
+    outs = []
+    for rows, live in ((slice(None, n), True), (slice(n, None), False)):
+        h = r(x[..., rows, :])
+        for l, (w, b) in enumerate(zip(ws, bs, strict=True)):
+            w, b = (w, b) if live else (w.detach(), b.detach())
+            h = (h.unsqueeze(0) if h.dim() == 2 else h) @ r(w) + r(b).unsqueeze(1)
+            h = r(h.relu() if l < len(ws) - 1 else h)
+        outs.append(h)
+    return torch.cat(outs, dim=1).float()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shared", [True, False])
+def test_bf16_mlp_rounds_the_gemm_operands(backend, shared):
+    """precision='bf16' on either path against the rounding written out (odd sizes; the
+    rows past weight_grad_rows give the weights no gradient): the same output and
+    gradients to a few bf16 roundings, and measurably not the fp32 function."""
+    if backend == "onednn" and not bf16_supported():
+        pytest.skip("no native bf16 GEMMs on this CPU")
+    g = torch.Generator().manual_seed(1)
+    sizes, e, b, n_w = (13, 67, 45, 3), 2, 29, 17
+    ws = [(torch.randn(e, i, o, generator=g) / i**0.5).requires_grad_()
+          for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+    bs = [(0.3 * torch.randn(e, o, generator=g)).requires_grad_() for o in sizes[1:]]
+    x = torch.randn(*((b,) if shared else (e, b)), sizes[0], generator=g, requires_grad=True)
+    weight = torch.randn(e, b, sizes[-1], generator=g)
+    results = []
+    for fn in (lambda: mlp_forward(x, ws, bs, "relu", backend, n_w, precision="bf16"),
+               lambda: _bf16_reference_mlp(x, ws, bs, n_w),
+               lambda: mlp_forward(x, ws, bs, "relu", backend, n_w)):
+        y = fn()
+        results.append((y, *torch.autograd.grad((y * weight).sum(), [x, *ws, *bs])))
+    got, ref, fp32 = results
+    for name, a, want, full in zip(["y", "x", "W1", "W2", "W3", "b1", "b2", "b3"], got, ref,
+                                   fp32, strict=True):
+        assert a.dtype == torch.float32, name
+        scale = want.abs().max()
+        assert (a - want).abs().max() <= 0.02 * scale, name
+        if name in ("y", "W1"):  # the rounding is there: fp32 differs by far more
+            assert (full - want).abs().max() > 50 * (a - want).abs().max() + 1e-4 * scale, name
+
+
+def test_precision_is_checked_and_named(monkeypatch):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        mlp_forward(torch.zeros(2, 3), [torch.zeros(1, 3, 4)], [torch.zeros(1, 4)], "relu",
+                    precision="fp16")
+    with pytest.raises(ValueError, match="config.precision must be one of"):
+        SAC(5, 2, SACConfig(hidden=8, precision="half"))
+    monkeypatch.setattr(dense, "bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="config.precision='bf16' needs a CPU with native bf16"):
+        SAC(5, 2, SACConfig(hidden=8, precision="bf16"))
+    assert check_precision("fp32") == "fp32"
+
+
+@pytest.mark.skipif(not (onednn_available() and bf16_supported()), reason="no bf16 GEMMs")
+def test_bf16_sac_update_tracks_the_fp32_update():
+    """One learner in each precision from the same weights and batches: the bf16 update
+    is the fp32 one to bf16 rounding (the losses agree and the weights move in the same
+    direction over 20 steps), and its weights, gradients and Adam state stay float32."""
+    sacs = [SAC(5, 2, _small(precision=p, backend="onednn"), seed=0) for p in ("fp32", "bf16")]
+    start = [p.detach().clone() for p in sacs[0].optimizer.param_groups[0]["params"]]
+    for step in range(20):
+        outs = [s.update(_batch(seed=step)) for s in sacs]
+        assert abs(float(outs[1]["critic_loss"] - outs[0]["critic_loss"])) \
+            <= 0.05 * abs(float(outs[0]["critic_loss"])) + 1e-3
+    moves = []
+    for sac in sacs:
+        params = [p for group in sac.optimizer.param_groups for p in group["params"]]
+        for p in params:
+            assert p.dtype == p.grad.dtype == sac.optimizer.state[p]["exp_avg"].dtype \
+                == torch.float32
+        moves.append(torch.cat([(p.detach() - p0).flatten() for p, p0 in
+                                zip(params[:len(start)], start, strict=True)]))
+    cosine = float(torch.nn.functional.cosine_similarity(moves[0], moves[1], dim=0))
+    assert cosine > 0.95 and not torch.equal(moves[0], moves[1]), cosine
 
 
 @pytest.mark.parametrize("capability", ["AVX2", "AVX512", "DEFAULT"])
