@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mbrl_fast.models.ensemble import DeterministicEnsemble, ProbabilisticEnsemble
 from mbrl_fast.models.trainer import EnsembleTrainer
+from mbrl_fast.nn.dense import check_precision
 
 
 @dataclass
@@ -52,6 +53,10 @@ class TrainConfig:
     min_steps: int = 0
     """Gradient steps per round before early stopping or the epoch cap may end training
     (for large batches on little data, where an epoch is a few steps)."""
+    precision: str = "fp32"
+    """Products of the gradient steps: 'fp32', or 'bf16' (bf16 operands, fp32 accumulation,
+    weights, Adam and holdout scoring; only on a CPU with AVX512-BF16 or AMX). Not the
+    published numerics, so opt-in."""
 
 
 def make_ensemble(m: ModelConfig, task, seed: int):
@@ -69,4 +74,5 @@ def make_ensemble(m: ModelConfig, task, seed: int):
 def make_trainer(t: TrainConfig, model, seed: int) -> EnsembleTrainer:
     return EnsembleTrainer(model, lr=t.lr, batch_size=t.batch_size, epochs=t.epochs,
                            patience=t.patience, holdout_ratio=t.holdout_ratio,
-                           max_holdout=t.max_holdout, min_steps=t.min_steps, seed=seed)
+                           max_holdout=t.max_holdout, min_steps=t.min_steps, seed=seed,
+                           precision=check_precision(t.precision, "train.precision"))

@@ -187,15 +187,17 @@ class ProbabilisticEnsemble(_Ensemble):
     def _logvar_bounds(self):
         return self.max_logvar.detach(), self.min_logvar.detach()
 
-    def forward(self, x: torch.Tensor):
-        """x [E, B, F + A] (make_inputs) -> (mean, logvar) [E, B, D_out] each (autograd)."""
-        y = self.mlp(self.normalizer.normalize(x))
+    def forward(self, x: torch.Tensor, precision: str = "fp32"):
+        """x [E, B, F + A] (make_inputs) -> (mean, logvar) [E, B, D_out] each (autograd);
+        ``precision``: of the MLP's products (EnsembleMLP.forward)."""
+        y = self.mlp(self.normalizer.normalize(x), precision)
         d = self.out_dim
         return y[..., :d], soft_bound_logvar(y[..., d:], self.max_logvar, self.min_logvar)
 
-    def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, target: torch.Tensor,
+             precision: str = "fp32") -> torch.Tensor:
         """Gaussian NLL (module docstring), x [E, B, F + A], target [E, B, D_out]; no decay."""
-        mean, logvar = self(x)
+        mean, logvar = self(x, precision)
         nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean(dim=(1, 2)).sum()
         return nll + 0.01 * (self.max_logvar.sum() - self.min_logvar.sum())
 
@@ -222,12 +224,14 @@ class DeterministicEnsemble(_Ensemble):
         super().__init__(obs_dim, act_dim, ensemble_size, num_elites, hidden, layers,
                          activation, reward_head, weight_decay, seed, obs_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [E, B, F + A] (make_inputs) -> prediction [E, B, D_out] (autograd)."""
-        return self.mlp(self.normalizer.normalize(x))
+    def forward(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """x [E, B, F + A] (make_inputs) -> prediction [E, B, D_out] (autograd);
+        ``precision``: of the MLP's products (EnsembleMLP.forward)."""
+        return self.mlp(self.normalizer.normalize(x), precision)
 
-    def loss(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ((self(x) - target) ** 2).mean(dim=(1, 2)).sum()
+    def loss(self, x: torch.Tensor, target: torch.Tensor,
+             precision: str = "fp32") -> torch.Tensor:
+        return ((self(x, precision) - target) ** 2).mean(dim=(1, 2)).sum()
 
     def predict_mean(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)

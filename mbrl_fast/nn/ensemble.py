@@ -92,8 +92,15 @@ class EnsembleMLP(nn.Module):
         self.sizes = tuple(sizes)
         self._act = activation_fn(activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [E, B, d_0] (already normalized) -> y [E, B, d_L]."""
+    def forward(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """x [E, B, d_0] (already normalized) -> y [E, B, d_L]; ``precision`` 'bf16': the
+        products' operands rounded to bf16, fp32 accumulation (nn/dense.py), y float32."""
+        if precision != "fp32":
+            from mbrl_fast.nn.dense import mlp_forward  # nn.dense builds on this module's math
+
+            return mlp_forward(x, [layer.weight for layer in self.layers],
+                               [layer.bias for layer in self.layers], self.activation,
+                               precision=precision)
         last = len(self.layers) - 1
         for l, layer in enumerate(self.layers):
             x = layer(x)
