@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mbrl_fast.nn.dense import mlp_forward
 from mbrl_fast.ops.ensemble_mlp import ACTIVATIONS, activation_fn
 
 
@@ -96,8 +97,6 @@ class EnsembleMLP(nn.Module):
         """x [E, B, d_0] (already normalized) -> y [E, B, d_L]; ``precision`` 'bf16': the
         products' operands rounded to bf16, fp32 accumulation (nn/dense.py), y float32."""
         if precision != "fp32":
-            from mbrl_fast.nn.dense import mlp_forward  # nn.dense builds on this module's math
-
             return mlp_forward(x, [layer.weight for layer in self.layers],
                                [layer.bias for layer in self.layers], self.activation,
                                precision=precision)
