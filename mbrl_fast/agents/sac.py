@@ -20,7 +20,9 @@ lag), so one backward pass and one fused Adam step serve all three.
 
 The twin critics are one :class:`~mbrl_fast.nn.EnsembleMLP` with E = 2 (both in one
 batched matmul per layer); the policy is :class:`~mbrl_fast.nn.TanhGaussianPolicy`,
-whose :meth:`SAC.policy_params` the compiled rollout reads in place. Actions are in
+whose :meth:`SAC.policy_params` the compiled rollout reads in place. With
+``SACConfig.precision="bf16"`` every product of the update runs on bf16 operands with fp32
+accumulation (nn/dense.py); the parameters and Adam stay fp32. Actions are in
 policy units [-1, 1] everywhere here; the environment's bounds are applied by
 ``policy.to_env`` at the env boundary (nn/policy.py).
 
