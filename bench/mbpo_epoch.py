@@ -33,6 +33,10 @@ model and rollouts x 1000 / 250. ``issue_literal`` scales with ONE model round p
 ``env_loop_s`` = round total - SAC - model - rollout (policy act, env.step, buffer adds).
 Rounds alternate sides (first side swapped every repeat), so changing load hits both; each
 figure is the median over ``--repeats``. torch threads are set per side before each round.
+
+``--set KEY=VALUE`` changes our side's config only (e.g. ``sac.precision=bf16``): the
+result is then a variant of ours against mbrl-lib's config, not the same config on both
+sides, and the JSON records the overrides (``mbrl_fast_overrides``).
 """
 
 from __future__ import annotations
