@@ -88,11 +88,34 @@ def _compile_cases():
     s, r = torch.randn(2, 500, 4, 3), torch.randn(2, 500)
     te.cem_update_triton(s, r, s[:, 0], s[:, 0].abs(), 50, 0.1, 0.0)
     te.mppi_update_triton(s, r, 1.0)
+    # Every scalar a launcher passes as 1 (one member, row, particle, step, elite; seed and
+    # offset 1): Triton's JIT turns an int argument equal to 1 into the constant 1 unless the
+    # kernel lists it in do_not_specialize, and a kernel that calls .to() on it fails to compile.
+    p1 = random_mlp_params(E=1, sizes=(7, 16, 2 * 7))  # D 6 + reward, A 1
+    tm.ensemble_mlp_triton(torch.randn(1, 1, 7), p1, p1.sizes)
+    pol1 = random_mlp_params(E=1, sizes=(6, 8, 2))
+    for mode, policy in (("ts1", None), ("tsinf", None), ("fixed", pol1)):
+        a1 = None if policy else torch.randn(1, 1, 1, 1)
+        spec = check_args(p1, torch.randn(1, 6), a1, 1, mode, 0, None, 1, 1, "model", True,
+                          policy, 1 if policy else None)
+        tp.propagate_triton(p1, torch.randn(1, 6), a1, spec, policy)
+    s1, r1 = torch.randn(1, 1, 1, 1), torch.randn(1, 1)
+    te.cem_update_triton(s1, r1, s1[:, 0], s1[:, 0].abs(), 1, 0.1, 0.0)
+    te.mppi_update_triton(s1, r1, 1.0)
 
     dtypes = {torch.float32: "fp32", torch.int64: "i64", torch.int32: "i32",
               torch.bfloat16: "bf16", torch.uint8: "u8"}
 
-    def scalar_type(v):
+    try:  # the JIT's own rule for a scalar's type (and the constant 1); triton >= 3.3
+        from triton._C.libtriton import native_specialize_impl
+        from triton.backends.compiler import BaseBackend
+    except ImportError:
+        native_specialize_impl = None
+
+    def scalar_type(prm, v):
+        if native_specialize_impl is not None and not isinstance(v, float):
+            return native_specialize_impl(BaseBackend, v, False, not prm.do_not_specialize,
+                                          True)[0]
         if isinstance(v, bool):
             return "i1"
         if isinstance(v, float):
@@ -115,9 +138,11 @@ def _compile_cases():
             elif isinstance(v, torch.Tensor):
                 sig[prm.name] = "*" + dtypes[v.dtype]
             else:
-                sig[prm.name] = scalar_type(v)
+                sig[prm.name] = scalar_type(prm, v)
+                if sig[prm.name] == "constexpr":  # an int equal to 1, as the JIT passes it
+                    constexprs[prm.name] = v
         for cap in (80, 90):
-            name = f"{fn.__name__} sm_{cap} {sorted(constexprs.items())}"
+            name = f"{fn.__name__} sm_{cap} {sorted(constexprs.items(), key=str)}"
             try:
                 binary = triton.compile(ASTSource(fn, sig, constexprs),
                                         target=GPUTarget("cuda", cap, 32), options=options)

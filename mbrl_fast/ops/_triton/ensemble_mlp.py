@@ -94,7 +94,7 @@ def mlp_forward(scratch, w_table, b_table, sizes, num_layers, member, slope,
     r = tl.arange(0, BM)[:, None]
     kk = tl.arange(0, BK)
     nn = tl.arange(0, BN)
-    member = tl.to_tensor(member).to(tl.int64)
+    member = tl.zeros([], tl.int64) + member  # a Python int (the policy: 0) or a scalar tensor
     tl.debug_barrier()  # the caller's slot-0 stores / last reads are done
     for l in range(num_layers):
         d_in = tl.load(sizes + l)

@@ -82,7 +82,11 @@ def gather_features(scratch, s, feat_src, feat_kind, jz, z_ok, jd, d_ok, r, WN: 
     return tl.where(kind[None, :] == 1, tl.sin(v), tl.where(kind[None, :] == 2, tl.cos(v), v))
 
 
-@triton.jit
+# Seeds and offsets change from call to call: not specialized (no recompilation when one is
+# 1 or a multiple of 16), and the Philox helpers call .to() on them, which a value Triton
+# specialized to the constant 1 does not have; num_members likewise (randint_at).
+@triton.jit(do_not_specialize=["num_members", "seed_lo", "seed_hi", "o0_lo", "o0_hi", "o1_lo",
+                               "o1_hi", "o2_lo", "o2_hi"])
 def _propagate_kernel(
         obs, actions, perm, members, states, step_rewards, row_returns, taken, bad, scratch,
         w_table, b_table, sizes, num_layers, in_mean, in_std, max_lv, min_lv, slope,
