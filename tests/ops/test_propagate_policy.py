@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from helpers import random_mlp_params
+from helpers import assert_close, random_mlp_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from propagate_cases import (
@@ -130,7 +130,9 @@ def test_policy_noise_is_the_reference_stream(backend):
     got = run(backend, model, obs, None, policy, **kw)
     std = torch.exp(0.5 * soft_bound_logvar(torch.zeros(A), policy.max_logvar, policy.min_logvar))
     eps = noise.normal((3, 1, 7, 5, A), kw["seed"], kw["offset"] + 2, backend="reference")
-    torch.testing.assert_close(got.actions.cpu(), torch.tanh(std * eps), rtol=1e-6, atol=1e-6)
+    # the fp32 kernel tolerance (the CUDA kernel's fast-math tanh / exp measured 7e-6 on an
+    # H200); another noise stream would move the actions by O(0.1)
+    assert_close(got.actions, torch.tanh(std * eps), "fp32", "actions")
 
 
 def _nan_layer(params: MLPParams, layer: int) -> MLPParams:
