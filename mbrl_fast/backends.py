@@ -39,9 +39,11 @@ CPU_KERNELS_ENV_VAR = "MBRL_FAST_CPU_KERNELS"
 # The cpu backend's fp32 kernel paths, slowest first; index = csrc CpuIsa id.
 CPU_ISAS = ("portable", "avx2", "avx512")
 
-# Which backend auto prefers on a CUDA device. Measured rule (see README,
-# "Backends"); the GPU issue refines it per op.
+# Which backend auto prefers on a CUDA device, per op where measured otherwise (docs/gpu.md,
+# "Measured on an H200"): Triton's ensemble_mlp ran 0.68x (fp32) / 0.43x (bf16) the CUDA
+# kernel's time; CUDA won cem_update, mppi_update and noise; propagate is not measured yet.
 _GPU_PREFERENCE = ("cuda", "triton")
+_GPU_PREFERENCE_BY_OP = {"ensemble_mlp": ("triton", "cuda")}
 
 
 # What each compiled backend implements (the reference implements everything): the one
@@ -315,7 +317,10 @@ def select(backend: str, device: torch.device, supported: Sequence[str], op: str
         if not _device_ok(backend, device):
             raise BackendUnavailable(f"{op}: backend {backend!r} cannot run on device {device}")
         return backend
-    order = _GPU_PREFERENCE if device.type == "cuda" else ("cpu", "triton")
+    if device.type == "cuda":
+        order = _GPU_PREFERENCE_BY_OP.get(op, _GPU_PREFERENCE)
+    else:
+        order = ("cpu", "triton")
     for name in order:
         if name in supported and _device_ok(name, device) and is_available(name):
             if name == "triton" and device.type == "cpu":

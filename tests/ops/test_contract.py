@@ -8,6 +8,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import torch
 
 from mbrl_fast import backends
 from mbrl_fast.ops import registry
@@ -119,3 +120,19 @@ def test_reward_fusion_is_per_backend():
         plain.fused_on(b) for b in backends.BACKENDS)
     with pytest.raises(ValueError, match="needs a function address"):
         Reward("x", torch_fn, kind=RewardKind.CALLBACK)
+
+
+def test_auto_on_a_cuda_device_follows_the_measured_per_op_order(monkeypatch):
+    """Where both GPU backends run a call, auto takes the one measured faster for that op
+    (backends._GPU_PREFERENCE_BY_OP: Triton for ensemble_mlp), else CUDA; a backend the call
+    cannot use is passed over. Runs without a GPU: availability is stubbed."""
+    monkeypatch.setattr(backends, "is_available", lambda name: True)
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    cuda = torch.device("cuda")
+    both = ("cuda", "triton")
+    assert backends.select("auto", cuda, both, "ensemble_mlp") == "triton"
+    assert backends.select("auto", cuda, ("cuda",), "ensemble_mlp") == "cuda"
+    for op in ("propagate", "cem_update", "mppi_update", "noise"):
+        assert backends.select("auto", cuda, both, op) == "cuda", op
+    assert backends.select("auto", cuda, ("triton",), "propagate") == "triton"
+    assert backends.select("auto", cuda, (), "propagate") == "reference"
