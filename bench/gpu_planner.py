@@ -229,17 +229,18 @@ def act_row(name: str, make_fn, obs1, obs_n, flop_per_env: float, peak: float, r
     return row
 
 
-def issue_targets(agent_rows: dict, valid: bool) -> dict:
+def issue_targets(agent_rows: dict, valid: bool, envs: int = 64) -> dict:
     """The GPU issue's targets, computed from the public act() rows (fp32, per backend).
 
     The top-level booleans are those of the GPU backend with the fastest one-env act();
-    None where a number they need was not measured (e.g. mbrl-lib not importable).
+    None where a number they need was not measured (e.g. mbrl-lib not importable), and
+    ``batch64_le_8x`` None unless the batch row planned 64 environments.
     """
     by_backend = {}
     for be in GPU_BACKENDS:
         row = agent_rows[f"{be}_fp32"]
         sec, speedup, batch = (row["single"]["seconds"], row.get("speedup_vs_mbrl_lib"),
-                               row["batch64_over_single"])
+                               row["batch64_over_single"] if envs == 64 else None)
         by_backend[be] = {
             "act_ms_fp32": sec * 1e3 if sec else None,
             "act_ms_fp32_le_15": None if not sec else sec * 1e3 <= ACT_MS_MAX,
@@ -301,7 +302,7 @@ def run(args, log=print) -> dict:
             row["speedup_vs_mbrl_lib"] = ratio(out["mbrl_lib_act"]["seconds"],
                                                row["single"]["seconds"])
     full = not args.quick and envs == 64 and cfg.name == "pets-halfcheetah"
-    out["targets"] = issue_targets(out["pets_agent_act"], full)
+    out["targets"] = issue_targets(out["pets_agent_act"], full, envs)
     log("targets: " + json.dumps({k: v for k, v in out["targets"].items() if k != "by_backend"}))
 
     small = small_mlp(cfg.obs_dim, cfg.act_dim)
