@@ -6,6 +6,7 @@
 #
 #   tools/gpu_session.sh                 # all steps
 #   STEPS="build tests" tools/gpu_session.sh
+#   STEPS="build sanitize" tools/gpu_session.sh   # compute-sanitizer (docs/gpu.md step 3)
 #
 # Without the build step, modules built elsewhere for the machine's Python are taken from
 # ./.whl/_C*.so. Wheels the machine lacks (mbrl-lib and its config stack, gymnasium) are installed from
@@ -62,5 +63,14 @@ if [[ " $STEPS " == *" bench "* ]]; then
   timeout "$BENCH_S" "$py" bench/gpu_planner.py ${BENCH_ARGS:-} --out "$OUT/gpu_planner.json" \
     > "$OUT/gpu_planner.log" 2>&1
   echo "bench rc=$?"; tail -30 "$OUT/gpu_planner.log"
+fi
+if [[ " $STEPS " == *" sanitize "* ]]; then  # not in the default STEPS: a few minutes
+  stamp "compute-sanitizer racecheck + memcheck (cap ${SANITIZE_S:-240} s)"
+  timeout -s INT -k 20 "${SANITIZE_S:-240}" bash -c "
+    compute-sanitizer --tool racecheck $py -m pytest -q -m gpu tests/ops -p no:cacheprovider \
+      -k 'cuda and (test_shapes or test_every_activation or cem)' &&
+    compute-sanitizer --tool memcheck $py -m pytest -q -m gpu tests/ops/test_propagate.py \
+      -p no:cacheprovider -k cuda" > "$OUT/sanitizer.log" 2>&1
+  echo "sanitize rc=$?"; grep -E "ERROR SUMMARY|hazard|passed|failed" "$OUT/sanitizer.log" | tail -10
 fi
 stamp done
