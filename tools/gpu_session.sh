@@ -9,8 +9,8 @@
 #   STEPS="build sanitize" tools/gpu_session.sh   # compute-sanitizer (docs/gpu.md step 3)
 #
 # Without the build step, modules built elsewhere for the machine's Python are taken from
-# ./.whl/_C*.so. Wheels the machine lacks (mbrl-lib and its config stack, gymnasium) are installed from
-# ./.whl when that folder exists (pip download them for the machine's Python first).
+# ./.whl/_C*.so; wheels the machine lacks (mbrl-lib and its config stack, gymnasium) are
+# installed from ./.whl. tools/gpu_prepare.sh fills that folder.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}
