@@ -106,7 +106,7 @@ def _compile_cases():
     dtypes = {torch.float32: "fp32", torch.int64: "i64", torch.int32: "i32",
               torch.bfloat16: "bf16", torch.uint8: "u8"}
 
-    try:  # the JIT's own rule for a scalar's type (and the constant 1); triton >= 3.3
+    try:  # the JIT's own rule for a scalar's type (the constant 1 too): triton 3.6 and 3.9 have it
         from triton._C.libtriton import native_specialize_impl
         from triton.backends.compiler import BaseBackend
     except ImportError:
