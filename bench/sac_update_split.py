@@ -18,8 +18,8 @@ GEMMs) it reports:
 - ``gemm_replay_ms``: one update's products (the profiled ops with their shapes, strides
   and dtypes, ReLU epilogues left out) replayed back to back without the profiler, and
   ``other_ms`` = ``ms_per_update`` - that: the time outside the products;
-- ``dense_gflops``: the same precision's 256 x 256 x 256 product run back to back on one
-  thread in this process, the rate a fused update's products could hope for;
+- ``dense_gflops``: the same precision's 256 x 256 x 256 product on one thread in this
+  process (median of 500), the rate a fused update's products could hope for;
 - ``fused_bound_ms``: the update's products as they run now with nothing else taking any
   time (``gemm_replay_ms``), and ``fused_bound_dense_ms``: its FLOPs at
   ``dense_gflops``; ``fused_bound_speedup`` = ``ms_per_update`` / the smaller: the most
@@ -41,9 +41,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sac_update import ACT, BATCH, OBS, ROWS, cpu_name, git_commit, random_transitions  # noqa: E402
+from sac_update import ACT, BATCH, OBS, ROWS, git_commit, random_transitions  # noqa: E402
 
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from  # noqa: E402
+from mbrl_fast.benchmarks.harness import machine_info, matmul_peak_gflops  # noqa: E402
 from mbrl_fast.models import ReplayBuffer  # noqa: E402
 from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory, onednn_available  # noqa: E402
 
@@ -139,20 +140,6 @@ def split_profile(events, updates: int) -> dict:
                 top_other_ms_per_update={k: round(v / 1e3 / updates, 3) for k, v in top})
 
 
-def dense_gflops(dtype: torch.dtype, seconds: float = 1.0) -> float:
-    """256 x 256 x 256 products back to back (fp32 or bf16 operands), GFLOP/s."""
-    a = torch.randn(256, 256).to(dtype)
-    b = torch.randn(256, 256).to(dtype)
-    for _ in range(20):
-        torch.mm(a, b)
-    n, tic = 0, time.perf_counter()
-    while time.perf_counter() - tic < seconds:
-        for _ in range(50):
-            torch.mm(a, b)
-        n += 50
-    return 2 * 256**3 * n / (time.perf_counter() - tic) / 1e9
-
-
 def measure_variant(backend: str, precision: str, data, rounds: int, per_round: int,
                     profile_updates: int) -> dict:
     sac = SAC(OBS, ACT, SACConfig(backend=backend, precision=precision), seed=0)
@@ -205,16 +192,15 @@ def main(argv=None) -> None:
         what="one SAC update (Hopper-v5 sizes, 2 x 256, batch 256, one thread): "
              "matrix products against the rest, and the bound on a fused update",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        cpu=cpu_name(), torch=torch.__version__, commit=git_commit(),
-        date=time.strftime("%Y-%m-%d %H:%M"), load_avg_1min_before=round(os.getloadavg()[0], 2),
-        variants={})
+        commit=git_commit(), load_avg_1min_before=round(os.getloadavg()[0], 2), variants={})
     onednn = "onednn" if onednn_available() else "torch"
     variants = {"fp32": (onednn, "fp32"), "fp32-torch": ("torch", "fp32")}
     if onednn == "onednn" and bf16_supported():
         variants["bf16"] = (onednn, "bf16")
-    rates = {"fp32": dense_gflops(torch.float32)}
-    if "bf16" in variants:
-        rates["bf16"] = dense_gflops(torch.bfloat16)
+    # the dense rate: one 256 x 256 x 256 product, median of 500
+    rates = {p: matmul_peak_gflops(256, repeats=500, dtype=dtype)
+             for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+             if p == "fp32" or "bf16" in variants}
     result["dense_gflops"] = {k: round(v, 1) for k, v in rates.items()}
     for name, (backend, precision) in variants.items():
         v = measure_variant(backend, precision, data, args.rounds, args.updates,
@@ -225,7 +211,7 @@ def main(argv=None) -> None:
                                            / min(dense, v["gemm_replay_ms"]), 2))
         result["variants"][name] = v
         print(name, json.dumps(v), flush=True)
-    result["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
+    result["machine"] = machine_info()
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
