@@ -103,9 +103,22 @@ class MBPO(OffPolicyAgent):
     name = "mbpo"
     Config = MBPOConfig
     FIELDS = OffPolicyAgent.FIELDS + MODEL_FIELDS
+    # jannerm/mbpo's examples/config/<task>/0.py; steps: mbrl-lib 0.2.0's mbpo_<task>.yaml
+    # num_steps (InvertedDoublePendulum: jannerm/mbpo's 80 epochs of 250).
     PRESETS = {
-        # jannerm/mbpo's Hopper: target entropy -1.
+        # Hopper: target entropy -1 (the rest are MBPOConfig's defaults).
         "Hopper-v5": dict(sac=dict(target_entropy=-1.0)),
+        # Walker2d: 1-step rollouts throughout, target entropy -3, 300,000 steps.
+        "Walker2d-v5": dict(steps=300_000, rollout_max_length=1, sac=dict(target_entropy=-3.0)),
+        # HalfCheetah: 40 updates per env step, 1-step rollouts, target entropy -3, 400,000
+        # steps (it never terminates: the task needs no termination function).
+        "HalfCheetah-v5": dict(steps=400_000, updates_per_step=40, rollout_max_length=1,
+                               sac=dict(target_entropy=-3.0)),
+        # InvertedDoublePendulum: 250-step epochs, 500 random steps, 1-step rollouts,
+        # target entropy -0.5, 80 epochs (20,000 steps).
+        "InvertedDoublePendulum-v5": dict(
+            steps=20_000, epoch_length=250, initial_random_steps=500, rollout_max_length=1,
+            sac=dict(target_entropy=-0.5)),
         # jannerm/mbpo's InvertedPendulum: 250-step epochs, 10 updates per step, 1-step
         # rollouts, 500 random steps, target entropy -0.05; 3 x 200 model here.
         "InvertedPendulum-v5": dict(

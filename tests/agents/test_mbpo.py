@@ -36,6 +36,22 @@ def test_config_docstrings_and_published_defaults():
     assert MBPO.make_config("Hopper-v5").sac.target_entropy == -1.0
 
 
+@pytest.mark.parametrize("env_id", sorted(MBPO.PRESETS))
+def test_every_preset_runs_a_tiny_epoch(env_id):
+    published = MBPO.PRESETS[env_id]
+    c = MBPO.make_config(env_id)
+    assert c.env_id == env_id and c.sac.target_entropy == published["sac"]["target_entropy"]
+    assert c.updates_per_step == published.get("updates_per_step", 20)
+    agent = MBPO(MBPO.make_config(env_id, **TINY))  # the task is registered, and has a
+    try:                                             # termination function where it ends
+        agent.run_iteration(0)
+        row = agent.run_iteration(1)
+        assert row["model_transitions"] > 0 and np.isfinite(row["return"])
+        assert agent.sac.updates == 2 * (120 - 40 + 1)
+    finally:
+        agent.close()
+
+
 def test_rollout_length_schedule():
     agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **{**TINY, "initial_random_steps": 0,
                                                              "rollout_max_length": 15}))
