@@ -12,8 +12,8 @@ rounds, so that a change in the machine's load hits all of them alike; each vari
 figure is the median over rounds, and the ratio is the median of the per-round ratios
 (of wall-clock rates, ``vs_sb3``, and of CPU time per update, ``vs_sb3_cpu``).
 
-Phases: for each thread count, first with glibc's default malloc and then after
-``nn.dense.keep_freed_memory()`` (process-wide, so it applies to SB3 too). Variants:
+Phases, each in a fresh Python process: for each thread count, glibc's default malloc,
+then ``nn.dense.keep_freed_memory()`` (process-wide, so it applies to SB3 too). Variants:
 ``mbrl-fast`` (oneDNN GEMMs), ``mbrl-fast-torch`` (the same learner on torch's
 baddbmm / MKL GEMMs), ``sb3``; where the CPU has native bf16 GEMMs (AVX512-BF16 / AMX)
 also ``mbrl-fast-bf16`` (``SACConfig(precision="bf16")`` on oneDNN; ``vs_fp32``: its
@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -60,8 +61,6 @@ def cpu_name() -> str:
 
 
 def git_commit() -> str:
-    import subprocess
-
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
@@ -160,6 +159,26 @@ def measure(variants: dict, updates: int, rounds: int, warmup: int) -> dict:
     return out
 
 
+def run_phase(data, threads: int, malloc: bool, args) -> dict:
+    """One thread count with glibc's default malloc or after keep_freed_memory()."""
+    phase = dict(threads=threads, keep_freed_memory=malloc, pid=os.getpid())
+    if malloc:
+        phase["keep_freed_memory_applied"] = keep_freed_memory()
+    torch.set_num_threads(threads)
+    sb3_run, phase["stable_baselines3"] = make_sb3(data)
+    # named, not "auto": auto takes torch's GEMMs on CPUs without AVX-512 (nn/dense.py)
+    onednn = "onednn" if onednn_available() else "torch"
+    variants = {"mbrl-fast": make_ours(data, onednn)[0],
+                "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
+    if onednn == "onednn" and bf16_supported():
+        variants["mbrl-fast-bf16"] = make_ours(data, onednn, precision="bf16")[0]
+    if args.compile and not malloc:
+        variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
+            data, "torch", compile_=True)
+    phase.update(measure(variants, args.updates, args.rounds, args.warmup))
+    return phase
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--updates", type=int, default=50, help="updates per variant per round")
@@ -168,6 +187,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
     p.add_argument("--json", default=None)
+    p.add_argument("--phase", type=int, nargs=2, default=None, metavar=("THREADS", "MALLOC"),
+                   help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = p.parse_args(argv)
     data = random_transitions()
     result = dict(
@@ -179,22 +200,26 @@ def main(argv=None) -> None:
         date=time.strftime("%Y-%m-%d %H:%M"),
         updates_per_round=args.updates, rounds=args.rounds, phases=[])
     phases = [(t, malloc) for malloc in (False, True) for t in args.threads]
+    if args.phase is not None:  # one phase, in this process (the child of the run below)
+        threads, malloc = args.phase
+        print(json.dumps(run_phase(data, threads, bool(malloc), args)), flush=True)
+        return
+    # Each phase in a fresh process: keep_freed_memory() cannot be undone, and run after
+    # the others in one process its phases read ~20% slower on two threads, which fresh
+    # processes did not reproduce (docs/mbpo.md).
     for threads, malloc in phases:
-        if malloc and not result.get("keep_freed_memory_applied"):
-            result["keep_freed_memory_applied"] = keep_freed_memory()
-        torch.set_num_threads(threads)
-        sb3_run, result["stable_baselines3"] = make_sb3(data)
-        # named, not "auto": auto takes torch's GEMMs on CPUs without AVX-512 (nn/dense.py)
-        onednn = "onednn" if onednn_available() else "torch"
-        variants = {"mbrl-fast": make_ours(data, onednn)[0],
-                    "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
-        if onednn == "onednn" and bf16_supported():
-            variants["mbrl-fast-bf16"] = make_ours(data, onednn, precision="bf16")[0]
-        phase = dict(threads=threads, keep_freed_memory=malloc)
-        if args.compile and threads == args.threads[0] and not malloc:
-            variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
-                data, "torch", compile_=True)
-        phase.update(measure(variants, args.updates, args.rounds, args.warmup))
+        child = [sys.executable, os.path.abspath(__file__), "--phase", str(threads),
+                 str(int(malloc)), "--updates", str(args.updates), "--rounds",
+                 str(args.rounds), "--warmup", str(args.warmup)] + \
+            (["--compile"] if args.compile and threads == args.threads[0] else [])
+        proc = subprocess.run(child, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"phase threads={threads} keep_freed_memory={malloc} failed:\n"
+                               f"{proc.stderr[-3000:]}")
+        phase = json.loads(proc.stdout.strip().splitlines()[-1])
+        for key in ("stable_baselines3", "keep_freed_memory_applied"):
+            if key in phase:
+                result[key] = phase.pop(key)
         result["phases"].append(phase)
         print(json.dumps(phase), flush=True)
     if args.json:

@@ -62,8 +62,8 @@ class MBPOConfig:
     """Deterministic evaluation episodes per epoch (mbpo: eval_n_episodes)."""
     torch_threads: int = 1
     """torch.set_num_threads for training (0: torch's default). One is fastest while another
-    job has the other core; on an idle 2-core Zen 4 two made SAC's updates 1.4x faster
-    (bench/results/sac_update_zen4_quiet.json): ``--set torch_threads=2`` there."""
+    job has the other core; on an idle 2-core Zen 4 two made SAC's updates 1.1-1.5x
+    faster (docs/mbpo.md): ``--set torch_threads=2`` there."""
     keep_freed_memory: bool = True
     """Call nn.dense.keep_freed_memory() (no page faults per SAC update)."""
     model_train_freq: int = 250

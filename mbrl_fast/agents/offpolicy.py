@@ -232,8 +232,8 @@ class SACAgentConfig:
     torch_threads: int = 1
     """torch.set_num_threads (0: torch's default). One: on the project machine's 2 shared
     cores an update took 12.5 ms with 1 thread and 198 ms with 2 while the other core was
-    busy; on an idle 2-core Zen 4, two threads made it 1.4x faster (bench/sac_update.py
-    measures both; bench/results/sac_update_zen4_quiet.json)."""
+    busy; on an idle 2-core Zen 4, two threads made it 1.1-1.5x faster (bench/sac_update.py
+    measures both; docs/mbpo.md)."""
     keep_freed_memory: bool = True
     """Call nn.dense.keep_freed_memory() (glibc keeps freed blocks: no page faults per
     update; process-wide)."""
