@@ -190,7 +190,11 @@ def main(argv=None) -> None:
     p.add_argument("--phase", type=int, nargs=2, default=None, metavar=("THREADS", "MALLOC"),
                    help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = p.parse_args(argv)
-    data = random_transitions()
+    if args.phase is not None:  # one phase, in this process (a child of the run below)
+        threads, malloc = args.phase
+        print(json.dumps(run_phase(random_transitions(), threads, bool(malloc), args)),
+              flush=True)
+        return
     result = dict(
         what="SAC gradient steps per second, sampling included; Hopper-v5 sizes (obs 11, "
              "act 3), batch 256, 2 x 256 ReLU actor and twin critics, auto entropy",
@@ -199,15 +203,10 @@ def main(argv=None) -> None:
         onednn_path=onednn_available(), bf16_gemms=bf16_supported(),
         date=time.strftime("%Y-%m-%d %H:%M"),
         updates_per_round=args.updates, rounds=args.rounds, phases=[])
-    phases = [(t, malloc) for malloc in (False, True) for t in args.threads]
-    if args.phase is not None:  # one phase, in this process (the child of the run below)
-        threads, malloc = args.phase
-        print(json.dumps(run_phase(data, threads, bool(malloc), args)), flush=True)
-        return
-    # Each phase in a fresh process: keep_freed_memory() cannot be undone, and run after
-    # the others in one process its phases read ~20% slower on two threads, which fresh
-    # processes did not reproduce (docs/mbpo.md).
-    for threads, malloc in phases:
+    # Each phase in a fresh process: keep_freed_memory() cannot be undone, so in one
+    # process its phases always ran after the others and their rates mixed the malloc
+    # setting with the order (docs/mbpo.md).
+    for threads, malloc in [(t, malloc) for malloc in (False, True) for t in args.threads]:
         child = [sys.executable, os.path.abspath(__file__), "--phase", str(threads),
                  str(int(malloc)), "--updates", str(args.updates), "--rounds",
                  str(args.rounds), "--warmup", str(args.warmup)] + \
