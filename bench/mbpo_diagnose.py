@@ -19,7 +19,10 @@ far is the critic from the policy's return?
 2. **The critic against Monte-Carlo.** For ``--episodes`` resets: min-twin Q(s0, a0) with
    a0 sampled from the policy, against the soft discounted return
    ``sum_t gamma^t (r_t - alpha log pi(a_t | s_t))`` of the sampled policy from there, to
-   the episode's end (a time-limit cut drops at most gamma^1000 of the tail).
+   the episode's end (a time-limit cut drops at most gamma^1000 of the tail). Per episode
+   also: what ended it (the task's health check that failed, or the time limit), and Q
+   against the return-to-go at a few steps before the end: a critic that does not see a
+   fall coming overestimates there, however right it is at s0.
 3. With ``--cap-check`` (MBPO runs; it trains the model twice): does the epoch cap of a
    model round (``train.epochs``) stop training before the patience rule would? One round
    on all real data from the checkpoint's weights and trainer state with the run's cap,
@@ -122,6 +125,31 @@ def model_vs_sim(agent, rows: int = 3000, seed: int = 0) -> dict:
     return result
 
 
+def why_ended(env, terminated: bool) -> str:
+    """Which health check ended an episode of a Hopper / Walker2d-style task (their
+    ``_healthy_*_range`` attributes on qpos[1] = height, qpos[2] = torso angle and, for
+    Hopper, state_vector()[2:]); "time limit" if it was not terminated."""
+    if not terminated:
+        return "time limit"
+    u = env.unwrapped
+    qpos, failed = u.data.qpos, []
+    for name, value in (("height", qpos[1]), ("angle", qpos[2])):
+        lo, hi = getattr(u, f"_healthy_{'z' if name == 'height' else name}_range", (None, None))
+        if lo is not None and not lo < value < hi:
+            failed.append(f"{name} {value:+.3f} outside ({lo}, {hi})")
+    if hasattr(u, "_healthy_state_range"):
+        lo, hi = u._healthy_state_range
+        state = u.state_vector()
+        i = 2 + int(np.argmax(np.abs(state[2:])))
+        if not lo < state[i] < hi:
+            failed.append(f"state_vector()[{i}] {state[i]:+.1f} outside ({lo}, {hi})")
+    return "; ".join(failed) or "terminated (no health range to name)"
+
+
+#: steps before an episode's end at which part 2 compares the critic with the return-to-go
+BEFORE_END = (1, 10, 30, 100, 300)
+
+
 def critic_vs_mc(agent, episodes: int = 5, seed: int = 0) -> dict:
     """Part 2 of the module docstring."""
     sac, view, gamma = agent.sac, agent.view, agent.config.sac.gamma
@@ -134,20 +162,27 @@ def critic_vs_mc(agent, episodes: int = 5, seed: int = 0) -> dict:
     out = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + 100 + ep)
-        soft, ret, disc, steps, q0, done = 0.0, 0.0, 1.0, 0, None, False
-        while not done:
+        qs, soft_rewards, ret, terminated, truncated = [], [], 0.0, False, False
+        while not (terminated or truncated):
             o = torch.as_tensor(view(obs), dtype=torch.float32)[None]
             with torch.no_grad():
                 a, logp = sac.policy.sample(o, eps=torch.randn(1, sac.act_dim, generator=gen))
-                if q0 is None:
-                    q0 = float(sac._q(torch.cat([o, a], -1), *sac._live_wb()).min())
+                qs.append(float(sac._q(torch.cat([o, a], -1), *sac._live_wb()).min()))
             obs, r, terminated, truncated, _ = env.step(sac.policy.to_env(a)[0].numpy())
-            soft += disc * (r - alpha * float(logp))
+            soft_rewards.append(r - alpha * float(logp))
             ret += r
-            disc *= gamma
-            steps += 1
-            done = terminated or truncated
-        out.append(dict(q0=q0, soft_discounted_return=soft, return_=ret, steps=steps))
+        # soft discounted return-to-go from every step; a time-limit cut drops <= gamma^1000
+        to_go, g = np.empty(len(qs)), 0.0
+        for t in range(len(qs) - 1, -1, -1):
+            g = soft_rewards[t] + gamma * g
+            to_go[t] = g
+        steps = len(qs)
+        out.append(dict(q0=qs[0], soft_discounted_return=float(to_go[0]), return_=ret,
+                        steps=steps, ended=why_ended(env, terminated),
+                        q_minus_return_to_go_before_end={
+                            str(k): float(qs[steps - k] - to_go[steps - k])
+                            for k in BEFORE_END if k <= steps},
+                        q_minus_return_to_go_mean=float(np.mean(np.array(qs) - to_go))))
     env.close()
     q0 = float(np.mean([e["q0"] for e in out]))
     mc = float(np.mean([e["soft_discounted_return"] for e in out]))
@@ -214,6 +249,10 @@ def main(argv=None) -> int:
     result["critic_vs_mc"] = cv = critic_vs_mc(agent, args.episodes, args.seed)
     print(f"Q(s0, a0) {cv['q0']:.1f} vs soft discounted return {cv['soft_discounted_return']:.1f}"
           f" (alpha {cv['alpha']:.3f}): overestimation {cv['overestimation']:.1f}")
+    for e in cv["episodes"]:
+        print(f"  episode: {e['steps']} steps, return {e['return_']:.0f}, ended: {e['ended']}; "
+              "Q - return-to-go at steps before the end " + ", ".join(
+                  f"{k}: {v:+.1f}" for k, v in e["q_minus_return_to_go_before_end"].items()))
     agent.close()
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -69,6 +69,33 @@ def test_critic_vs_mc_runs_episodes_to_their_end(agent):
     for e in out["episodes"]:
         assert 1 <= e["steps"] <= 1000 and np.isfinite(e["q0"])
     assert out["overestimation"] == pytest.approx(out["q0"] - out["soft_discounted_return"])
+    for e in out["episodes"]:
+        before_end = e["q_minus_return_to_go_before_end"]
+        assert set(before_end) == {str(k) for k in _load().BEFORE_END if k <= e["steps"]}
+        assert all(np.isfinite(v) for v in before_end.values())
+        # a barely trained Hopper policy falls long before the time limit
+        assert e["steps"] < 1000 and ("height" in e["ended"] or "angle" in e["ended"])
+
+
+def test_why_ended_names_the_failed_health_check():
+    import gymnasium as gym
+
+    why_ended = _load().why_ended
+    env = gym.make("Hopper-v5")
+    env.reset(seed=0)
+    u = env.unwrapped
+    qpos, qvel = u.init_qpos.copy(), u.init_qvel.copy()
+    assert why_ended(env, terminated=False) == "time limit"
+    qpos[1] = 0.5
+    u.set_state(qpos, qvel)
+    assert why_ended(env, terminated=True).startswith("height +0.500 outside (0.7, inf)")
+    qpos[1], qpos[2] = 1.25, -0.3
+    u.set_state(qpos, qvel)
+    assert why_ended(env, terminated=True).startswith("angle -0.300 outside")
+    qpos[2], qvel[3] = 0.0, 150.0
+    u.set_state(qpos, qvel)
+    assert why_ended(env, terminated=True) == "state_vector()[9] +150.0 outside (-100.0, 100.0)"
+    env.close()
 
 
 def test_a_run_directory_goes_into_the_json(tmp_path):
