@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="config override, e.g. planner.population=200")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also write the metrics as TensorBoard scalars to "
+                            "RUN_DIR/tensorboard (needs the tensorboard package); a resumed "
+                            "run whose directory has them keeps writing them")
     train.add_argument("--plan-budget-ms", type=float, default=None, metavar="MS",
                        help="size the planner (population, particles) so that one planned "
                             "step takes at most MS milliseconds on this machine")
@@ -162,6 +166,13 @@ def cmd_train(args) -> int:
     from mbrl_fast.config import config_to_dict
 
     cls = get_agent(args.algo)
+    tensorboard = args.tensorboard or (args.resume is not None
+                                       and runs.RunDir(args.resume).tensorboard_dir.is_dir())
+    if tensorboard:
+        try:  # before anything is written
+            runs.tensorboard_writer_class()
+        except ImportError as exc:
+            raise UsageError(f"--tensorboard: {exc}") from None
     if args.resume is not None:
         settings = _resume_settings(args.overrides)
         given = [flag for flag, value in (("--env", args.env), ("--seed", args.seed),
@@ -210,7 +221,7 @@ def cmd_train(args) -> int:
     config = config_to_dict(agent.config)
     try:
         history = runs.train_loop(agent, run, args.algo, config, attempt,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, tensorboard=tensorboard)
     finally:
         agent.close()
     if history:
