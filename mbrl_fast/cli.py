@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=5)
     ev.add_argument("--seed", type=int, default=10_000, help="first episode's reset seed")
     ev.add_argument("--no-video", action="store_true", help="do not try to record a video")
+    ev.add_argument("--best", action="store_true",
+                    help="evaluate best.pt (the iteration with the highest return) instead of "
+                         "the last checkpoint")
     ev.add_argument("--goals", type=int, default=None, metavar="N",
                     help="zero-shot navigation to N random goals (agents with an "
                          "evaluate_goals hook, e.g. dads); writes RUN_DIR/eval_goals.{json,png}")
@@ -239,7 +242,7 @@ def cmd_eval(args) -> int:
         return _eval_goals(args)
     if not args.no_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
-    algo, agent, run = runs.load_run(args.run_dir)
+    algo, agent, run = runs.load_run(args.run_dir, best=args.best)
     frames = []
     try:
         env = None
@@ -277,7 +280,7 @@ def _eval_goals(args) -> int:
     from mbrl_fast import runs
 
     goals = _positive("--goals", args.goals)
-    algo, agent, run = runs.load_run(args.run_dir)
+    algo, agent, run = runs.load_run(args.run_dir, best=args.best)
     try:
         hook = getattr(agent, "evaluate_goals", None)
         if hook is None:

@@ -8,6 +8,7 @@ names an agent. A run directory holds::
     learning_curve.png   return against env steps
     tensorboard/         (``--tensorboard``) metrics.csv as TensorBoard scalars
     checkpoint.pt        agent state after the last completed iteration (see below)
+    best.pt              a copy of checkpoint.pt from the iteration with the highest return
     journal/iter_IIII.attempt_AA.bin   records of the iteration in progress
 
 Checkpoint (written after every iteration, atomically: temp file in the directory,
@@ -143,6 +144,7 @@ class RunDir:
         self.metrics_path = self.path / "metrics.csv"
         self.curve_path = self.path / "learning_curve.png"
         self.checkpoint_path = self.path / "checkpoint.pt"
+        self.best_path = self.path / "best.pt"
         self.journal_dir = self.path / "journal"
         self.tensorboard_dir = self.path / "tensorboard"
 
@@ -160,35 +162,43 @@ class RunDir:
         text = yaml.safe_dump({"algo": algo, "config": config}, sort_keys=False)
         atomic_write_bytes(self.config_path, text.encode())
 
-    def load_checkpoint(self, algo: str, config: dict, budget: str) -> dict | None:
+    def load_checkpoint(self, algo: str, config: dict, budget: str,
+                        path: Path | None = None) -> dict | None:
         """The checkpoint's agent state, or None if there is none; CheckpointError if bad.
 
-        ``budget``: the config field that may differ (a resumed run may be extended)."""
-        if not self.checkpoint_path.exists():
+        ``budget``: the config field that may differ (a resumed run may be extended).
+        ``path``: another checkpoint of this run (``best_path``); default checkpoint.pt."""
+        path = self.checkpoint_path if path is None else Path(path)
+        if not path.exists():
             return None
         try:
-            ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"{self.checkpoint_path} is corrupt or unreadable "
+            raise CheckpointError(f"{path} is corrupt or unreadable "
                                   f"({type(exc).__name__}: {exc})") from exc
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{self.checkpoint_path}: not a format-{CHECKPOINT_FORMAT} "
+            raise CheckpointError(f"{path}: not a format-{CHECKPOINT_FORMAT} "
                                   "mbrl-fast checkpoint")
         if ckpt.get("algo") != algo:
-            raise CheckpointError(f"{self.checkpoint_path} is a {ckpt.get('algo')!r} checkpoint, "
+            raise CheckpointError(f"{path} is a {ckpt.get('algo')!r} checkpoint, "
                                   f"config.yaml says {algo!r}")
         ignore = {budget, *RESUME_SETTINGS}
         saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
         now = {k: v for k, v in config.items() if k not in ignore}
         diff = _config_diff(saved, now)
         if diff:
-            raise CheckpointError(f"{self.checkpoint_path} does not match config.yaml "
+            raise CheckpointError(f"{path} does not match config.yaml "
                                   f"(fields differ: {diff})")
         return ckpt["agent"]
 
     def save_checkpoint(self, algo: str, config: dict, agent_state: dict) -> None:
         atomic_torch_save({"format": CHECKPOINT_FORMAT, "algo": algo, "config": config,
                            "agent": agent_state}, self.checkpoint_path)
+
+    def save_best(self) -> None:
+        """best.pt <- checkpoint.pt (atomically; called when the last completed iteration
+        has the highest return so far)."""
+        atomic_write_bytes(self.best_path, self.checkpoint_path.read_bytes())
 
     def journals(self) -> list[tuple[int, int, Path]]:
         """(iteration, attempt, path) of every journal file, sorted."""
@@ -378,6 +388,16 @@ def prepare_resume(run: RunDir, algo: str, config: dict, agent) -> int:
     return max(a for a, _ in pending) + 1 if pending else 0
 
 
+def last_is_best(rows: list[dict]) -> bool:
+    """Whether the last row's return is finite and above every earlier one's (the first
+    row is the best so far; a tie keeps the earlier)."""
+    if not rows or not np.isfinite(rows[-1].get("return", float("nan"))):
+        return False
+    earlier = [r.get("return") for r in rows[:-1]]
+    earlier = [x for x in earlier if x is not None and np.isfinite(x)]
+    return not earlier or rows[-1]["return"] > max(earlier)
+
+
 def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
                progress: bool = True, tensorboard: bool = False) -> list[dict]:
     """Run iterations agent.iterations_done .. total - 1, checkpointing after each one.
@@ -387,6 +407,8 @@ def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
     from tqdm import tqdm
 
     tb = TensorBoardLog(run, agent.history, agent.FIELDS) if tensorboard else None
+    if last_is_best(agent.history):  # a kill may have fallen between checkpoint and copy
+        run.save_best()
     total = agent.total_iterations(agent.config)
     bar = tqdm(total=total, initial=min(agent.iterations_done, total), unit=agent.unit,
                disable=not progress, dynamic_ncols=True)
@@ -399,6 +421,8 @@ def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
             finally:
                 journal.close()
             run.save_checkpoint(algo, config, agent.state_dict())
+            if last_is_best(agent.history):
+                run.save_best()
             run.remove_journals(index + 1)
             run.write_metrics(agent.history, agent.FIELDS)
             run.plot(agent.history, title)
@@ -469,8 +493,9 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None,
     return algo, agent, run, attempt
 
 
-def load_run(path: str | os.PathLike):
-    """(algo, agent, RunDir) with the last checkpoint loaded, for evaluation (read only)."""
+def load_run(path: str | os.PathLike, best: bool = False):
+    """(algo, agent, RunDir) with the last checkpoint loaded, for evaluation (read only);
+    ``best``: best.pt instead (the iteration with the highest return)."""
     from mbrl_fast.agents import get_agent
 
     run = RunDir(path)
@@ -480,15 +505,18 @@ def load_run(path: str | os.PathLike):
         config = config_from_dict(cls.Config, data)
     except ValueError as exc:
         raise CheckpointError(f"{run.config_path}: {exc}") from None
-    state = run.load_checkpoint(algo, config_to_dict(config), cls.budget)
+    ckpt_path = run.best_path if best else run.checkpoint_path
+    state = run.load_checkpoint(algo, config_to_dict(config), cls.budget, ckpt_path)
     if state is None:
-        raise CheckpointError(f"{run.path} has no checkpoint yet (no {cls.unit} has completed)")
+        raise CheckpointError(f"{run.path} has no {ckpt_path.name} yet " + (
+            "(it is written when a completed iteration sets a new best return)" if best
+            else f"(no {cls.unit} has completed)"))
     agent = cls(config)
     try:
         agent.load_state_dict(state)
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         agent.close()
-        raise CheckpointError(f"{run.checkpoint_path} does not fit this run's agent "
+        raise CheckpointError(f"{ckpt_path} does not fit this run's agent "
                               f"({type(exc).__name__}: {exc})") from exc
     return algo, agent, run
 

@@ -161,6 +161,79 @@ def test_eval_reports_mean_and_std(tmp_path, capsys):
     assert len(out.split("returns: ")[1].split(",")) == 2
 
 
+def test_best_pt_holds_the_iteration_with_the_highest_return(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run, trials=3) == 0
+    returns = [float(r["return"]) for r in _rows(run)]
+    best = torch.load(run / "best.pt", weights_only=True)
+    assert best["agent"]["iterations_done"] == int(np.argmax(returns)) + 1
+    capsys.readouterr()
+    assert main(["eval", str(run), "--best", "--episodes", "1", "--no-video"]) == 0
+    assert f"{int(np.argmax(returns)) + 1} trials trained" in capsys.readouterr().out
+    (run / "best.pt").unlink()
+    assert main(["eval", str(run), "--best", "--episodes", "1", "--no-video"]) == 2
+    assert "no best.pt yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("returns, expected", [
+    ([], False), ([1.0], True), ([1.0, 3.0], True), ([1.0, 3.0, 2.0], False),
+    ([3.0, 3.0], False), ([float("nan"), 1.0], True), ([1.0, float("nan")], False)])
+def test_last_is_best(returns, expected):
+    assert runs.last_is_best([{"return": r} for r in returns]) is expected
+
+
+class _ScriptedAgent:
+    """The agent protocol's loop-facing part, with returns given in advance."""
+
+    FIELDS = ("iteration", "return", "env_steps", "wall_clock_s")
+    unit = "iteration"
+    config = None
+
+    def __init__(self, returns, done=0):
+        self.returns, self.history, self.iterations_done = returns, [], 0
+        for i in range(done):
+            self.run_iteration(i, 0, record=None)
+
+    def total_iterations(self, config):
+        return len(self.returns)
+
+    def journal_dtype(self):
+        return np.dtype([("x", "<f8")])
+
+    def run_iteration(self, index, attempt=0, record=None):
+        row = {"iteration": index, "return": self.returns[index], "env_steps": 10 * (index + 1),
+               "wall_clock_s": float(index)}
+        self.history.append(row)
+        self.iterations_done = index + 1
+        return row
+
+    def state_dict(self):
+        return {"iterations_done": self.iterations_done}
+
+    def postfix(self, row):
+        return {}
+
+
+def _best_iterations(run_dir):
+    return torch.load(Path(run_dir) / "best.pt", weights_only=True)["agent"]["iterations_done"]
+
+
+def test_best_pt_follows_new_bests_and_keeps_the_earlier_of_a_tie(tmp_path):
+    run = runs.RunDir(tmp_path)
+    runs.train_loop(_ScriptedAgent([1.0, 5.0, 3.0, 7.0, 7.0, 2.0]), run, "scripted", {},
+                    progress=False)
+    assert _best_iterations(tmp_path) == 4  # the first 7.0
+
+
+def test_a_kill_between_checkpoint_and_best_copy_is_mended_on_resume(tmp_path):
+    run = runs.RunDir(tmp_path)
+    agent = _ScriptedAgent([1.0, 5.0], done=2)  # the last completed iteration is the best
+    run.save_checkpoint("scripted", {}, agent.state_dict())
+    assert not run.best_path.exists()
+    runs.train_loop(agent, run, "scripted", {}, progress=False)  # nothing left to run
+    assert _best_iterations(tmp_path) == 2
+
+
 def test_unknown_env_and_bad_override(capsys):
     assert main(["train", "pets", "--env", "NoSuchEnv-v0", "--no-progress"]) == 2
     assert "supported tasks" in capsys.readouterr().err
