@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=5)
     ev.add_argument("--seed", type=int, default=10_000, help="first episode's reset seed")
     ev.add_argument("--no-video", action="store_true", help="do not try to record a video")
+    ev.add_argument("--json", type=Path, default=None, metavar="PATH",
+                    help="also write the returns, the run's step count and the machine to PATH")
     ev.add_argument("--best", action="store_true",
                     help="evaluate best.pt (the iteration with the highest return) instead of "
                          "the last checkpoint")
@@ -264,12 +266,36 @@ def cmd_eval(args) -> int:
     print(f"{agent.config.env_id}: return {mean:.2f} +- {std:.2f} over {episodes} episodes "
           f"({algo}, {agent.iterations_done} {agent.unit}s trained, {seconds:.1f} s)")
     print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
+    if args.json is not None:
+        _write_eval_json(args, algo, agent, run, returns, mean, std)
     if frames:
         try:
             print(f"video: {_write_video(frames, run.path / 'eval')}")
         except Exception as exc:  # imageio missing or no writer for the format
             print(f"video skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
     return 0
+
+
+def _write_eval_json(args, algo, agent, run, returns, mean, std) -> None:
+    import json
+
+    from mbrl_fast.benchmarks.harness import machine_info
+
+    last = agent.history[-1] if agent.history else {}
+    data = dict(what="mbrl-fast eval: deterministic evaluation episodes of a run's checkpoint",
+                command=(f"mbrl-fast eval {run.path} --episodes {len(returns)} --seed "
+                         f"{args.seed}" + " --best" * args.best + f" --json {args.json}"),
+                run_dir=str(run.path),
+                checkpoint="best.pt" if args.best else "checkpoint.pt", algo=algo,
+                env_id=agent.config.env_id, iterations_trained=agent.iterations_done,
+                env_steps=last.get("env_steps"),
+                run_wall_clock_s=last.get("wall_clock_s"),
+                last_logged_return=last.get("return"), first_reset_seed=args.seed,
+                episodes=len(returns), mean=mean, std=std,
+                standard_error=std / math.sqrt(len(returns)), returns=list(returns),
+                machine=machine_info())
+    args.json.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"written: {args.json}")
 
 
 def _eval_goals(args) -> int:

@@ -1,6 +1,7 @@
 """`mbrl-fast train | eval | bench`: run directories, resume (incl. SIGKILL), bad checkpoints."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -159,6 +160,15 @@ def test_eval_reports_mean_and_std(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "InvertedPendulum-v5: return" in out and "over 2 episodes" in out
     assert len(out.split("returns: ")[1].split(",")) == 2
+    assert main(["eval", str(run), "--episodes", "3", "--no-video", "--seed", "7",
+                 "--json", str(tmp_path / "e.json")]) == 0
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["episodes"] == 3 and len(data["returns"]) == 3
+    assert data["mean"] == pytest.approx(np.mean(data["returns"]))
+    assert data["std"] == pytest.approx(np.std(data["returns"]))
+    assert data["env_steps"] == int(_rows(run)[-1]["env_steps"]) and data["first_reset_seed"] == 7
+    assert data["checkpoint"] == "checkpoint.pt" and "--seed 7" in data["command"]
+    assert "cpu_model" in data["machine"]
 
 
 def test_best_pt_holds_the_iteration_with_the_highest_return(tmp_path, capsys):
