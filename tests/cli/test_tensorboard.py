@@ -89,8 +89,8 @@ def test_tensorboard_can_be_turned_on_when_resuming(tmp_path):
 
 
 def test_text_fields_are_left_out(tmp_path):
-    log = runs.TensorBoardLog(runs.RunDir(tmp_path), [], ("iteration", "phase", "return",
-                                                          "env_steps", "wall_clock_s"))
+    log = runs.TensorBoardLog(tmp_path / "tensorboard", [],
+                              ("iteration", "phase", "return", "env_steps", "wall_clock_s"))
     log.add(dict(iteration=0, phase="mpc", **{"return": -3.5}, env_steps=10,
                  wall_clock_s=2.0), 0)
     log.add(dict(iteration=1, phase="dagger", **{"return": 1.5}, env_steps=20,
