@@ -22,11 +22,10 @@ class TensorBoardLog:
     """metrics.csv mirrored as TensorBoard scalars in ``log_dir`` (``RUN_DIR/tensorboard``).
 
     Every numeric field of ``fields`` (the agent's FIELDS, metrics.csv's columns) is one
-    scalar (tag = the field's name) at global step =
-    the row's ``env_steps``, with the run's own ``wall_clock_s`` as the event's wall time,
-    so TensorBoard's "Relative" axis is the run's wall-clock (its "Wall" axis then counts
-    from 1970 and means nothing). Rows come only from completed iterations, after their
-    checkpoint, like metrics.csv.
+    scalar (tag = the field's name) at global step = the row's ``env_steps``, with the
+    run's own ``wall_clock_s`` as the event's wall time, so TensorBoard's "Relative" axis
+    is the run's wall-clock (its "Wall" axis then counts from 1970 and means nothing).
+    Rows come only from completed iterations, after their checkpoint, like metrics.csv.
 
     Resumable like the rest of the directory: opened on a run that has rows already (a
     resume), the writer writes all of the checkpoint's rows again, so that the scalars are

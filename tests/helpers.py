@@ -17,6 +17,32 @@ MBPO_TINY = dict(steps=120, epoch_length=60, initial_random_steps=40, model_trai
                  model=dict(hidden=32, layers=2), train=dict(epochs=2))
 
 
+# `mbrl-fast train pets` on InvertedPendulum in a second: a 3 x 16 x 2 model, 20 x 2 plans
+PETS_TINY_ARGS = ["--set", "planner.population=20", "--set", "planner.num_elites=4",
+                  "--set", "planner.horizon=5", "--set", "planner.particles=2",
+                  "--set", "planner.iterations=1", "--set", "model.ensemble_size=3",
+                  "--set", "model.num_elites=2", "--set", "model.hidden=16",
+                  "--set", "model.layers=2", "--set", "train.epochs=2"]
+
+
+def train_pets_tiny(run_dir, *extra, trials: int = 2, steps: int = 30) -> int:
+    """`mbrl-fast train pets` (PETS_TINY_ARGS) into run_dir; the CLI's exit code."""
+    from mbrl_fast.cli import main
+
+    return main(["train", "pets", "--env", "InvertedPendulum-v5", "--seed", "0",
+                 "--trials", str(trials), "--episode-steps", str(steps),
+                 "--run-dir", str(run_dir), "--no-progress", *PETS_TINY_ARGS, *extra])
+
+
+def metrics_rows(run_dir) -> list[dict]:
+    """metrics.csv of a run directory, as csv.DictReader rows (strings)."""
+    import csv
+    from pathlib import Path
+
+    with open(Path(run_dir) / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def assert_close(got, ref, dtype: str = "fp32", what: str = "") -> None:
     """max |got - ref| <= rtol * max |ref| + atol (TOL[dtype]) for a tensor, a tuple of
     tensors, or None (then got must be None too); got may live on another device."""

@@ -1,6 +1,5 @@
 """`mbrl-fast train | eval | bench`: run directories, resume (incl. SIGKILL), bad checkpoints."""
 
-import csv
 import json
 import os
 import subprocess
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import metrics_rows, train_pets_tiny
 
 from mbrl_fast import runs
 from mbrl_fast.cli import main
@@ -18,24 +18,6 @@ from mbrl_fast.models import ReplayBuffer
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
-
-TINY = ["--set", "planner.population=20", "--set", "planner.num_elites=4",
-        "--set", "planner.horizon=5", "--set", "planner.particles=2",
-        "--set", "planner.iterations=1", "--set", "model.ensemble_size=3",
-        "--set", "model.num_elites=2", "--set", "model.hidden=16", "--set", "model.layers=2",
-        "--set", "train.epochs=2"]
-
-
-def _train(run_dir, *extra, trials=2, steps=30):
-    return main(["train", "pets", "--env", "InvertedPendulum-v5", "--seed", "0",
-                 "--trials", str(trials), "--episode-steps", str(steps),
-                 "--run-dir", str(run_dir), "--no-progress", *TINY, *extra])
-
-
-def _rows(run_dir):
-    with open(Path(run_dir) / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
 
 def _snapshot(path: Path) -> dict:
     return {p.relative_to(path): (p.read_bytes(), p.stat().st_mtime_ns)
@@ -48,10 +30,10 @@ def _checkpoint(run_dir):
 
 def test_train_writes_a_complete_run_dir(tmp_path):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     names = {p.name for p in run.iterdir()}
     assert {"config.yaml", "metrics.csv", "learning_curve.png", "checkpoint.pt"} <= names
-    rows = _rows(run)
+    rows = metrics_rows(run)
     assert [r["trial"] for r in rows] == ["0", "1"]
     assert list(rows[0]) == list(runs_fields())
     assert int(rows[1]["env_steps"]) > int(rows[0]["env_steps"]) == 30
@@ -63,7 +45,7 @@ def test_train_writes_a_complete_run_dir(tmp_path):
     ckpt = _checkpoint(run)
     assert ckpt["agent"]["iterations_done"] == 2
     assert ckpt["agent"]["buffer"]["total_added"] == int(rows[1]["env_steps"])
-    assert _train(run) == 2  # an existing run is not overwritten
+    assert train_pets_tiny(run) == 2  # an existing run is not overwritten
 
 
 def runs_fields():
@@ -72,11 +54,11 @@ def runs_fields():
 
 
 def test_resume_at_trial_boundary_continues_bit_for_bit(tmp_path):
-    assert _train(tmp_path / "full", trials=3) == 0
-    assert _train(tmp_path / "part", trials=2) == 0
+    assert train_pets_tiny(tmp_path / "full", trials=3) == 0
+    assert train_pets_tiny(tmp_path / "part", trials=2) == 0
     assert main(["train", "pets", "--resume", str(tmp_path / "part"), "--trials", "3",
                  "--no-progress"]) == 0
-    full, part = _rows(tmp_path / "full"), _rows(tmp_path / "part")
+    full, part = metrics_rows(tmp_path / "full"), metrics_rows(tmp_path / "part")
     for a, b in zip(full, part, strict=True):
         for key in ("trial", "return", "env_steps", "model_loss", "holdout_mse"):
             assert a[key] == b[key]
@@ -89,7 +71,7 @@ def test_resume_at_trial_boundary_continues_bit_for_bit(tmp_path):
 def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
     """Simulate a crash in trial 2: checkpoint of trial 1 + a half-written journal."""
     run = tmp_path / "run"
-    assert _train(run, trials=2) == 0
+    assert train_pets_tiny(run, trials=2) == 0
     rd = runs.RunDir(run)
     g = np.random.default_rng(0)
     j = rd.open_journal(2, 0, ReplayBuffer(4, 1).record_dtype())
@@ -104,7 +86,7 @@ def test_resume_recovers_journal_of_an_interrupted_trial(tmp_path):
     buf = _checkpoint(run)["agent"]["buffer"]
     obs = buf["obs"].numpy()
     np.testing.assert_array_equal(obs[before:before + 5], np.stack([t["obs"] for t in lost]))
-    rows = _rows(run)
+    rows = metrics_rows(run)
     assert [r["trial"] for r in rows] == ["0", "1", "2", "3"]
     assert int(rows[2]["env_steps"]) == before + 5 + int(rows[2]["episode_steps"])
     assert not list((run / "journal").iterdir())
@@ -130,7 +112,7 @@ def test_journal_killed_before_its_header_was_complete_holds_no_record(tmp_path,
 
 def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     ckpt = run / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     before = _snapshot(run)
@@ -141,7 +123,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys
 
 def test_mismatched_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     cfg = run / "config.yaml"
     cfg.write_text(cfg.read_text().replace("hidden: 16", "hidden: 32"))
     before = _snapshot(run)
@@ -154,7 +136,7 @@ def test_mismatched_checkpoint_is_a_clear_error_and_leaves_the_dir(tmp_path, cap
 
 def test_eval_reports_mean_and_std(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "2", "--no-video"]) == 0
     out = capsys.readouterr().out
@@ -166,15 +148,16 @@ def test_eval_reports_mean_and_std(tmp_path, capsys):
     assert data["episodes"] == 3 and len(data["returns"]) == 3
     assert data["mean"] == pytest.approx(np.mean(data["returns"]))
     assert data["std"] == pytest.approx(np.std(data["returns"]))
-    assert data["env_steps"] == int(_rows(run)[-1]["env_steps"]) and data["first_reset_seed"] == 7
+    assert data["env_steps"] == int(metrics_rows(run)[-1]["env_steps"])
+    assert data["first_reset_seed"] == 7
     assert data["checkpoint"] == "checkpoint.pt" and "--seed 7" in data["command"]
     assert "cpu_model" in data["machine"]
 
 
 def test_best_pt_holds_the_iteration_with_the_highest_return(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run, trials=3) == 0
-    returns = [float(r["return"]) for r in _rows(run)]
+    assert train_pets_tiny(run, trials=3) == 0
+    returns = [float(r["return"]) for r in metrics_rows(run)]
     best = torch.load(run / "best.pt", weights_only=True)
     assert best["agent"]["iterations_done"] == int(np.argmax(returns)) + 1
     capsys.readouterr()
@@ -269,7 +252,7 @@ def test_python_dash_m_entry_point():
 
 def test_eval_video_is_written_or_skipped_gracefully(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "1"]) == 0
     captured = capsys.readouterr()
@@ -309,7 +292,7 @@ def test_learning_replay_command_reproduces_the_config():
 
 def test_plan_budget_sizes_the_planner_and_says_so(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run, "--plan-budget-ms", "1000", trials=1, steps=5) == 0
+    assert train_pets_tiny(run, "--plan-budget-ms", "1000", trials=1, steps=5) == 0
     err = capsys.readouterr().err
     assert "planner: cem population 20, 4 elites, 1 iteration, horizon 5" in err
     assert "ms per planned step on this machine" in err
@@ -318,7 +301,7 @@ def test_plan_budget_sizes_the_planner_and_says_so(tmp_path, capsys):
 
 def test_plan_budget_too_small_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
     run = tmp_path / "run"
-    assert _train(run, "--plan-budget-ms", "0.0001") == 2
+    assert train_pets_tiny(run, "--plan-budget-ms", "0.0001") == 2
     assert "the smallest budget that works is" in capsys.readouterr().err
     assert not run.exists()
 
@@ -327,7 +310,7 @@ def test_budget_flags_follow_the_agent(tmp_path, capsys):
     assert main(["train", "pets", "--env", "InvertedPendulum-v5", "--steps", "100",
                  "--run-dir", str(tmp_path / "r")]) == 2
     assert "counts its run in trials: use --trials" in capsys.readouterr().err
-    assert _train(tmp_path / "ok") == 0
+    assert train_pets_tiny(tmp_path / "ok") == 0
     assert main(["train", "pets", "--resume", str(tmp_path / "ok"), "--plan-budget-ms",
                  "50"]) == 2
     assert "only --trials may be given" in capsys.readouterr().err
@@ -358,7 +341,7 @@ def test_learning_results_keep_the_learners_diagnostics(tmp_path):
 
 def test_a_resumed_run_may_change_its_thread_count_and_nothing_else(tmp_path, capsys):
     run = tmp_path / "r"
-    assert _train(run, trials=2) == 0
+    assert train_pets_tiny(run, trials=2) == 0
     threads = torch.get_num_threads()
     try:
         assert main(["train", "pets", "--resume", str(run), "--trials", "3", "--set",
@@ -367,7 +350,7 @@ def test_a_resumed_run_may_change_its_thread_count_and_nothing_else(tmp_path, ca
     finally:
         torch.set_num_threads(threads)
     _, config = runs.RunDir(run).read_config()
-    assert config["torch_threads"] == 2 and config["trials"] == 3 and len(_rows(run)) == 3
+    assert config["torch_threads"] == 2 and config["trials"] == 3 and len(metrics_rows(run)) == 3
     before = _snapshot(run)
     for bad, message in ((["--set", "seed=1"], "--set may only change torch_threads"),
                          (["--set", "torch_threads=two"], "must be an integer >= 0"),

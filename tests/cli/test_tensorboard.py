@@ -1,10 +1,10 @@
 """`mbrl-fast train --tensorboard`: metrics.csv mirrored as TensorBoard scalars, and a
 resumed run shows each row once, with metrics.csv's values."""
 
-import csv
 from pathlib import Path
 
 import pytest
+from helpers import metrics_rows, train_pets_tiny
 
 from mbrl_fast import runs
 from mbrl_fast.cli import main
@@ -16,23 +16,6 @@ from tensorboard.backend.event_processing.event_accumulator import (  # noqa: E4
     EventAccumulator,
 )
 
-TINY = ["--set", "planner.population=20", "--set", "planner.num_elites=4",
-        "--set", "planner.horizon=5", "--set", "planner.particles=2",
-        "--set", "planner.iterations=1", "--set", "model.ensemble_size=3",
-        "--set", "model.num_elites=2", "--set", "model.hidden=16", "--set", "model.layers=2",
-        "--set", "train.epochs=2"]
-
-
-def _train(run_dir, *extra, trials=2):
-    return main(["train", "pets", "--env", "InvertedPendulum-v5", "--seed", "0",
-                 "--trials", str(trials), "--episode-steps", "30",
-                 "--run-dir", str(run_dir), "--no-progress", *TINY, *extra])
-
-
-def _rows(run_dir):
-    with open(Path(run_dir) / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
 
 def _accumulator(run_dir) -> EventAccumulator:
     acc = EventAccumulator(str(Path(run_dir) / "tensorboard"))
@@ -41,7 +24,7 @@ def _accumulator(run_dir) -> EventAccumulator:
 
 
 def _assert_mirrors_metrics(run_dir, fields=("return", "model_loss", "planning_s", "trial")):
-    rows, acc = _rows(run_dir), _accumulator(run_dir)
+    rows, acc = metrics_rows(run_dir), _accumulator(run_dir)
     for field in fields:
         events = acc.Scalars(field)
         assert [e.step for e in events] == [int(r["env_steps"]) for r in rows], field
@@ -53,35 +36,32 @@ def _assert_mirrors_metrics(run_dir, fields=("return", "model_loss", "planning_s
 
 def test_train_writes_the_metrics_as_scalars(tmp_path):
     run = tmp_path / "run"
-    assert _train(run, "--tensorboard") == 0
-    assert len(_rows(run)) == 2
+    assert train_pets_tiny(run, "--tensorboard") == 0
+    assert len(metrics_rows(run)) == 2
     _assert_mirrors_metrics(run)
     tags = set(_accumulator(run).Tags()["scalars"])
-    assert tags == set(runs_fields()) - {"env_steps"}
-
-
-def runs_fields():
     from mbrl_fast.agents.pets import TRIAL_FIELDS
-    return TRIAL_FIELDS
+
+    assert tags == set(TRIAL_FIELDS) - {"env_steps"}
 
 
 def test_a_resumed_run_keeps_writing_and_shows_each_row_once(tmp_path):
     run = tmp_path / "run"
-    assert _train(run, "--tensorboard") == 0
+    assert train_pets_tiny(run, "--tensorboard") == 0
     # an event the checkpoint does not back (here: a stray value at a logged step) is
     # hidden once the run resumes and writes its rows again
     writer = runs.tensorboard_writer_class()(str(run / "tensorboard"))
-    writer.add_scalar("return", 12345.0, int(_rows(run)[1]["env_steps"]))
+    writer.add_scalar("return", 12345.0, int(metrics_rows(run)[1]["env_steps"]))
     writer.close()
     assert main(["train", "pets", "--resume", str(run), "--trials", "3",
                  "--no-progress"]) == 0  # no --tensorboard: the directory has it
-    assert len(_rows(run)) == 3
+    assert len(metrics_rows(run)) == 3
     _assert_mirrors_metrics(run)
 
 
 def test_tensorboard_can_be_turned_on_when_resuming(tmp_path):
     run = tmp_path / "run"
-    assert _train(run) == 0
+    assert train_pets_tiny(run) == 0
     assert not (run / "tensorboard").exists()
     assert main(["train", "pets", "--resume", str(run), "--trials", "3", "--no-progress",
                  "--tensorboard"]) == 0
@@ -109,7 +89,7 @@ def test_without_the_package_it_is_a_clear_error_and_nothing_is_written(tmp_path
 
     monkeypatch.setattr(runs, "tensorboard_writer_class", missing)
     run = tmp_path / "run"
-    assert _train(run, "--tensorboard") == 2
+    assert train_pets_tiny(run, "--tensorboard") == 2
     err = capsys.readouterr().err
     assert "--tensorboard" in err and "pip install tensorboard" in err
     assert not run.exists()
