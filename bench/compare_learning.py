@@ -85,7 +85,7 @@ def compare(candidate: dict, baseline: dict, steps: int, within: float, window: 
 def plot(results: list[dict], per_seed: dict, steps: int | None, within: float | None,
          path: Path, title: str) -> None:
     """Every result's seeds on one plot; the baseline (the second) dashed."""
-    from mbrl_fast.runs import plot_curves
+    from mbrl_fast.curves import plot_curves
 
     series = {f"{data['label']} seed {s}": [{"env_steps": x, "return": y} for x, y in
                                             zip(run["env_steps"], run["returns"], strict=True)]

@@ -243,7 +243,7 @@ def machine_note() -> str:
 
 def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path: Path,
          tag: str = "") -> None:
-    from mbrl_fast.runs import plot_curves
+    from mbrl_fast.curves import plot_curves
 
     series = {f"seed {seed}": [{"env_steps": x, "return": y} for x, y in
                                zip(run["env_steps"], run["returns"], strict=True)]

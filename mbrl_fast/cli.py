@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="also write the metrics as TensorBoard scalars to "
                             "RUN_DIR/tensorboard (needs the tensorboard package); a resumed "
                             "run whose directory has them keeps writing them")
+    train.add_argument("--keep-every", type=int, default=None, metavar="K",
+                       help="also keep the checkpoint of every K-th iteration as "
+                            "RUN_DIR/checkpoints/iter_NNNN.pt (for `eval --checkpoint`); "
+                            "give it again when resuming to keep adding them")
     train.add_argument("--plan-budget-ms", type=float, default=None, metavar="MS",
                        help="size the planner (population, particles) so that one planned "
                             "step takes at most MS milliseconds on this machine")
@@ -75,9 +79,13 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-video", action="store_true", help="do not try to record a video")
     ev.add_argument("--json", type=Path, default=None, metavar="PATH",
                     help="also write the returns, the run's step count and the machine to PATH")
-    ev.add_argument("--best", action="store_true",
-                    help="evaluate best.pt (the iteration with the highest return) instead of "
-                         "the last checkpoint")
+    which = ev.add_mutually_exclusive_group()
+    which.add_argument("--best", action="store_true",
+                       help="evaluate best.pt (the iteration with the highest return) instead "
+                            "of the last checkpoint")
+    which.add_argument("--checkpoint", default=None, metavar="FILE",
+                       help="evaluate this checkpoint of the run, relative to RUN_DIR, e.g. "
+                            "checkpoints/iter_0080.pt (kept by `train --keep-every`)")
     ev.add_argument("--goals", type=int, default=None, metavar="N",
                     help="zero-shot navigation to N random goals (agents with an "
                          "evaluate_goals hook, e.g. dads); writes RUN_DIR/eval_goals.{json,png}")
@@ -171,6 +179,8 @@ def cmd_train(args) -> int:
     from mbrl_fast.config import config_to_dict
 
     cls = get_agent(args.algo)
+    if args.keep_every is not None:
+        _positive("--keep-every", args.keep_every)
     tensorboard = args.tensorboard or (args.resume is not None
                                        and runs.RunDir(args.resume).tensorboard_dir.is_dir())
     if tensorboard:
@@ -204,6 +214,9 @@ def cmd_train(args) -> int:
         print(f"resuming {run.path} at {cls.unit} {agent.iterations_done}"
               + (f" (attempt {attempt}: the interrupted {cls.unit}'s records were kept)"
                  if attempt else ""), file=sys.stderr)
+        if args.keep_every is None and run.snapshots():
+            print(f"note: {run.snapshot_dir} holds kept checkpoints; this process keeps no "
+                  "new ones (pass --keep-every K to go on keeping them)", file=sys.stderr)
     else:
         if not args.env:
             raise UsageError("--env is required (or --resume RUN_DIR)")
@@ -226,7 +239,8 @@ def cmd_train(args) -> int:
     config = config_to_dict(agent.config)
     try:
         history = runs.train_loop(agent, run, args.algo, config, attempt,
-                                  progress=not args.no_progress, tensorboard=tensorboard)
+                                  progress=not args.no_progress, tensorboard=tensorboard,
+                                  keep_every=args.keep_every)
     finally:
         agent.close()
     if history:
@@ -244,7 +258,7 @@ def cmd_eval(args) -> int:
         return _eval_goals(args)
     if not args.no_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
-    algo, agent, run = runs.load_run(args.run_dir, best=args.best)
+    algo, agent, run = runs.load_run(args.run_dir, best=args.best, checkpoint=args.checkpoint)
     frames = []
     try:
         env = None
@@ -284,9 +298,10 @@ def _write_eval_json(args, algo, agent, run, returns, mean, std) -> None:
     last = agent.history[-1] if agent.history else {}
     data = dict(what="mbrl-fast eval: deterministic evaluation episodes of a run's checkpoint",
                 command=(f"mbrl-fast eval {run.path} --episodes {len(returns)} --seed "
-                         f"{args.seed}" + " --best" * args.best + f" --json {args.json}"),
-                run_dir=str(run.path),
-                checkpoint="best.pt" if args.best else "checkpoint.pt", algo=algo,
+                         f"{args.seed}" + " --best" * args.best
+                         + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
+                         + f" --json {args.json}"),
+                run_dir=str(run.path), checkpoint=_checkpoint_name(args), algo=algo,
                 env_id=agent.config.env_id, iterations_trained=agent.iterations_done,
                 env_steps=last.get("env_steps"),
                 run_wall_clock_s=last.get("wall_clock_s"),
@@ -298,6 +313,11 @@ def _write_eval_json(args, algo, agent, run, returns, mean, std) -> None:
     print(f"written: {args.json}")
 
 
+def _checkpoint_name(args) -> str:
+    """The evaluated checkpoint's file, relative to the run directory."""
+    return "best.pt" if args.best else args.checkpoint or "checkpoint.pt"
+
+
 def _eval_goals(args) -> int:
     """``eval --goals N``: the agent's own goal evaluation (an optional protocol hook,
     ``evaluate_goals(goals, seed, out) -> dict``), its summary printed as JSON."""
@@ -306,7 +326,7 @@ def _eval_goals(args) -> int:
     from mbrl_fast import runs
 
     goals = _positive("--goals", args.goals)
-    algo, agent, run = runs.load_run(args.run_dir, best=args.best)
+    algo, agent, run = runs.load_run(args.run_dir, best=args.best, checkpoint=args.checkpoint)
     try:
         hook = getattr(agent, "evaluate_goals", None)
         if hook is None:

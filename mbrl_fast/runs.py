@@ -9,6 +9,8 @@ names an agent. A run directory holds::
     tensorboard/         (``--tensorboard``) metrics.csv as TensorBoard scalars
     checkpoint.pt        agent state after the last completed iteration (see below)
     best.pt              a copy of checkpoint.pt from the iteration with the highest return
+    checkpoints/iter_NNNN.pt   (``--keep-every K``) copies of checkpoint.pt after every
+                         K-th iteration, N the iterations completed (kept, never rotated)
     journal/iter_IIII.attempt_AA.bin   records of the iteration in progress
 
 Checkpoint (written after every iteration, atomically: temp file in the directory,
@@ -57,6 +59,7 @@ import torch
 import yaml
 
 from mbrl_fast.config import config_from_dict, config_to_dict
+from mbrl_fast.curves import plot_curves
 from mbrl_fast.models.io import atomic_torch_save, atomic_write_bytes, fsync_dir
 from mbrl_fast.tensorboard_log import TensorBoardLog, tensorboard_writer_class  # noqa: F401
 
@@ -66,6 +69,7 @@ CHECKPOINT_FORMAT = 1
 RESUME_SETTINGS = ("torch_threads",)
 JOURNAL_MAGIC = b"MBRLJRN2"
 _JOURNAL_NAME = re.compile(r"iter_(\d{4,})\.attempt_(\d{2,})\.bin$")
+_SNAPSHOT_NAME = re.compile(r"iter_(\d{4,})\.pt$")
 
 
 class CheckpointError(RuntimeError):
@@ -146,6 +150,7 @@ class RunDir:
         self.curve_path = self.path / "learning_curve.png"
         self.checkpoint_path = self.path / "checkpoint.pt"
         self.best_path = self.path / "best.pt"
+        self.snapshot_dir = self.path / "checkpoints"
         self.journal_dir = self.path / "journal"
         self.tensorboard_dir = self.path / "tensorboard"
 
@@ -200,6 +205,23 @@ class RunDir:
         """best.pt <- checkpoint.pt (atomically; called when the last completed iteration
         has the highest return so far)."""
         atomic_write_bytes(self.best_path, self.checkpoint_path.read_bytes())
+
+    def snapshot_path(self, iterations: int) -> Path:
+        """checkpoints/iter_NNNN.pt: the kept checkpoint after ``iterations`` iterations."""
+        return self.snapshot_dir / f"iter_{iterations:04d}.pt"
+
+    def save_snapshot(self, iterations: int) -> None:
+        """checkpoints/iter_NNNN.pt <- checkpoint.pt (atomically; called after the
+        ``iterations``-th iteration's checkpoint)."""
+        self.snapshot_dir.mkdir(exist_ok=True)
+        atomic_write_bytes(self.snapshot_path(iterations), self.checkpoint_path.read_bytes())
+
+    def snapshots(self) -> list[tuple[int, Path]]:
+        """(iterations, path) of every kept checkpoint, sorted."""
+        if not self.snapshot_dir.is_dir():
+            return []
+        found = ((_SNAPSHOT_NAME.match(p.name), p) for p in self.snapshot_dir.iterdir())
+        return sorted((int(m.group(1)), p) for m, p in found if m)
 
     def journals(self) -> list[tuple[int, int, Path]]:
         """(iteration, attempt, path) of every journal file, sorted."""
@@ -272,44 +294,6 @@ def _number(text: str):
     return text
 
 
-def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | None = None,
-                ylabel: str = "return", xlabel: str = "environment steps",
-                levels: tuple[float, ...] = (), step_mark: tuple[float, str] | None = None,
-                dashed: tuple[str, ...] = ()) -> bytes:
-    """PNG bytes: return against env steps, one line per ``series`` entry (label -> metrics
-    rows; the labels in ``dashed`` drawn dashed), an optional dashed target line, dotted
-    horizontal ``levels`` and a vertical ``step_mark`` (x, label). Raises ImportError without
-    matplotlib."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for label, rows in series.items():
-        ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o", ms=3,
-                label=label or None, ls="--" if label in dashed else "-")
-    if target is not None:
-        ax.axhline(target, color="k", ls="--", lw=1, label="target")
-    for level in levels:
-        ax.axhline(level, color="grey", ls=":", lw=0.8)
-    if step_mark is not None:
-        ax.axvline(step_mark[0], color="k", ls="-.", lw=0.8, label=step_mark[1])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if any(series) or target is not None:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-# ---- the training loop around an agent ----------------------------------------------------
-
 def prepare_resume(run: RunDir, algo: str, config: dict, agent) -> int:
     """Load checkpoint + journals into ``agent`` (resume steps 1-2). Returns the attempt
     number for the interrupted iteration. Raises CheckpointError before writing anything."""
@@ -345,16 +329,25 @@ def last_is_best(rows: list[dict]) -> bool:
 
 
 def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
-               progress: bool = True, tensorboard: bool = False) -> list[dict]:
+               progress: bool = True, tensorboard: bool = False,
+               keep_every: int | None = None) -> list[dict]:
     """Run iterations agent.iterations_done .. total - 1, checkpointing after each one.
 
     ``tensorboard``: also mirror each completed iteration's metrics row as TensorBoard
-    scalars (:class:`TensorBoardLog`; needs the tensorboard package)."""
+    scalars (:class:`TensorBoardLog`; needs the tensorboard package).
+    ``keep_every`` K: also keep a copy of the checkpoint after every K-th iteration
+    (``checkpoints/iter_NNNN.pt``), to evaluate the run at those points later."""
     from tqdm import tqdm
 
+    if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
+        raise ValueError(f"keep_every must be an int >= 1, got {keep_every!r}")
     tb = TensorBoardLog(run.tensorboard_dir, agent.history, agent.FIELDS) if tensorboard else None
-    if last_is_best(agent.history):  # a kill may have fallen between checkpoint and copy
+    # a kill may have fallen between the checkpoint and its copies
+    if last_is_best(agent.history):
         run.save_best()
+    done = agent.iterations_done
+    if keep_every and done and done % keep_every == 0 and not run.snapshot_path(done).exists():
+        run.save_snapshot(done)
     total = agent.total_iterations(agent.config)
     bar = tqdm(total=total, initial=min(agent.iterations_done, total), unit=agent.unit,
                disable=not progress, dynamic_ncols=True)
@@ -369,6 +362,8 @@ def train_loop(agent, run: RunDir, algo: str, config: dict, attempt: int = 0,
             run.save_checkpoint(algo, config, agent.state_dict())
             if last_is_best(agent.history):
                 run.save_best()
+            if keep_every and (index + 1) % keep_every == 0:
+                run.save_snapshot(index + 1)
             run.remove_journals(index + 1)
             run.write_metrics(agent.history, agent.FIELDS)
             run.plot(agent.history, title)
@@ -439,9 +434,10 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None,
     return algo, agent, run, attempt
 
 
-def load_run(path: str | os.PathLike, best: bool = False):
+def load_run(path: str | os.PathLike, best: bool = False, checkpoint: str | None = None):
     """(algo, agent, RunDir) with the last checkpoint loaded, for evaluation (read only);
-    ``best``: best.pt instead (the iteration with the highest return)."""
+    ``best``: best.pt instead (the iteration with the highest return); ``checkpoint``:
+    another file of this run, relative to its directory (``checkpoints/iter_0080.pt``)."""
     from mbrl_fast.agents import get_agent
 
     run = RunDir(path)
@@ -451,8 +447,14 @@ def load_run(path: str | os.PathLike, best: bool = False):
         config = config_from_dict(cls.Config, data)
     except ValueError as exc:
         raise CheckpointError(f"{run.config_path}: {exc}") from None
-    ckpt_path = run.best_path if best else run.checkpoint_path
+    if best and checkpoint is not None:
+        raise ValueError("give best or checkpoint, not both")
+    ckpt_path = (run.best_path if best else run.checkpoint_path if checkpoint is None
+                 else run.path / checkpoint)
     state = run.load_checkpoint(algo, config_to_dict(config), cls.budget, ckpt_path)
+    if state is None and checkpoint is not None:
+        kept = ", ".join(str(p.relative_to(run.path)) for _, p in run.snapshots()) or "none"
+        raise CheckpointError(f"{run.path} has no {checkpoint} (kept checkpoints: {kept})")
     if state is None:
         raise CheckpointError(f"{run.path} has no {ckpt_path.name} yet " + (
             "(it is written when a completed iteration sets a new best return)" if best

@@ -227,6 +227,58 @@ def test_a_kill_between_checkpoint_and_best_copy_is_mended_on_resume(tmp_path):
     assert _best_iterations(tmp_path) == 2
 
 
+def test_keep_every_keeps_every_kth_checkpoint_and_eval_reads_them(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_pets_tiny(run, "--keep-every", "2", trials=3) == 0
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert kept == ["iter_0002.pt"]
+    snap = torch.load(run / "checkpoints" / "iter_0002.pt", weights_only=True)
+    assert snap["agent"]["iterations_done"] == 2
+    capsys.readouterr()
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(run), "--checkpoint", "checkpoints/iter_0002.pt", "--episodes",
+                 "1", "--no-video", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["iterations_trained"] == 2 and data["checkpoint"] == "checkpoints/iter_0002.pt"
+    assert data["env_steps"] == int(metrics_rows(run)[1]["env_steps"])
+    assert "--checkpoint checkpoints/iter_0002.pt" in data["command"]
+    # a checkpoint the run does not have: named, with the ones it has
+    assert main(["eval", str(run), "--checkpoint", "checkpoints/iter_0003.pt",
+                 "--episodes", "1", "--no-video"]) == 2
+    err = capsys.readouterr().err
+    assert "no checkpoints/iter_0003.pt" in err
+    assert "(kept checkpoints: checkpoints/iter_0002.pt)" in err
+    # resumed without --keep-every: says so, keeps none
+    assert main(["train", "pets", "--resume", str(run), "--trials", "4", "--no-progress"]) == 0
+    assert "pass --keep-every K" in capsys.readouterr().err
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_0002.pt"]
+
+
+def test_keep_every_and_checkpoint_reject_bad_values(tmp_path, capsys):
+    assert train_pets_tiny(tmp_path / "run", "--keep-every", "0") == 2
+    assert "--keep-every must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(tmp_path), "--best", "--checkpoint", "best.pt"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_kept_checkpoints_every_k_and_a_kill_before_the_copy_is_mended(tmp_path):
+    run = runs.RunDir(tmp_path)
+    runs.train_loop(_ScriptedAgent([1.0] * 7), run, "scripted", {}, progress=False,
+                    keep_every=3)
+    assert [i for i, _ in run.snapshots()] == [3, 6]
+    assert torch.load(run.snapshot_path(6), weights_only=True)["agent"]["iterations_done"] == 6
+    run.snapshot_path(6).unlink()  # as if killed between checkpoint.pt and the copy
+    agent = _ScriptedAgent([1.0] * 6, done=6)
+    run.save_checkpoint("scripted", {}, agent.state_dict())
+    runs.train_loop(agent, run, "scripted", {}, progress=False, keep_every=3)
+    assert [i for i, _ in run.snapshots()] == [3, 6]
+    with pytest.raises(ValueError, match="keep_every must be an int >= 1"):
+        runs.train_loop(agent, run, "scripted", {}, progress=False, keep_every=0)
+
+
 def test_unknown_env_and_bad_override(capsys):
     assert main(["train", "pets", "--env", "NoSuchEnv-v0", "--no-progress"]) == 2
     assert "supported tasks" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""Learning-curve figures: return against environment steps (matplotlib, Agg backend).
+
+Run directories draw their ``learning_curve.png`` with it; bench/ scripts draw several
+runs on the same axes."""
+
+from __future__ import annotations
+
+import io
+
+
+def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | None = None,
+                ylabel: str = "return", xlabel: str = "environment steps",
+                levels: tuple[float, ...] = (), step_mark: tuple[float, str] | None = None,
+                dashed: tuple[str, ...] = ()) -> bytes:
+    """PNG bytes: return against env steps, one line per ``series`` entry (label -> metrics
+    rows; the labels in ``dashed`` drawn dashed), an optional dashed target line, dotted
+    horizontal ``levels`` and a vertical ``step_mark`` (x, label). Raises ImportError without
+    matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, rows in series.items():
+        ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o", ms=3,
+                label=label or None, ls="--" if label in dashed else "-")
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label="target")
+    for level in levels:
+        ax.axhline(level, color="grey", ls=":", lw=0.8)
+    if step_mark is not None:
+        ax.axvline(step_mark[0], color="k", ls="-.", lw=0.8, label=step_mark[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if any(series) or target is not None:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ---- the training loop around an agent ----------------------------------------------------
