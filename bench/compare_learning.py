@@ -95,8 +95,18 @@ def plot(results: list[dict], per_seed: dict, steps: int | None, within: float |
     mark = None if steps is None else (within * steps, f"{within:.3g} x {steps:,}")
     dashed = () if len(results) < 2 else tuple(
         k for k in series if k.startswith(results[1]["label"] + " seed"))
+    points = {f"{data['label']} seed {s}: checkpoints, {_episodes(run)}-episode mean +- s.e.":
+              [(e["env_steps"], e["mean"], e["standard_error"])
+               for e in run["multi_episode_evals"]]
+              for data in results for s, run in sorted(data["runs"].items())
+              if run.get("multi_episode_evals")}
     path.write_bytes(plot_curves(series, title, xlabel="environment steps (every phase counted)",
-                                 levels=levels, step_mark=mark, dashed=dashed))
+                                 levels=levels, step_mark=mark, dashed=dashed, points=points))
+
+
+def _episodes(run: dict) -> str:
+    """The episode counts of a run's many-episode evaluations (bench/learning.py --evals)."""
+    return "/".join(str(n) for n in sorted({e["episodes"] for e in run["multi_episode_evals"]}))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,14 @@ predate the other agents). Usage::
     python bench/learning.py Reacher-v5 --seeds 0 --collect-only     # only re-plot
     python bench/learning.py Reacher-v5 --tag cheap --set planner.population=100  # a variant
     python bench/learning.py --agent mbpo Hopper-v5 --seeds 0 --steps 125000
+    python bench/learning.py --agent mbpo Hopper-v5 --seeds 0 --collect-only \
+        --evals bench/results/eval_mbpo_hopper_zen4_*.json
+
+``--evals``: results of ``mbrl-fast eval RUN_DIR --episodes N --json FILE`` on checkpoints of
+these runs (``train --keep-every``); stored per seed as ``multi_episode_evals`` (env steps,
+episodes, mean, std, standard error), drawn on the PNG as means with +- one standard error,
+and, where the target is a return, the first checkpoint whose mean reaches it is in the
+summary (``multi_episode_target``).
 """
 
 from __future__ import annotations
@@ -219,6 +227,8 @@ def summarize(agent: str, env: str, runs: dict[int, dict]) -> dict:
         out[f"return_at_trial_{last}"] = {s: r["returns"][last] for s, r in runs.items()}
         out[f"mean_return_at_trial_{last}"] = out["mean_return_per_trial"][last]
     out["trials_to_target"] = {s: r["trials_to_target"] for s, r in runs.items()}
+    if target["kind"] == "trial" and any("multi_episode_evals" in r for r in runs.values()):
+        out["multi_episode_target"] = {s: _evals_reaching(r, target) for s, r in runs.items()}
     out["final_return"] = {s: r["returns"][-1] for s, r in runs.items()}
     if "max_return" in target:
         best = {s: max(r["returns"]) for s, r in runs.items()}
@@ -227,6 +237,36 @@ def summarize(agent: str, env: str, runs: dict[int, dict]) -> dict:
         out["best_fraction_of_true_dynamics_cem"] = {
             s: round(b / target["true_dynamics_return"], 3) for s, b in best.items()}
     return out
+
+
+def _evals_reaching(run: dict, target: dict) -> dict | None:
+    """The first many-episode evaluation whose mean reaches the target's return, among
+    checkpoints within its step budget (None if none does)."""
+    steps_per_trial = run["env_steps"][0]  # epochs / trials of equal length
+    for ev in run.get("multi_episode_evals", []):
+        if (ev["env_steps"] <= target["within"] * steps_per_trial
+                and ev["mean"] >= target["threshold"]):
+            return {k: ev[k] for k in ("env_steps", "episodes", "mean", "standard_error")}
+    return None
+
+
+def read_evals(paths: list[Path], runs: dict[int, dict]) -> None:
+    """Attach ``mbrl-fast eval --json`` results to their seed's run (the file's ``seed``;
+    files that predate that field go to the only seed, if there is one)."""
+    for path in paths:
+        ev = json.loads(path.read_text())
+        seed = ev.get("seed")
+        if seed is None and len(runs) != 1:
+            raise SystemExit(f"{path} does not name its seed and there are {len(runs)} runs")
+        seed = next(iter(runs)) if seed is None else int(seed)
+        if seed not in runs:
+            raise SystemExit(f"{path} is an evaluation of seed {seed}, not of {sorted(runs)}")
+        runs[seed].setdefault("multi_episode_evals", []).append(
+            {"env_steps": ev["env_steps"], "episodes": ev["episodes"],
+             "mean": round(ev["mean"], 1), "std": round(ev["std"], 1),
+             "standard_error": round(ev["standard_error"], 1), "file": path.name})
+    for run in runs.values():
+        run.get("multi_episode_evals", []).sort(key=lambda e: e["env_steps"])
 
 
 def machine_note() -> str:
@@ -253,8 +293,17 @@ def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path:
     if per_step:
         title += f": {sum(per_step) / len(per_step):.2f} s planning per step"
     on_returns = target is not None and "field" not in target
-    path.write_bytes(plot_curves(series, title,
+    points = {f"seed {seed}: {_episodes(run)}-episode evaluations (mean +- s.e.)":
+              [(e["env_steps"], e["mean"], e["standard_error"])
+               for e in run["multi_episode_evals"]]
+              for seed, run in sorted(runs.items()) if run.get("multi_episode_evals")}
+    path.write_bytes(plot_curves(series, title, points=points,
                                  target=target["threshold"] if on_returns else None))
+
+
+def _episodes(run: dict) -> str:
+    counts = sorted({e["episodes"] for e in run["multi_episode_evals"]})
+    return "/".join(str(c) for c in counts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--note", default="", help="free text stored in the JSON")
     p.add_argument("--results", type=Path, default=RESULTS, help="where JSON + PNG go")
     p.add_argument("--tag", default="", help="suffix of run dirs and result files (variants)")
+    p.add_argument("--evals", type=Path, nargs="+", default=[], metavar="JSON",
+                   help="`mbrl-fast eval --json` results of these runs' checkpoints")
     args = p.parse_args(argv)
 
     name = result_name(args.agent, args.env, args.tag)
@@ -291,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
             commands[seed] = shlex.join(["python", "-m", "mbrl_fast"]
                                         + _replay_args(args.agent, runs[seed], args.env))
         # after every seed, so partial results survive
+        write_results(args.agent, args.env, runs, commands, args.note, args.results, name,
+                      args.tag)
+    if args.evals:
+        read_evals(args.evals, runs)
         write_results(args.agent, args.env, runs, commands, args.note, args.results, name,
                       args.tag)
     return 0

@@ -302,7 +302,8 @@ def _write_eval_json(args, algo, agent, run, returns, mean, std) -> None:
                          + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
                          + f" --json {args.json}"),
                 run_dir=str(run.path), checkpoint=_checkpoint_name(args), algo=algo,
-                env_id=agent.config.env_id, iterations_trained=agent.iterations_done,
+                env_id=agent.config.env_id, seed=getattr(agent.config, "seed", None),
+                iterations_trained=agent.iterations_done,
                 env_steps=last.get("env_steps"),
                 run_wall_clock_s=last.get("wall_clock_s"),
                 last_logged_return=last.get("return"), first_reset_seed=args.seed,

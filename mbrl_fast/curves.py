@@ -11,11 +11,13 @@ import io
 def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | None = None,
                 ylabel: str = "return", xlabel: str = "environment steps",
                 levels: tuple[float, ...] = (), step_mark: tuple[float, str] | None = None,
-                dashed: tuple[str, ...] = ()) -> bytes:
+                dashed: tuple[str, ...] = (),
+                points: dict[str, list[tuple[float, float, float]]] | None = None) -> bytes:
     """PNG bytes: return against env steps, one line per ``series`` entry (label -> metrics
     rows; the labels in ``dashed`` drawn dashed), an optional dashed target line, dotted
-    horizontal ``levels`` and a vertical ``step_mark`` (x, label). Raises ImportError without
-    matplotlib."""
+    horizontal ``levels``, a vertical ``step_mark`` (x, label), and ``points`` (label ->
+    (env steps, mean, error bar) each, e.g. many-episode evaluations of checkpoints) as
+    markers with error bars. Raises ImportError without matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -25,6 +27,9 @@ def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | No
     for label, rows in series.items():
         ax.plot([r["env_steps"] for r in rows], [r["return"] for r in rows], marker="o", ms=3,
                 label=label or None, ls="--" if label in dashed else "-")
+    for label, marks in (points or {}).items():
+        xs, ys, errs = zip(*marks, strict=True) if marks else ((), (), ())
+        ax.errorbar(xs, ys, yerr=errs, fmt="D", ms=5, capsize=3, zorder=3, label=label)
     if target is not None:
         ax.axhline(target, color="k", ls="--", lw=1, label="target")
     for level in levels:
@@ -35,7 +40,7 @@ def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | No
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    if any(series) or target is not None:
+    if any(series) or target is not None or points:
         ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
