@@ -35,8 +35,9 @@ from mbrl_fast.models.rollouts import TransitionPool, branched_rollout
 from mbrl_fast.ops.propagate import OFFSETS_PER_CALL
 from mbrl_fast.planning.base import PRECISIONS
 
+# train_epochs: the model's training epochs summed over the epoch's model rounds
 MODEL_FIELDS = ("model_loss", "holdout_mse", "rollout_length", "model_transitions",
-                "model_s", "rollout_s")
+                "model_s", "rollout_s", "train_epochs")
 
 
 @dataclass
@@ -165,6 +166,7 @@ class MBPO(OffPolicyAgent):
         fit = self.trainer.train(self.buffer)
         s["model_s"] += time.perf_counter() - tic
         s["model_loss"] = fit.train_loss
+        s["train_epochs"] += fit.epochs
         s["holdout_mse"] = float(np.mean([fit.holdout_mse[i] for i in self.model.elite_members]))
         tic = time.perf_counter()
         k = self.rollout_length(g)
@@ -230,4 +232,4 @@ class MBPO(OffPolicyAgent):
 
 def _fresh_stats() -> dict:
     return {"model_loss": float("nan"), "holdout_mse": float("nan"), "rollout_length": 0,
-            "model_transitions": 0, "model_s": 0.0, "rollout_s": 0.0}
+            "model_transitions": 0, "model_s": 0.0, "rollout_s": 0.0, "train_epochs": 0}

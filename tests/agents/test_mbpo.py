@@ -52,6 +52,21 @@ def test_every_preset_runs_a_tiny_epoch(env_id):
         agent.close()
 
 
+def test_train_epochs_sums_the_epochs_of_the_epochs_model_rounds():
+    agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY))
+    rounds = []
+    train = agent.trainer.train
+    agent.trainer.train = lambda buffer: rounds.append(train(buffer)) or rounds[-1]
+    try:
+        assert agent.run_iteration(0)["train_epochs"] == sum(r.epochs for r in rounds) > 0
+        first = len(rounds)
+        row = agent.run_iteration(1)
+        assert len(rounds) - first == 2  # steps 70 and 100 (every 30 after 40 random)
+        assert row["train_epochs"] == sum(r.epochs for r in rounds[first:])
+    finally:
+        agent.close()
+
+
 def test_rollout_length_schedule():
     agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **{**TINY, "initial_random_steps": 0,
                                                              "rollout_max_length": 15}))
