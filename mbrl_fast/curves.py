@@ -40,11 +40,15 @@ def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | No
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    if any(series) or target is not None or points:
+    entries = len(ax.get_legend_handles_labels()[1])
+    outside = entries > 3  # then below the axes (and the x label), where it hides no curve
+    if entries and not outside:
         ax.legend(fontsize=8)
     fig.tight_layout()
+    if outside:  # after tight_layout, which would shrink the axes to make room for it
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.16))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight" if outside else None)
     plt.close(fig)
     return buf.getvalue()
 
