@@ -51,6 +51,3 @@ def plot_curves(series: dict[str, list[dict]], title: str, *, target: float | No
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight" if outside else None)
     plt.close(fig)
     return buf.getvalue()
-
-
-# ---- the training loop around an agent ----------------------------------------------------

@@ -294,6 +294,8 @@ def _number(text: str):
     return text
 
 
+# ---- the training loop around an agent ----------------------------------------------------
+
 def prepare_resume(run: RunDir, algo: str, config: dict, agent) -> int:
     """Load checkpoint + journals into ``agent`` (resume steps 1-2). Returns the attempt
     number for the interrupted iteration. Raises CheckpointError before writing anything."""
