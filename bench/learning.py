@@ -261,10 +261,13 @@ def read_evals(paths: list[Path], runs: dict[int, dict]) -> None:
         seed = next(iter(runs)) if seed is None else int(seed)
         if seed not in runs:
             raise SystemExit(f"{path} is an evaluation of seed {seed}, not of {sorted(runs)}")
-        runs[seed].setdefault("multi_episode_evals", []).append(
-            {"env_steps": ev["env_steps"], "episodes": ev["episodes"],
-             "mean": round(ev["mean"], 1), "std": round(ev["std"], 1),
-             "standard_error": round(ev["standard_error"], 1), "file": path.name})
+        # `eval --kept` files hold one record per kept checkpoint, `eval` files one
+        records = ev["evaluations"] if "evaluations" in ev else [ev]
+        runs[seed].setdefault("multi_episode_evals", []).extend(
+            {"env_steps": r["env_steps"], "episodes": r["episodes"],
+             "mean": round(r["mean"], 1), "std": round(r["std"], 1),
+             "standard_error": round(r["standard_error"], 1), "file": path.name}
+            for r in records)
     for run in runs.values():
         run.get("multi_episode_evals", []).sort(key=lambda e: e["env_steps"])
 

@@ -5,6 +5,7 @@
         [--plan-budget-ms MS]
     mbrl-fast train AGENT --resume RUN_DIR [--trials N | --steps N]   continue a (killed) run
     mbrl-fast eval RUN_DIR --episodes 5 [--no-video]       mean / std return of the agent
+    mbrl-fast eval RUN_DIR --kept [--json PATH]   every checkpoint `train --keep-every` kept
     mbrl-fast eval RUN_DIR --goals 20        goal reaching, for agents that have it (DADS)
     mbrl-fast bench {planner,ops} ...                      throughput (mbrl_fast.benchmarks)
     mbrl-fast sweep AGENT --env ENV --seeds 0 1 2 3 [--set k=v ...] [--grid k=v1,v2 ...]
@@ -18,7 +19,6 @@ resumed (the message says why; the directory is left untouched).
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -86,6 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--checkpoint", default=None, metavar="FILE",
                        help="evaluate this checkpoint of the run, relative to RUN_DIR, e.g. "
                             "checkpoints/iter_0080.pt (kept by `train --keep-every`)")
+    which.add_argument("--kept", action="store_true",
+                       help="evaluate every checkpoint kept by `train --keep-every`, one row "
+                            "each (no video); with --json, PATH holds one record per "
+                            "checkpoint, is rewritten after each, and a second call adds only "
+                            "the checkpoints it lacks")
     ev.add_argument("--goals", type=int, default=None, metavar="N",
                     help="zero-shot navigation to N random goals (agents with an "
                          "evaluate_goals hook, e.g. dads); writes RUN_DIR/eval_goals.{json,png}")
@@ -251,11 +256,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from mbrl_fast import runs
+    from mbrl_fast import evaluation, runs
 
     episodes = _positive("--episodes", args.episodes)
     if args.goals is not None:
+        if args.kept:
+            raise UsageError("--goals evaluates one checkpoint (the last, --best or "
+                             "--checkpoint FILE), not --kept")
         return _eval_goals(args)
+    if args.kept:
+        return _eval_kept(args, episodes)
     if not args.no_video:
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless offscreen rendering
     algo, agent, run = runs.load_run(args.run_dir, best=args.best, checkpoint=args.checkpoint)
@@ -266,22 +276,20 @@ def cmd_eval(args) -> int:
             env, why = _render_env(agent)
             if env is None:
                 print(f"video skipped: {why}", file=sys.stderr)
-        t0 = time.perf_counter()
-        returns = agent.evaluate(episodes, seed=args.seed, env=env,
-                                 on_frame=(lambda e: frames.append(e.render()))
-                                 if env is not None else None)
-        seconds = time.perf_counter() - t0
+        returns, seconds = evaluation.evaluate(
+            agent, episodes, args.seed, env=env,
+            on_frame=(lambda e: frames.append(e.render())) if env is not None else None)
+        record = evaluation.checkpoint_record(agent, _checkpoint_name(args), returns, seconds)
     finally:
         if env is not None:
             env.close()
         agent.close()
-    mean = sum(returns) / len(returns)
-    std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
-    print(f"{agent.config.env_id}: return {mean:.2f} +- {std:.2f} over {episodes} episodes "
-          f"({algo}, {agent.iterations_done} {agent.unit}s trained, {seconds:.1f} s)")
+    print(f"{agent.config.env_id}: return {record['mean']:.2f} +- {record['std']:.2f} over "
+          f"{episodes} episodes ({algo}, {agent.iterations_done} {agent.unit}s trained, "
+          f"{seconds:.1f} s)")
     print("returns: " + ", ".join(f"{r:.2f}" for r in returns))
     if args.json is not None:
-        _write_eval_json(args, algo, agent, run, returns, mean, std)
+        _write_eval_json(args, algo, agent, run, record)
     if frames:
         try:
             print(f"video: {_write_video(frames, run.path / 'eval')}")
@@ -290,28 +298,37 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _write_eval_json(args, algo, agent, run, returns, mean, std) -> None:
+def _write_eval_json(args, algo, agent, run, record: dict) -> None:
     import json
 
     from mbrl_fast.benchmarks.harness import machine_info
 
-    last = agent.history[-1] if agent.history else {}
     data = dict(what="mbrl-fast eval: deterministic evaluation episodes of a run's checkpoint",
-                command=(f"mbrl-fast eval {run.path} --episodes {len(returns)} --seed "
+                command=(f"mbrl-fast eval {run.path} --episodes {record['episodes']} --seed "
                          f"{args.seed}" + " --best" * args.best
                          + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
                          + f" --json {args.json}"),
-                run_dir=str(run.path), checkpoint=_checkpoint_name(args), algo=algo,
-                env_id=agent.config.env_id, seed=getattr(agent.config, "seed", None),
-                iterations_trained=agent.iterations_done,
-                env_steps=last.get("env_steps"),
-                run_wall_clock_s=last.get("wall_clock_s"),
-                last_logged_return=last.get("return"), first_reset_seed=args.seed,
-                episodes=len(returns), mean=mean, std=std,
-                standard_error=std / math.sqrt(len(returns)), returns=list(returns),
-                machine=machine_info())
+                run_dir=str(run.path), algo=algo, env_id=agent.config.env_id,
+                seed=getattr(agent.config, "seed", None), first_reset_seed=args.seed,
+                **record, machine=machine_info())
     args.json.write_text(json.dumps(data, indent=1) + "\n")
     print(f"written: {args.json}")
+
+
+def _eval_kept(args, episodes: int) -> int:
+    """``eval --kept``: every kept checkpoint, one table row each."""
+    from mbrl_fast import evaluation
+    from mbrl_fast.benchmarks.harness import machine_info
+
+    try:
+        records, new = evaluation.evaluate_kept(args.run_dir, episodes, args.seed, args.json,
+                                                machine_info())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{len(records)} kept checkpoints, {episodes} episodes each from reset seed "
+          f"{args.seed}; {new} evaluated now" + (f", written: {args.json}" if args.json and new
+                                                 else ""))
+    return 0
 
 
 def _checkpoint_name(args) -> str:

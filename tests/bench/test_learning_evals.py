@@ -35,6 +35,18 @@ def test_evals_attach_to_their_seed_sorted_by_steps(tmp_path):
     assert evals[0]["file"] == "a.json" and evals[1]["standard_error"] == pytest.approx(84.9)
 
 
+def test_a_kept_file_gives_one_point_per_checkpoint(tmp_path):
+    r = runs()
+    path = tmp_path / "kept.json"
+    path.write_text(json.dumps(dict(seed=0, evaluations=[
+        dict(env_steps=s, episodes=10, mean=m, std=100.0, standard_error=31.6)
+        for s, m in [(3000, 2600.0), (1000, 900.0)]])))
+    learning.read_evals([path, eval_file(tmp_path, "b.json", 2000, 2400.0)], r)
+    evals = r[0]["multi_episode_evals"]
+    assert [(e["env_steps"], e["mean"], e["file"]) for e in evals] == [
+        (1000, 900.0, "kept.json"), (2000, 2400.0, "b.json"), (3000, 2600.0, "kept.json")]
+
+
 def test_an_eval_of_another_seed_or_without_one_among_seeds_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="evaluation of seed 1"):
         learning.read_evals([eval_file(tmp_path, "a.json", 2000, 1.0, seed=1)], runs())

@@ -254,6 +254,54 @@ def test_keep_every_keeps_every_kth_checkpoint_and_eval_reads_them(tmp_path, cap
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_0002.pt"]
 
 
+def test_eval_kept_evaluates_every_kept_checkpoint_and_adds_only_new_ones(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_pets_tiny(run, "--keep-every", "1", trials=2) == 0
+    capsys.readouterr()
+    out = tmp_path / "kept.json"
+    args = ["eval", str(run), "--kept", "--episodes", "2", "--seed", "5", "--json", str(out)]
+    assert main(args) == 0
+    assert ("2 kept checkpoints, 2 episodes each from reset seed 5; 2 evaluated now"
+            in capsys.readouterr().out)
+    data = json.loads(out.read_text())
+    rows = metrics_rows(run)
+    assert [e["checkpoint"] for e in data["evaluations"]] == [
+        "checkpoints/iter_0001.pt", "checkpoints/iter_0002.pt"]
+    assert [e["env_steps"] for e in data["evaluations"]] == [int(r["env_steps"]) for r in rows]
+    assert data["episodes"] == 2 and data["first_reset_seed"] == 5 and data["algo"] == "pets"
+    # each record is what `eval --checkpoint` of that file measures (same reset seeds)
+    one = tmp_path / "one.json"
+    assert main(["eval", str(run), "--checkpoint", "checkpoints/iter_0001.pt", "--episodes",
+                 "2", "--seed", "5", "--no-video", "--json", str(one)]) == 0
+    assert json.loads(one.read_text())["returns"] == data["evaluations"][0]["returns"]
+    # a third trial kept: a second call evaluates only it
+    assert main(["train", "pets", "--resume", str(run), "--trials", "3", "--keep-every", "1",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("(already in the file)") == 2 and "1 evaluated now" in printed
+    assert len(json.loads(out.read_text())["evaluations"]) == 3
+    # other episodes or seed than the file holds: refused, the file untouched
+    before = out.read_text()
+    assert main(args[:-4] + ["--episodes", "3", "--json", str(out)]) == 2
+    assert "holds evaluations with 2 episodes from reset seed 5" in capsys.readouterr().err
+    assert out.read_text() == before
+
+
+def test_eval_kept_without_kept_checkpoints_or_with_goals_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_pets_tiny(run) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--kept"]) == 2
+    assert "keeps no checkpoints (pass --keep-every K" in capsys.readouterr().err
+    assert main(["eval", str(run), "--kept", "--goals", "3"]) == 2
+    assert "not --kept" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", str(run), "--kept", "--best"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_keep_every_and_checkpoint_reject_bad_values(tmp_path, capsys):
     assert train_pets_tiny(tmp_path / "run", "--keep-every", "0") == 2
     assert "--keep-every must be >= 1, got 0" in capsys.readouterr().err
