@@ -19,6 +19,9 @@ baddbmm / MKL GEMMs), ``sb3``; where the CPU has native bf16 GEMMs (AVX512-BF16 
 also ``mbrl-fast-bf16`` (``SACConfig(precision="bf16")`` on oneDNN; ``vs_fp32``: its
 per-round ratio to ``mbrl-fast``); with --compile also the torch path under
 torch.compile (the oneDNN path does not lower in Inductor), with its compile time.
+``auto_picks`` names the variant that the default ``SACConfig(backend="auto")`` runs at
+the phase's thread count (nn/dense.py: the torch path on AVX2-only CPUs and on a Zen 4
+with more than one thread).
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ import torch
 
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from
 from mbrl_fast.models import ReplayBuffer
-from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory, onednn_available
+from mbrl_fast.nn.dense import (
+    bf16_supported,
+    keep_freed_memory,
+    onednn_available,
+    resolve_backend,
+)
 
 OBS, ACT, BATCH, ROWS = 11, 3, 256, 100_000
 
@@ -176,6 +184,9 @@ def run_phase(data, threads: int, malloc: bool, args) -> dict:
         variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
             data, "torch", compile_=True)
     phase.update(measure(variants, args.updates, args.rounds, args.warmup))
+    # the variant the default SACConfig(backend="auto") runs at this thread count
+    phase["auto_picks"] = {"onednn": "mbrl-fast", "torch": "mbrl-fast-torch"}[
+        resolve_backend("auto", "relu")]
     return phase
 
 

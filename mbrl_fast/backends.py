@@ -46,6 +46,22 @@ _GPU_PREFERENCE = ("cuda", "triton")
 _GPU_PREFERENCE_BY_OP = {"ensemble_mlp": ("triton", "cuda")}
 
 
+@functools.lru_cache(maxsize=1)
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
 # What each compiled backend implements (the reference implements everything): the one
 # place it is written. The ops' dispatch (:func:`supporting`), ``Reward.fused_on`` and
 # :func:`available` read it; a test checks every entry has a launcher (ops/registry.py).

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mbrl_fast.backends import cpuinfo
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -99,24 +101,9 @@ ENV_VARS = ("MBRL_FAST_CPU_KERNELS", "MBRL_FAST_BACKEND", "MKL_ENABLE_INSTRUCTIO
             "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-
 def cpu_description() -> dict:
     """CPU model, vendor, family/model/stepping and the kernel-relevant flags."""
-    info = _cpuinfo()
+    info = cpuinfo()
     flags = set(info.get("flags", "").split())
     return {
         "cpu_model": info.get("model name") or platform.processor() or platform.machine(),

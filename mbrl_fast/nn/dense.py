@@ -32,10 +32,16 @@ so ``check_precision`` refuses bf16 where ``torch.ops.mkldnn._is_mkldnn_bf16_sup
 is False.
 
 ``backend="auto"`` picks oneDNN where it applies, passed a one-time self-check against the
-torch path and the CPU has AVX-512; else torch. On an AVX2-only CPU both libraries run
-AVX2 code and oneDNN's larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC
-update (Hopper sizes) ran 3-7% faster on one thread and 11-30% faster on two through torch,
-in one interleaved run (``bench/results/sac_update_zen3.json``).
+torch path and the CPU has AVX-512 -- except on an AMD Zen 4 running torch on more than
+one thread; else torch. On an AVX2-only CPU both libraries run AVX2 code and oneDNN's
+larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC update (Hopper sizes) ran
+3-7% faster on one thread and 11-30% faster on two through torch, in one interleaved run
+(``bench/results/sac_update_zen3.json``). A Zen 4 runs AVX-512 on 256-bit units, where
+MKL's fp32 GEMM keeps up with oneDNN's (97-98 GFLOP/s each on one thread): oneDNN's path
+was 4-9% faster on one thread there, but on two the torch path was 6-20% faster in each of
+eight interleaved phases over two days (``bench/results/sac_update_zen4_bf16.json``,
+``sac_update_zen4_quiet.json``, ``sac_update_zen4_threads.json``). The rule is read when
+a network is built, so ``torch.set_num_threads`` comes first (the agents do that).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import functools
 
 import torch
 
+from mbrl_fast.backends import cpuinfo
 from mbrl_fast.ops.ensemble_mlp import activation_fn
 
 _ACTIVATIONS = ("relu", "identity")  # what the oneDNN path applies (ReLU fused in the GEMM)
@@ -182,9 +189,18 @@ def onednn_available() -> bool:
 
 
 def onednn_preferred() -> bool:
-    """Whether 'auto' takes oneDNN where it applies: torch's CPU capability is AVX-512
-    (module docstring)."""
-    return "AVX512" in torch.backends.cpu.get_cpu_capability()
+    """Whether 'auto' takes oneDNN where it applies: torch's CPU capability is AVX-512,
+    unless the CPU is a Zen 4 and torch runs more than one thread (module docstring)."""
+    if "AVX512" not in torch.backends.cpu.get_cpu_capability():
+        return False
+    return torch.get_num_threads() == 1 or not is_zen4()
+
+
+def is_zen4() -> bool:
+    """An AMD CPU of family 25 (0x19, Zen 3 and Zen 4) with AVX-512, i.e. a Zen 4."""
+    info = cpuinfo()
+    return (info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25"
+            and "avx512f" in info.get("flags", "").split())
 
 
 def resolve_backend(backend: str, activation: str) -> str:

@@ -253,6 +253,7 @@ def test_bf16_sac_update_tracks_the_fp32_update():
 @pytest.mark.parametrize("capability", ["AVX2", "AVX512", "DEFAULT"])
 def test_auto_takes_onednn_only_on_avx512_cpus(monkeypatch, capability):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # on any AVX-512 CPU: below
     onednn = "onednn" in BACKENDS
     want = "onednn" if onednn and capability == "AVX512" else "torch"
     assert resolve_backend("auto", "relu") == want
@@ -262,6 +263,31 @@ def test_auto_takes_onednn_only_on_avx512_cpus(monkeypatch, capability):
         assert resolve_backend("onednn", "relu") == "onednn"
     with pytest.raises(ValueError, match="backend must be"):
         resolve_backend("mkl", "relu")
+
+
+ZEN4 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "flags": "fma avx2 avx512f"}
+ZEN3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "flags": "fma avx2"}
+ZEN5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "flags": "fma avx2 avx512f"}
+XEON = {"vendor_id": "GenuineIntel", "cpu family": "6", "flags": "fma avx2 avx512f"}
+
+
+@pytest.mark.parametrize("cpu, threads, preferred", [
+    (ZEN4, 1, True), (ZEN4, 2, False),  # on a Zen 4, oneDNN on one thread only
+    (ZEN5, 1, True), (ZEN5, 2, True), (XEON, 2, True), ({}, 2, True)])
+def test_auto_on_avx512_leaves_onednn_on_a_zen4_with_more_threads(monkeypatch, cpu, threads,
+                                                                   preferred):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(dense, "cpuinfo", lambda: cpu)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert dense.is_zen4() is (cpu is ZEN4)
+    assert dense.onednn_preferred() is preferred
+    onednn = "onednn" in BACKENDS
+    assert resolve_backend("auto", "relu") == ("onednn" if onednn and preferred else "torch")
+
+
+def test_a_zen3_is_not_a_zen4(monkeypatch):
+    monkeypatch.setattr(dense, "cpuinfo", lambda: ZEN3)
+    assert not dense.is_zen4()
 
 
 # ---- the update -----------------------------------------------------------------------------
