@@ -328,6 +328,9 @@ def _eval_kept(args, episodes: int) -> int:
     print(f"{len(records)} kept checkpoints, {episodes} episodes each from reset seed "
           f"{args.seed}; {new} evaluated now" + (f", written: {args.json}" if args.json and new
                                                  else ""))
+    best = max(records, key=lambda r: r["mean"])
+    print(f"highest mean: {best['checkpoint']} ({best['env_steps']} env steps): "
+          f"{best['mean']:.2f} +- {best['std']:.2f}")
     return 0
 
 

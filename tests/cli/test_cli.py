@@ -261,14 +261,16 @@ def test_eval_kept_evaluates_every_kept_checkpoint_and_adds_only_new_ones(tmp_pa
     out = tmp_path / "kept.json"
     args = ["eval", str(run), "--kept", "--episodes", "2", "--seed", "5", "--json", str(out)]
     assert main(args) == 0
-    assert ("2 kept checkpoints, 2 episodes each from reset seed 5; 2 evaluated now"
-            in capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert "2 kept checkpoints, 2 episodes each from reset seed 5; 2 evaluated now" in printed
     data = json.loads(out.read_text())
     rows = metrics_rows(run)
     assert [e["checkpoint"] for e in data["evaluations"]] == [
         "checkpoints/iter_0001.pt", "checkpoints/iter_0002.pt"]
     assert [e["env_steps"] for e in data["evaluations"]] == [int(r["env_steps"]) for r in rows]
     assert data["episodes"] == 2 and data["first_reset_seed"] == 5 and data["algo"] == "pets"
+    best = max(data["evaluations"], key=lambda e: e["mean"])
+    assert f"highest mean: {best['checkpoint']} ({best['env_steps']} env steps)" in printed
     # each record is what `eval --checkpoint` of that file measures (same reset seeds)
     one = tmp_path / "one.json"
     assert main(["eval", str(run), "--checkpoint", "checkpoints/iter_0001.pt", "--episodes",
