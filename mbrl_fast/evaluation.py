@@ -65,12 +65,12 @@ def evaluate_kept(run_dir: str | Path, episodes: int, seed: int, json_path: Path
     file already holds (same episodes and seed, else ValueError) and rewrite it after each.
     Returns the records, oldest checkpoint first, and how many were evaluated now."""
     run = runs.RunDir(run_dir)
-    run.read_config()  # not a run directory: CheckpointError
+    algo, _ = run.read_config()  # not a run directory: CheckpointError
     kept = run.snapshots()
     if not kept:
         raise runs.CheckpointError(f"{run.path} keeps no checkpoints (pass --keep-every K "
                                    "to `mbrl-fast train`)")
-    data = _read_kept_file(json_path, run, episodes, seed)
+    data = _read_kept_file(json_path, run, algo, episodes, seed)
     done = {r["checkpoint"]: r for r in data["evaluations"]}
     held = len(done)
     log(HEADER)
@@ -100,10 +100,9 @@ def _iterations(record: dict) -> int:
     return record["iterations_trained"]
 
 
-def _read_kept_file(json_path: Path | None, run: runs.RunDir, episodes: int,
+def _read_kept_file(json_path: Path | None, run: runs.RunDir, algo: str, episodes: int,
                     seed: int) -> dict:
     """The ``eval --kept --json`` file so far, or a new one."""
-    algo, _ = run.read_config()
     fresh = dict(what="mbrl-fast eval --kept: deterministic evaluation episodes of every "
                       "checkpoint a run kept (train --keep-every)",
                  command=f"mbrl-fast eval {run.path} --kept --episodes {episodes} "
