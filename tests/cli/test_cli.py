@@ -289,6 +289,12 @@ def test_eval_kept_evaluates_every_kept_checkpoint_and_adds_only_new_ones(tmp_pa
     assert main(args[:-4] + ["--episodes", "3", "--json", str(out)]) == 2
     assert "holds evaluations with 2 episodes from reset seed 5" in capsys.readouterr().err
     assert out.read_text() == before
+    other = tmp_path / "other.json"  # a single-checkpoint eval file is not a kept file
+    assert main(args[:-1] + [str(one)]) == 2
+    assert "is not an `eval --kept` file" in capsys.readouterr().err
+    other.write_text(before.replace(str(run), str(tmp_path / "elsewhere")))
+    assert main(args[:-1] + [str(other)]) == 2
+    assert f"holds evaluations of {tmp_path / 'elsewhere'}, not of" in capsys.readouterr().err
 
 
 def test_eval_kept_without_kept_checkpoints_or_with_goals_is_refused(tmp_path, capsys):
