@@ -26,7 +26,8 @@ predate the other agents). Usage::
         --evals bench/results/eval_mbpo_hopper_zen4_*.json
 
 ``--evals``: results of ``mbrl-fast eval RUN_DIR --episodes N --json FILE`` on checkpoints of
-these runs (``train --keep-every``); stored per seed as ``multi_episode_evals`` (env steps,
+these runs (``train --keep-every``), one per file, or of ``eval RUN_DIR --kept --json FILE``,
+every kept checkpoint in one file; stored per seed as ``multi_episode_evals`` (env steps,
 episodes, mean, std, standard error), drawn on the PNG as means with +- one standard error,
 and, where the target is a return, the first checkpoint whose mean reaches it is in the
 summary (``multi_episode_target``).
