@@ -3,10 +3,10 @@
     python bench/sac_update_split.py --json bench/results/sac_update_split_cpu.json
 
 The learner is bench/sac_update.py's (Hopper-v5 sizes: obs 11, act 3, 2 x 256 ReLU actor
-and twin critics, batch 256, automatic entropy tuning), one thread, on pre-sampled
-batches (sampling is ~1% of an update). For each variant (``fp32`` on oneDNN's GEMMs,
-``fp32-torch`` on torch's baddbmm / MKL, and ``bf16`` where the CPU has native bf16
-GEMMs) it reports:
+and twin critics, batch 256, automatic entropy tuning), ``--threads`` threads (one by
+default), on pre-sampled batches (sampling is ~1% of an update). For each variant
+(``fp32`` on oneDNN's GEMMs, ``fp32-torch`` on torch's baddbmm / MKL, and ``bf16`` where
+the CPU has native bf16 GEMMs) it reports:
 
 - ``ms_per_update``: wall-clock, without the profiler (median of ``--rounds`` rounds);
 - ``profiled``: from the torch profiler (``--profile-updates`` updates, self CPU time of
@@ -18,7 +18,7 @@ GEMMs) it reports:
 - ``gemm_replay_ms``: one update's products (the profiled ops with their shapes, strides
   and dtypes, ReLU epilogues left out) replayed back to back without the profiler, and
   ``other_ms`` = ``ms_per_update`` - that: the time outside the products;
-- ``dense_gflops``: the same precision's 256 x 256 x 256 product on one thread in this
+- ``dense_gflops``: the same precision's 256 x 256 x 256 product on as many threads in this
   process (median of 500), the rate a fused update's products could hope for;
 - ``fused_bound_ms``: the update's products as they run now with nothing else taking any
   time (``gemm_replay_ms``), and ``fused_bound_dense_ms``: its FLOPs at
@@ -183,16 +183,18 @@ def main(argv=None) -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--updates", type=int, default=50, help="updates per timed round")
     p.add_argument("--profile-updates", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     keep_freed_memory()
     data = random_transitions()
     result = dict(
-        what="one SAC update (Hopper-v5 sizes, 2 x 256, batch 256, one thread): "
+        what=f"one SAC update (Hopper-v5 sizes, 2 x 256, batch 256, {args.threads} thread(s)): "
              "matrix products against the rest, and the bound on a fused update",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        commit=git_commit(), load_avg_1min_before=round(os.getloadavg()[0], 2), variants={})
+        commit=git_commit(), threads=args.threads,
+        load_avg_1min_before=round(os.getloadavg()[0], 2), variants={})
     onednn = "onednn" if onednn_available() else "torch"
     variants = {"fp32": (onednn, "fp32"), "fp32-torch": ("torch", "fp32")}
     if onednn == "onednn" and bf16_supported():
