@@ -8,7 +8,8 @@ The model is MBPO's Hopper ensemble (bench/model_train_precision.py's: 7 members
 SiLU, a learned reward, obs 11, act 3), Adam lr 1e-3, batch 256, holdout 0.2 (at most
 5,000 rows), trained on ``--rows`` synthetic transitions by ``EnsembleTrainer``'s own
 epoch (shuffle each member's bootstrap sample, gather the minibatches, Gaussian NLL + L2
-decay, backward, fused Adam), ``--threads`` threads. For each precision (``fp32``, and
+decay, backward, fused Adam), ``--threads`` threads, glibc keeping freed memory as MBPO
+has it (``keep_freed_memory``). For each precision (``fp32``, and
 ``bf16`` where the CPU has native bf16 GEMMs):
 
 - ``ms_per_step``: wall-clock of a training epoch over its steps (median of ``--rounds``
@@ -43,7 +44,7 @@ from sac_update_split import gemm_calls, split_profile, time_calls  # noqa: E402
 
 from mbrl_fast.benchmarks.harness import machine_info, matmul_peak_gflops  # noqa: E402
 from mbrl_fast.models import EnsembleTrainer, ProbabilisticEnsemble  # noqa: E402
-from mbrl_fast.nn.dense import bf16_supported  # noqa: E402
+from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory  # noqa: E402
 
 BATCH, HOLDOUT_RATIO, MAX_HOLDOUT = 256, 0.2, 5000
 
@@ -108,6 +109,7 @@ def main(argv=None) -> dict:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as MBPO does (MBPOConfig.keep_freed_memory): no page faults per step
     buf = synthetic_buffer(args.rows)
     precisions = ["fp32", "bf16"] if bf16_supported() else ["fp32"]
     result = dict(
