@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                               for d in results}
     out.update(note=args.note, written=time.strftime("%Y-%m-%d %H:%M:%S"))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"learning_{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    from mbrl_fast.benchmarks.harness import write_json
+    write_json(RESULTS / f"learning_{args.name}.json", out)
     plot(results, per_seed, args.baseline_steps, args.within,
          RESULTS / f"learning_{args.name}.png", args.title or out["what"])
     print(json.dumps(per_seed or out["final_return"], indent=1))

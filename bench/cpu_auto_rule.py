@@ -15,7 +15,6 @@ libraries load, so run one thread count per process).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -124,10 +123,10 @@ def main(argv=None) -> None:
             for op, fn in sampler_ops((n, p, h, a), args.ops):
                 rows.append(compare(op, f"N{n} P{p} H{h} A{a}", fn))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"clock": args.clock, "threads": args.threads or torch.get_num_threads(),
-                       "date": time.strftime("%Y-%m-%d"), "paths": paths, "rows": rows}, f,
-                      indent=1)
+        from mbrl_fast.benchmarks.harness import write_json
+        write_json(args.json, {"clock": args.clock,
+                               "threads": args.threads or torch.get_num_threads(),
+                               "date": time.strftime("%Y-%m-%d"), "paths": paths, "rows": rows})
 
 
 if __name__ == "__main__":

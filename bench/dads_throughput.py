@@ -34,6 +34,7 @@ import time
 
 import torch
 
+from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.models.skill_dynamics import SkillDynamics
 from mbrl_fast.ops.ensemble_mlp import MLPParams, pack_bf16
 from mbrl_fast.ops.skill_reward import skill_reward
@@ -191,9 +192,7 @@ def main(argv=None) -> int:
             result["planner"].append(r)
     result["load_average_end"] = os.getloadavg()
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
     return 0
 
 

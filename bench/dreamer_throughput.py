@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mbrl_fast.agents.dreamer import Dreamer  # noqa: E402
+from mbrl_fast.benchmarks.harness import write_json  # noqa: E402
 from mbrl_fast.ops import _cpu_imagine  # noqa: E402
 from mbrl_fast.ops.imagine import imagine  # noqa: E402
 
@@ -201,8 +202,7 @@ def main(argv=None) -> int:
     print(json.dumps({part: {t: v["speedup_vs_eager_fp32"] for t, v in res.items()}
                       for part, res in results.items()}, indent=1))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(data, indent=1) + "\n")
+        write_json(args.json, data)
         print(f"wrote {args.json}")
     return 0
 

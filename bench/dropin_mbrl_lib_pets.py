@@ -201,8 +201,8 @@ def write(args, runs: list[dict]) -> None:
                "load_average": os.getloadavg(), "torch_threads": torch.get_num_threads(),
                "torch": torch.__version__, "python": platform.python_version(),
                "config": vars(args), "summary": summary, "runs": runs}
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        from mbrl_fast.benchmarks.harness import write_json
+        write_json(args.json, out)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -61,12 +61,12 @@ def main() -> int:
               "ratio_sweep_without_ray_start": inner / sequential}
     print(json.dumps(result, indent=1))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
-                       "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
-                       "load_average_before_after": [load_before, os.getloadavg()],
-                       "config": {"env": ENV, "seeds": args.seeds, "set": SETS},
-                       "result": result}, f, indent=1)
+        from mbrl_fast.benchmarks.harness import write_json
+        write_json(args.json, {
+            "what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
+            "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
+            "load_average_before_after": [load_before, os.getloadavg()],
+            "config": {"env": ENV, "seeds": args.seeds, "set": SETS}, "result": result})
     return 0
 
 

@@ -13,7 +13,6 @@ a real-time MPC one and the task's PETS preset.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -95,11 +94,12 @@ def main() -> int:
               f"8 single planners {r['env_steps_per_s']['eight_single_planners']:.1f} -> "
               f"{r['speedup_batched']:.2f}x")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
-                       "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
-                       "load_average": os.getloadavg(), "threads": args.threads,
-                       "torch": torch.__version__, "results": results}, f, indent=1)
+        from mbrl_fast.benchmarks.harness import write_json
+        write_json(args.json, {
+            "what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
+            "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
+            "load_average": os.getloadavg(), "threads": args.threads,
+            "torch": torch.__version__, "results": results})
     return 0
 
 

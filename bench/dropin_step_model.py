@@ -13,7 +13,6 @@ their plans. Median of ``--repeats`` plan calls after a warm-up, alternating.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from mbrl_fast import CEMPlanner
+from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.integrations import mlp_params_from_sequentials
 from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
 
@@ -96,11 +96,11 @@ def main() -> int:
               f"{r['seconds_per_plan']['step_model']:.3f} s per plan -> "
               f"{r['slowdown_step_model_vs_compiled']:.1f}x slower")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
-                       "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
-                       "load_average": os.getloadavg(), "threads": args.threads,
-                       "torch": torch.__version__, "results": results}, f, indent=1)
+        write_json(args.json, {
+            "what": __doc__.split("\n\n")[0], "command": "python " + " ".join(sys.argv),
+            "cpu": "AMD EPYC (Zen 5, AVX-512), 2 cores shared with other jobs",
+            "load_average": os.getloadavg(), "threads": args.threads,
+            "torch": torch.__version__, "results": results})
     return 0
 
 

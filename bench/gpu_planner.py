@@ -46,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mbrl_fast import backends  # noqa: E402
 from mbrl_fast.benchmarks.configs import get_config, make_params, start_states, to_bf16  # noqa: E402
+from mbrl_fast.benchmarks.harness import write_json  # noqa: E402
 from mbrl_fast.ops import elite_update, noise  # noqa: E402
 from mbrl_fast.ops.ensemble_mlp import MLPParams, ensemble_mlp  # noqa: E402
 from mbrl_fast.ops.propagate import propagate  # noqa: E402
@@ -390,9 +391,7 @@ def main(argv=None) -> int:
     gpu = result["device"].replace(" ", "_").replace("/", "_")
     path = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                     f"gpu_planner_{gpu}{'_quick' if args.quick else ''}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(path, result, indent=2)
     print(f"wrote {path}")
     return 0
 

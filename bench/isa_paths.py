@@ -30,7 +30,6 @@ as given, see docs/cpu.md for what it does on AMD CPUs.)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -163,8 +162,7 @@ def main(argv=None) -> dict:
                 + (f"{vs_lib:10.2f}" if vs_lib else ""))
         out["populations"][str(pop)] = {"gflop_per_act": gflop, "results": rows}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        harness.write_json(args.json, out)
         log(f"wrote {args.json}")
     return out
 

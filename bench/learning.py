@@ -388,7 +388,8 @@ def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[in
             "summary": summary, "runs": {str(s): r for s, r in sorted(runs.items())},
             "machine": machine_note(), "note": note,
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (results / f"learning_{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    from mbrl_fast.benchmarks.harness import write_json
+    write_json(results / f"learning_{name}.json", data)
     plot(agent, env, runs, target, results / f"learning_{name}.png", tag)
     print(f"wrote {results / f'learning_{name}.json'}", flush=True)
 

@@ -24,7 +24,6 @@ are random (a trained network costs the same). Threads: torch.set_num_threads(t)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mbrl_fast.benchmarks.harness import machine_info, time_round_robin  # noqa: E402
+from mbrl_fast.benchmarks.harness import machine_info, time_round_robin, write_json  # noqa: E402
 from mbrl_fast.envs import get_task  # noqa: E402
 from mbrl_fast.models import ModelConfig, make_ensemble  # noqa: E402
 from mbrl_fast.ops.features import obs_features_reference  # noqa: E402
@@ -196,7 +195,7 @@ def main(argv=None) -> int:
         "command": " ".join(["python", "bench/mbmf_throughput.py", *(argv or sys.argv[1:])]),
         "results": out, "machine": machine_info()}
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
 

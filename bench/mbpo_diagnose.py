@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -222,7 +221,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.rows < 1 or args.episodes < 1:
         p.error("--rows and --episodes must be >= 1")
-    from mbrl_fast.benchmarks.harness import machine_info
+    from mbrl_fast.benchmarks.harness import machine_info, write_json
     from mbrl_fast.config import config_to_dict
     from mbrl_fast.runs import load_run
 
@@ -255,7 +254,7 @@ def main(argv=None) -> int:
                   f"{k}: {v:+.1f}" for k, v in e["q_minus_return_to_go_before_end"].items()))
     agent.close()
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result)
     return 0
 
 

@@ -341,9 +341,7 @@ def main(argv=None) -> dict:
                                                     "epoch_estimate_s", "epoch_speedup")}))
     result["machine"] = harness.machine_info()
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        harness.write_json(args.json, result)
         log(f"wrote {args.json}")
     return result
 

@@ -33,7 +33,6 @@ Entries run round-robin (a change of load hits all alike); each figure is the me
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -217,8 +216,7 @@ def main(argv=None) -> dict:
         out["steps"][str(k)] = rows
     out["machine"] = harness.machine_info()  # its load is the load at the end
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        harness.write_json(args.json, out)
         print(f"wrote {args.json}")
     return out
 

@@ -84,9 +84,7 @@ def main(argv=None) -> dict:
         result["bf16_speedup_per_repeat"] = [round(x, 3) for x in ratios]
     print(json.dumps({k: result[k] for k in result if k not in ("rounds", "machine")}))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        harness.write_json(args.json, result)
     return result
 
 

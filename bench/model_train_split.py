@@ -42,7 +42,11 @@ from model_train_precision import ACT, OBS, synthetic_buffer  # noqa: E402
 from sac_update import git_commit  # noqa: E402
 from sac_update_split import gemm_calls, split_profile, time_calls  # noqa: E402
 
-from mbrl_fast.benchmarks.harness import machine_info, matmul_peak_gflops  # noqa: E402
+from mbrl_fast.benchmarks.harness import (  # noqa: E402
+    machine_info,
+    matmul_peak_gflops,
+    write_json,
+)
 from mbrl_fast.models import EnsembleTrainer, ProbabilisticEnsemble  # noqa: E402
 from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory  # noqa: E402
 
@@ -133,9 +137,7 @@ def main(argv=None) -> dict:
     result["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
     result["machine"] = machine_info()
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
     return result
 
 

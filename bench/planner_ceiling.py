@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.agents.mbmf import MBMF
+from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.envs import get_task
 
 QVEL_CLIP = {"Hopper-v5": 10.0, "Walker2d-v5": 10.0}  # the envs that clip qvel in their obs
@@ -166,8 +167,7 @@ def main(argv=None) -> int:
            "seconds": round(seconds, 1)}
     print(json.dumps(out))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
     return 0
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from
+from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.models import ReplayBuffer
 from mbrl_fast.nn.dense import (
     bf16_supported,
@@ -233,9 +234,7 @@ def main(argv=None) -> None:
         result["phases"].append(phase)
         print(json.dumps(phase), flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sac_update import ACT, BATCH, OBS, ROWS, git_commit, random_transitions  # noqa: E402
 
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from  # noqa: E402
-from mbrl_fast.benchmarks.harness import machine_info, matmul_peak_gflops  # noqa: E402
+from mbrl_fast.benchmarks.harness import (  # noqa: E402
+    machine_info,
+    matmul_peak_gflops,
+    write_json,
+)
 from mbrl_fast.models import ReplayBuffer  # noqa: E402
 from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory, onednn_available  # noqa: E402
 
@@ -215,9 +219,7 @@ def main(argv=None) -> None:
         print(name, json.dumps(v), flush=True)
     result["machine"] = machine_info()
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig
+from mbrl_fast.benchmarks.harness import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sac_update import cpu_name, git_commit  # noqa: E402
@@ -178,8 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             torch_threads=1, rows=a.rows, updates=a.updates, seeds=a.seeds,
             target_entropy=a.target_entropy, seconds=round(time.perf_counter() - tic, 1),
             max_relative_gap=gaps, curves=curves)
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(out, indent=1) + "\n")
+        write_json(a.json, out)
     return 0
 
 

@@ -25,6 +25,7 @@ import mujoco.rollout
 import numpy as np
 import torch
 
+from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.envs import get_task
 from mbrl_fast.models import ProbabilisticEnsemble
 from mbrl_fast.ops.rewards import HALFCHEETAH_DT
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.mkdir(parents=True, exist_ok=True)
     path = args.results / (f"true_dynamics_halfcheetah_{args.planner}_p{args.population}"
                            f"_h{args.horizon}.json")
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(path, out)
     print(json.dumps(out), flush=True)
     env.close()
     return 0

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from mbrl_fast.benchmarks import isa, ops, planner
 from mbrl_fast.benchmarks.configs import CONFIGS, get_config
+from mbrl_fast.benchmarks.harness import write_json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -98,8 +98,7 @@ def _run_ops(args) -> int:
 def _write(result: dict, path: Path | None) -> None:
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(result), indent=2) + "\n")
+    write_json(path, _finite(result), indent=2)
     print(f"wrote {path}")
 
 

@@ -1,4 +1,5 @@
-"""Timing harness: warm-up then the median of repeats, the machine's matmul peak, tables.
+"""Timing harness: warm-up then the median of repeats, the machine's matmul peak, tables,
+and the results file.
 
 Throughput is reported as ratios measured in one run and as achieved GFLOP/s
 against the peak of a large torch sgemm measured in the same run, so numbers from
@@ -8,16 +9,19 @@ a busy or throttled machine stay comparable with each other.
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from mbrl_fast.backends import cpuinfo
+from mbrl_fast.models.io import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,16 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write_json(path: str | os.PathLike, data, *, indent: int = 1) -> None:
+    """Write a benchmark's result to ``path`` as JSON (``indent``, a final newline), making
+    its folder if needed; atomically, so a benchmark killed while writing leaves the
+    previous results file whole rather than half of the new one."""
+    text = json.dumps(data, indent=indent) + "\n"  # fails before anything is written
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -1,7 +1,9 @@
 """The benchmark harness: timing, progress, kernel paths, machine info, configs, the shared
-ensemble, FLOP counts, tables."""
+ensemble, FLOP counts, tables, the results file."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -222,3 +224,20 @@ def test_start_states_are_seeded():
     s = configs.start_states(cfg, 3)
     assert s.shape == (3, cfg.obs_dim)
     assert torch.equal(s, configs.start_states(cfg, 3))
+
+
+def test_write_json_makes_the_folder_and_ends_with_a_newline(tmp_path):
+    path = tmp_path / "new" / "result.json"
+    harness.write_json(path, {"a": [1, 2]})
+    assert path.read_text() == '{\n "a": [\n  1,\n  2\n ]\n}\n'
+    harness.write_json(path, {"b": 1}, indent=2)
+    assert path.read_text() == '{\n  "b": 1\n}\n'
+
+
+def test_write_json_that_fails_leaves_the_previous_file_whole(tmp_path):
+    path = tmp_path / "result.json"
+    harness.write_json(path, {"kept": True})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        harness.write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"kept": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]  # no temporary left
