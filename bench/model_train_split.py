@@ -33,7 +33,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
@@ -53,19 +52,13 @@ from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory  # noqa: E402
 BATCH, HOLDOUT_RATIO, MAX_HOLDOUT = 256, 0.2, 5000
 
 
-def training_data(trainer: EnsembleTrainer, buf, seed: int = 0):
-    """(x, y, bootstrap indices [E, N_train], holdout indices) as ``EnsembleTrainer.fit``
-    draws them; the normalizer is fitted first (``train``'s step 1)."""
+def training_data(trainer: EnsembleTrainer, buf):
+    """(x, y, bootstrap rows [E, N_train], holdout rows) as ``EnsembleTrainer.train`` draws
+    them: the normalizer fitted first (its step 1), then the trainer's own split."""
     model = trainer.model
     data = buf.all()
     model.normalizer.update(model.make_inputs(data.obs, data.act, dtype=torch.float64))
-    x = model.make_inputs(data.obs, data.act)
-    y = model.make_targets(data.obs, data.next_obs, data.reward)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(x))
-    n_hold = min(int(len(x) * HOLDOUT_RATIO), MAX_HOLDOUT)
-    hold, train = perm[:n_hold], perm[n_hold:]
-    boot = train[rng.integers(0, len(train), size=(model.ensemble_size, len(train)))]
+    x, y, hold, _, boot = trainer.split(data)
     return x, y, boot, hold
 
 

@@ -102,16 +102,8 @@ class EnsembleTrainer:
     def fit(self, data: Transitions) -> TrainResult:
         """Steps 2-6 on ``data`` (the normalizer is left as it is)."""
         model = self.model
-        if len(data) == 0:
-            raise ValueError("no transitions to train on")
-        x = model.make_inputs(data.obs, data.act)  # [N, F + A]
-        y = model.make_targets(data.obs, data.next_obs, data.reward)  # [N, D_out]
-        n = x.shape[0]
-        perm = self.rng.permutation(n)
-        n_hold = min(int(n * self.holdout_ratio), self.max_holdout)
-        hold, train = perm[:n_hold], perm[n_hold:]
-        e = model.ensemble_size
-        boot = train[self.rng.integers(0, len(train), size=(e, len(train)))]  # [E, N_train]
+        x, y, hold, train, boot = self.split(data)
+        n_hold = len(hold)
         x_hold, y_hold = (x[hold], y[hold]) if n_hold else (x[train], y[train])
 
         best_mse = self._member_mse(x_hold, y_hold)  # [E]
@@ -142,6 +134,21 @@ class EnsembleTrainer:
         model.set_elites(elites)
         return TrainResult(epochs_run, last_loss, mse.tolist(), elites[: model.num_elites],
                            len(train), n_hold)
+
+    def split(self, data: Transitions):
+        """Step 2-3 on ``data``: (x [N, F + A], y [N, D_out], holdout rows, training rows,
+        bootstrap rows [E, N_train]), drawn from this trainer's generator."""
+        if len(data) == 0:
+            raise ValueError("no transitions to train on")
+        x = self.model.make_inputs(data.obs, data.act)
+        y = self.model.make_targets(data.obs, data.next_obs, data.reward)
+        n = x.shape[0]
+        perm = self.rng.permutation(n)
+        n_hold = min(int(n * self.holdout_ratio), self.max_holdout)
+        hold, train = perm[:n_hold], perm[n_hold:]
+        e = self.model.ensemble_size
+        boot = train[self.rng.integers(0, len(train), size=(e, len(train)))]
+        return x, y, hold, train, boot
 
     def _epoch(self, x: torch.Tensor, y: torch.Tensor, boot: np.ndarray) -> float:
         model = self.model
