@@ -19,9 +19,10 @@ baddbmm / MKL GEMMs), ``sb3``; where the CPU has native bf16 GEMMs (AVX512-BF16 
 also ``mbrl-fast-bf16`` (``SACConfig(precision="bf16")`` on oneDNN; ``vs_fp32``: its
 per-round ratio to ``mbrl-fast``); with --compile also the torch path under
 torch.compile (the oneDNN path does not lower in Inductor), with its compile time.
-``auto_picks`` names the variant that the default ``SACConfig(backend="auto")`` runs at
-the phase's thread count (nn/dense.py: the torch path on AVX2-only CPUs and on a Zen 4
-with more than one thread).
+Also ``mbrl-fast-cpu`` (the compiled kernels, csrc/cpu/mlp_train*) and, with native bf16
+GEMMs, ``mbrl-fast-cpu-bf16``. ``auto_picks`` names the variant that the default
+``SACConfig(backend="auto")`` runs at the phase's thread count (nn/dense.py: the compiled
+kernels on a Zen 4, the torch path on AVX2-only CPUs).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import time
 import numpy as np
 import torch
 
+from mbrl_fast import backends
 from mbrl_fast.agents.sac import SAC, SACConfig, batch_from
 from mbrl_fast.benchmarks.harness import write_json
 from mbrl_fast.models import ReplayBuffer
@@ -160,8 +162,9 @@ def measure(variants: dict, updates: int, rounds: int, warmup: int) -> dict:
             out[name].update(vs_sb3=round(statistics.median(ratios), 3),
                              vs_sb3_cpu=round(statistics.median(cpu_ratios), 3),
                              vs_sb3_per_round=[round(r, 2) for r in ratios])
-        if name == "mbrl-fast-bf16":
-            ratios = [a / b for a, b in zip(wall[name], wall["mbrl-fast"], strict=True)]
+        fp32 = {"mbrl-fast-bf16": "mbrl-fast", "mbrl-fast-cpu-bf16": "mbrl-fast-cpu"}.get(name)
+        if fp32:
+            ratios = [a / b for a, b in zip(wall[name], wall[fp32], strict=True)]
             out[name].update(vs_fp32=round(statistics.median(ratios), 3),
                              vs_fp32_per_round=[round(r, 2) for r in ratios])
     out["load_avg_1min_before_after"] = [round(x, 2) for x in load]
@@ -181,13 +184,17 @@ def run_phase(data, threads: int, malloc: bool, args) -> dict:
                 "mbrl-fast-torch": make_ours(data, "torch")[0], "sb3": sb3_run}
     if onednn == "onednn" and bf16_supported():
         variants["mbrl-fast-bf16"] = make_ours(data, onednn, precision="bf16")[0]
+    if backends.is_available("cpu"):  # the compiled kernels (csrc/cpu/mlp_train*)
+        variants["mbrl-fast-cpu"] = make_ours(data, "cpu")[0]
+        if bf16_supported():
+            variants["mbrl-fast-cpu-bf16"] = make_ours(data, "cpu", precision="bf16")[0]
     if args.compile and not malloc:
         variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
             data, "torch", compile_=True)
     phase.update(measure(variants, args.updates, args.rounds, args.warmup))
     # the variant the default SACConfig(backend="auto") runs at this thread count
-    phase["auto_picks"] = {"onednn": "mbrl-fast", "torch": "mbrl-fast-torch"}[
-        resolve_backend("auto", "relu")]
+    phase["auto_picks"] = {"onednn": "mbrl-fast", "torch": "mbrl-fast-torch",
+                           "cpu": "mbrl-fast-cpu"}[resolve_backend("auto", "relu")]
     return phase
 
 

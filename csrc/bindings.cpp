@@ -10,6 +10,7 @@
 #include "cpu/ensemble_mlp.h"
 #include "cpu/mlp_tile.h"
 #include "cpu/imagine.h"
+#include "cpu/mlp_train.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
 #include "cpu/skill_reward.h"
@@ -163,4 +164,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("imagine", &mbrl_fast::cpu::imagine_call, release());
   m.def("imagine_saved_floats", &mbrl_fast::cpu::imagine_saved_floats);
   m.def("imagine_resolve_isa", &mbrl_fast::cpu::imagine_resolve_isa);
+  // ---- mlp_train (training forward / backward of stacked MLPs: csrc/cpu/mlp_train.h) ----
+  m.def("mlp_train", &mbrl_fast::cpu::mlp_train_call, release());
 }

@@ -322,3 +322,38 @@ int64_t imagine_saved_floats(const std::vector<int64_t>& dims, int stoch_kind, i
 }
 
 }  // namespace mbrl_fast::cpu
+
+// The training MLP op's portable kernels (mlp_train_impl.h, with this unit's Gemm and the
+// elementwise bf16 packings of imagine_elementwise.h).
+namespace mbrl_fast::cpu::imagine_portable {
+
+struct Pack {
+  static void rows(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_t* out) {
+    pack_rows(n, K, x, ldx, out);
+  }
+  static void row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out,
+                        int64_t ldo) {
+    for (int64_t r2 = 0; r2 < half_up(n); ++r2) {
+      const float* a = y + 2 * r2 * ldy;
+      const bool two = 2 * r2 + 1 < n;
+#pragma omp simd
+      for (int64_t j = 0; j < N; ++j)
+        out[r2 * ldo + j] = bf16_bits(a[j]) | (two ? bf16_bits(a[ldy + j]) << 16 : 0u);
+    }
+  }
+};
+
+}  // namespace mbrl_fast::cpu::imagine_portable
+
+#define IMAGINE_NS imagine_portable
+#include "cpu/mlp_train_impl.h"
+#undef IMAGINE_NS
+
+namespace mbrl_fast::cpu {
+
+void mlp_train_run_portable(const MlpTrainArgs& a, const MlpTrainPacked& p, bool backward,
+                            int64_t R, int threads, uint32_t* work, int64_t work_words) {
+  imagine_portable::mlp_train_run(a, p, backward, R, threads, work, work_words);
+}
+
+}  // namespace mbrl_fast::cpu

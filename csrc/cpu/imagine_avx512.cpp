@@ -129,3 +129,59 @@ void imagine_run_avx512(const ImagineArgs& a, int64_t R, bool backward, int thre
 }
 
 }  // namespace mbrl_fast::cpu
+
+// The training MLP op's AVX-512 kernels (mlp_train_impl.h, with this unit's Gemm and the
+// bf16 packings below: the AVX512-BF16 conversions, 16 or 32 values per instruction, instead
+// of the elementwise rounding the portable unit vectorizes).
+namespace mbrl_fast::cpu::imagine_avx512 {
+
+struct Pack {
+  // x [n, K] (ld ldx) -> bf16 pairs along K, [n, ceil(K / 2)] words (odd K: a zero pad).
+  static void rows(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_t* out) {
+    const int64_t k2 = (K + 1) / 2;
+    for (int64_t r = 0; r < n; ++r) {
+      const float* xr = x + r * ldx;
+      auto* o = reinterpret_cast<uint16_t*>(out + r * k2);
+      for (int64_t j = 0; j < K; j += 16) {
+        const __mmask16 m = lanes(K - j);
+        _mm256_mask_storeu_epi16(o + j, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, xr + j)));
+      }
+      if (K & 1) o[K] = 0;
+    }
+  }
+  // y [n, N] (ld ldy) -> bf16 pairs along n: out[r2 * ldo + j] = (y[2 r2][j], y[2 r2 + 1][j])
+  // (odd n: a zero pad), j < N.
+  static void row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out,
+                        int64_t ldo) {
+    alignas(64) static constexpr uint16_t kInterleave[32] = {
+        0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+        8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i idx = _mm512_load_si512(kInterleave);
+    for (int64_t r2 = 0; r2 < (n + 1) / 2; ++r2) {
+      const float* a = y + 2 * r2 * ldy;
+      const bool two = 2 * r2 + 1 < n;
+      for (int64_t j = 0; j < N; j += 16) {
+        const __mmask16 m = lanes(N - j);
+        const __m512 lo = _mm512_maskz_loadu_ps(m, a + j);
+        const __m512 hi = two ? _mm512_maskz_loadu_ps(m, a + ldy + j) : _mm512_setzero_ps();
+        const __m512i v = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_mask_storeu_epi32(out + r2 * ldo + j, m, v);
+      }
+    }
+  }
+};
+
+}  // namespace mbrl_fast::cpu::imagine_avx512
+
+#define IMAGINE_NS imagine_avx512
+#include "cpu/mlp_train_impl.h"
+#undef IMAGINE_NS
+
+namespace mbrl_fast::cpu {
+
+void mlp_train_run_avx512(const MlpTrainArgs& a, const MlpTrainPacked& p, bool backward,
+                          int64_t R, int threads, uint32_t* work, int64_t work_words) {
+  imagine_avx512::mlp_train_run(a, p, backward, R, threads, work, work_words);
+}
+
+}  // namespace mbrl_fast::cpu

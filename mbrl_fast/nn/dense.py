@@ -6,7 +6,7 @@
     h_l = act(h_{l-1} @ W_l[e] + b_l[e])      W_l [E, d_{l-1}, d_l], b_l [E, d_l]
     y   = h_{L-1} @ W_L[e] + b_L[e]           y [E, B, d_L]
 
-with autograd, by one of two paths that agree to fp32 rounding:
+with autograd, by one of three paths that agree to fp32 rounding:
 
 - ``"onednn"`` (CPU, float32, ReLU or identity): the large GEMMs of the forward and of
   the backward through oneDNN's fp32 inner product (``torch.ops.mkldnn._linear_pointwise``,
@@ -19,6 +19,16 @@ with autograd, by one of two paths that agree to fp32 rounding:
   costs no dW), and ``weight_grad_rows`` lets two batches share each GEMM.
 - ``"torch"``: baddbmm + activation under ordinary autograd (any device, dtype and
   activation).
+- ``"cpu"`` (CPU float32; SiLU, ReLU, tanh, ELU): the compiled kernels of
+  ``mbrl_fast._C.mlp_train`` (csrc/cpu/mlp_train*), the imagination op's register-blocked
+  GEMMs (AVX-512 / AVX512-BF16, or portable; ``MBRL_FAST_CPU_KERNELS``). The forward keeps
+  each hidden layer's activations (and, for SiLU, their sigmoid); the backward runs the
+  chain of input gradients per (member, 128-row tile), then every weight gradient as one
+  GEMM over the training rows, each element written by one task (bit-identical for any
+  thread count). Its bf16 rounds the products' operands (layer inputs, weights, output
+  gradients) and keeps the bias, the pre-activations and the activations in fp32: within
+  bf16 tolerance of the torch path's bf16, with fewer roundings. Where it does not apply
+  it runs the torch path.
 
 ``precision="bf16"`` (either path) rounds each GEMM's operands to bfloat16 -- the layer's
 input, weight and bias, in the forward and in the backward -- and accumulates in fp32;
@@ -31,9 +41,19 @@ product runs ~2x the fp32 rate (AMD EPYC Zen 4, one thread, 256 x 256 x 256: 191
 so ``check_precision`` refuses bf16 where ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
 is False.
 
-``backend="auto"`` picks oneDNN where it applies, passed a one-time self-check against the
-torch path and the CPU has AVX-512 -- except on an AMD Zen 4 running torch on more than
-one thread; else torch. On an AVX2-only CPU both libraries run AVX2 code and oneDNN's
+``backend="auto"`` picks the compiled kernels on an AMD Zen 4 running their AVX-512 path;
+elsewhere oneDNN where it applies, passed a one-time self-check against the torch path and
+the CPU has AVX-512; else torch. On a Zen 4 (``bench/results/sac_update_zen4_compiled.json``,
+2026-12-05, interleaved, keep_freed_memory as the agents run) SAC's update ran 1.11x
+oneDNN's rate on one thread and 1.16x torch's on two in fp32, 1.21x / 1.29x in bf16;
+under glibc's default malloc 0.94x / 1.02x (fresh pages for the saved activations).
+MBPO's model-ensemble step (7 x 4 x 200 SiLU, batch 256) is not faster than torch's
+baddbmm through it: 1.02x / 1.13x torch's time in fp32 on one / two threads, 1.18x /
+1.27x in bf16 (``bench/results/mlp_train_paths_zen4_t{1,2}.json``, where SAC's critics
+alone take 0.77-0.85x): its products run near this CPU's peak in both, and the compiled
+path's activations and operand packing are separate passes, so the models keep the torch
+path. The rest of this paragraph is the rule between oneDNN and
+torch. On an AVX2-only CPU both libraries run AVX2 code and oneDNN's
 larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC update (Hopper sizes) ran
 3-7% faster on one thread and 11-30% faster on two through torch, in one interleaved run
 (``bench/results/sac_update_zen3.json``). A Zen 4 runs AVX-512 on 256-bit units, where
@@ -50,13 +70,17 @@ import functools
 
 import torch
 
+from mbrl_fast import backends
 from mbrl_fast.backends import cpuinfo
+from mbrl_fast.ops import _cpu_imagine, _launch
+from mbrl_fast.ops.contract import IMAGINE_ACTIVATION_IDS as _ACT_IDS
 from mbrl_fast.ops.ensemble_mlp import activation_fn
 
 _ACTIVATIONS = ("relu", "identity")  # what the oneDNN path applies (ReLU fused in the GEMM)
 _MIN_N = 4  # products with fewer rows or output columns go through torch (see _linear)
 _MIN_MACS = 1 << 16  # so do products smaller than this
 PRECISIONS = ("fp32", "bf16")
+_MAX_LAYERS = 16  # csrc/cpu/mlp_train.h kMtMaxLayers
 
 
 def _linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor | None, relu: bool = False):
@@ -137,6 +161,61 @@ class _OneDNNMLP(torch.autograd.Function):
         return (grad_x, None, None, None, None, *grads_w, *grads_b)
 
 
+class _CompiledMLP(torch.autograd.Function):
+    """The compiled path (``mbrl_fast._C.mlp_train``, csrc/cpu/mlp_train*.{h,cpp}): the
+    forward keeps each hidden layer's pre- and post-activations, the backward reads them;
+    inputs (x, activation, L, weight_grad_rows, bf16, W_1..W_L, b_1..b_L)."""
+
+    @staticmethod
+    def forward(ctx, x, activation, n_layers, weight_grad_rows, bf16, *params):
+        weights = [w.contiguous() for w in params[:n_layers]]
+        biases = [b.contiguous() for b in params[n_layers:]]
+        x = x.contiguous()
+        e_count, rows = weights[0].shape[0], x.shape[-2]
+        sizes = [x.shape[-1], *(w.shape[2] for w in weights)]
+        hidden = [x.new_empty(e_count, rows, d) for d in sizes[1:-1]]
+        post = [x.new_empty(e_count, rows, d) for d in sizes[1:-1]]
+        y = x.new_empty(e_count, rows, sizes[-1])
+        none = [0] * n_layers
+        backends.cpu_module().mlp_train(
+            False, [e_count, rows, weight_grad_rows], sizes, _ACT_IDS.get(activation, 0), bf16,
+            x.dim() == 2, [w.data_ptr() for w in weights], [b.data_ptr() for b in biases],
+            none, none, [h.data_ptr() for h in hidden], [h.data_ptr() for h in post],
+            none[1:], x.data_ptr(), y.data_ptr(), 0, 0, _cpu_imagine.requested_isa(),
+            torch.get_num_threads())
+        ctx.save_for_backward(x, *weights, *biases, *hidden, *post)
+        ctx.dims = (activation, n_layers, weight_grad_rows, bf16, sizes)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        activation, n_layers, n_w, bf16, sizes = ctx.dims
+        saved = ctx.saved_tensors
+        x, weights = saved[0], saved[1:1 + n_layers]
+        biases = saved[1 + n_layers:1 + 2 * n_layers]
+        hidden, post = saved[1 + 2 * n_layers:n_layers * 3], saved[n_layers * 3:]
+        need = ctx.needs_input_grad
+        need_x, need_wb = need[0], [need[5 + l] or need[5 + n_layers + l] for l in range(n_layers)]
+        e_count, rows = weights[0].shape[0], x.shape[-2]
+        dy = grad_out.contiguous()
+        dw = [torch.empty_like(w) if n else None for w, n in zip(weights, need_wb, strict=True)]
+        db = [torch.empty_like(b) if n else None for b, n in zip(biases, need_wb, strict=True)]
+        dpre = [h.new_empty(h.shape) for h in hidden]
+        dx = x.new_empty(e_count, rows, sizes[0]) if need_x else None
+        addr = _launch.addr
+        backends.cpu_module().mlp_train(
+            True, [e_count, rows, n_w], sizes, _ACT_IDS.get(activation, 0), bf16, x.dim() == 2,
+            [w.data_ptr() for w in weights], [b.data_ptr() for b in biases],
+            [addr(t) for t in dw], [addr(t) for t in db], [h.data_ptr() for h in hidden],
+            [h.data_ptr() for h in post], [h.data_ptr() for h in dpre], x.data_ptr(), 0,
+            dy.data_ptr(), addr(dx), _cpu_imagine.requested_isa(), torch.get_num_threads())
+        if dx is not None and x.dim() == 2:
+            dx = dx.sum(0)
+        grads_w = [d if need[5 + l] else None for l, d in enumerate(dw)]
+        grads_b = [d if need[5 + n_layers + l] else None for l, d in enumerate(db)]
+        return (dx, None, None, None, None, *grads_w, *grads_b)
+
+
 def _torch_mlp(x, weights, biases, activation, weight_grad_rows=None, precision="fp32"):
     rows = x.shape[-2]
     if weight_grad_rows is not None and weight_grad_rows < rows:
@@ -196,6 +275,14 @@ def onednn_preferred() -> bool:
     return torch.get_num_threads() == 1 or not is_zen4()
 
 
+def compiled_preferred(activation: str) -> bool:
+    """Whether 'auto' takes the compiled kernels: an AMD Zen 4 (where they were measured
+    faster than torch and oneDNN for SAC's networks, module doc) running their AVX-512 path
+    (not forced lower by ``MBRL_FAST_CPU_KERNELS``), for an activation they have."""
+    return (activation in _ACT_IDS and is_zen4() and backends.is_available("cpu")
+            and _cpu_imagine.kernel_name() == "avx512")
+
+
 def is_zen4() -> bool:
     """An AMD CPU of family 25 (0x19, Zen 3 and Zen 4) with AVX-512, i.e. a Zen 4."""
     info = cpuinfo()
@@ -204,12 +291,15 @@ def is_zen4() -> bool:
 
 
 def resolve_backend(backend: str, activation: str) -> str:
-    """'auto' -> 'onednn' where it applies (CPU, float32, ReLU / identity) and is preferred
-    (an AVX-512 CPU), else 'torch'."""
-    if backend not in ("auto", "onednn", "torch"):
-        raise ValueError(f"backend must be 'auto', 'onednn' or 'torch', got {backend!r}")
-    if backend == "torch":
-        return "torch"
+    """'auto' -> 'cpu' (the compiled kernels) where they are preferred (a Zen 4 running
+    their AVX-512 path), else 'onednn' where it applies (CPU, float32, ReLU / identity) and
+    is preferred (an AVX-512 CPU), else 'torch' (module doc)."""
+    if backend not in ("auto", "onednn", "torch", "cpu"):
+        raise ValueError(f"backend must be 'auto', 'onednn', 'torch' or 'cpu', got {backend!r}")
+    if backend in ("torch", "cpu"):  # 'cpu' (compiled) falls back to torch per call
+        return backend
+    if backend == "auto" and compiled_preferred(activation):
+        return "cpu"
     ok = activation in _ACTIVATIONS and onednn_available()
     if backend == "onednn" and not ok:
         raise RuntimeError(f"the oneDNN MLP path is unavailable here (activation "
@@ -257,10 +347,22 @@ def mlp_forward(x: torch.Tensor, weights, biases, activation: str, backend: str 
         raise ValueError(f"weight_grad_rows must be in [0, {rows}], got {weight_grad_rows}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if backend == "cpu" and compiled_applies(x, weights, activation):
+        return _CompiledMLP.apply(x, activation, len(weights), n_w, precision == "bf16",
+                                  *weights, *biases)
     if backend == "onednn" and x.device.type == "cpu" and x.dtype == torch.float32:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         return _OneDNNMLP.apply(x, activation, len(weights), n_w, dtype, *weights, *biases)
     return _torch_mlp(x, weights, biases, activation, n_w, precision)
+
+
+def compiled_applies(x: torch.Tensor, weights, activation: str) -> bool:
+    """The compiled path takes this call: CPU float32 tensors, an activation it has (or a
+    single layer), at most 16 layers, and the module built."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32
+            and all(w.device.type == "cpu" and w.dtype == torch.float32 for w in weights)
+            and (activation in _ACT_IDS or len(weights) == 1) and len(weights) <= _MAX_LAYERS
+            and backends.is_available("cpu"))
 
 
 def keep_freed_memory() -> bool:

@@ -16,6 +16,7 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from mbrl_fast.agents.offpolicy import EPOCH_FIELDS, SACAgentConfig, train_sac
 from mbrl_fast.agents.sac import SAC, SACBatch, SACConfig
+from mbrl_fast.backends import cpu_module
 from mbrl_fast.nn import TanhGaussianPolicy, dense
 from mbrl_fast.nn.dense import (
     bf16_supported,
@@ -25,10 +26,10 @@ from mbrl_fast.nn.dense import (
     resolve_backend,
 )
 from mbrl_fast.nn.policy import _TanhGaussianHead, squash
-from mbrl_fast.ops import ensemble_mlp, propagate
+from mbrl_fast.ops import _cpu_imagine, ensemble_mlp, propagate
 from mbrl_fast.ops.ensemble_mlp import soft_bound_logvar
 
-BACKENDS = ["torch"] + (["onednn"] if onednn_available() else [])
+BACKENDS = ["torch", "cpu"] + (["onednn"] if onednn_available() else [])
 
 
 @pytest.fixture(autouse=True)
@@ -192,6 +193,10 @@ def test_bf16_mlp_rounds_the_gemm_operands(backend, shared):
     gradients to a few bf16 roundings, and measurably not the fp32 function."""
     if backend == "onednn" and not bf16_supported():
         pytest.skip("no native bf16 GEMMs on this CPU")
+    if backend == "cpu":
+        pytest.skip("the compiled path rounds only the products' operands (not the bias or "
+                    "the pre-activations): tests/ops/test_mlp_train.py holds it to the torch "
+                    "path at bf16 tolerance")
     g = torch.Generator().manual_seed(1)
     sizes, e, b, n_w = (13, 67, 45, 3), 2, 29, 17
     ws = [(torch.randn(e, i, o, generator=g) / i**0.5).requires_grad_()
@@ -254,6 +259,7 @@ def test_bf16_sac_update_tracks_the_fp32_update():
 def test_auto_takes_onednn_only_on_avx512_cpus(monkeypatch, capability):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # on any AVX-512 CPU: below
+    monkeypatch.setattr(dense, "cpuinfo", lambda: {})  # not a Zen 4 (see below)
     onednn = "onednn" in BACKENDS
     want = "onednn" if onednn and capability == "AVX512" else "torch"
     assert resolve_backend("auto", "relu") == want
@@ -282,7 +288,23 @@ def test_auto_on_avx512_leaves_onednn_on_a_zen4_with_more_threads(monkeypatch, c
     assert dense.is_zen4() is (cpu is ZEN4)
     assert dense.onednn_preferred() is preferred
     onednn = "onednn" in BACKENDS
-    assert resolve_backend("auto", "relu") == ("onednn" if onednn and preferred else "torch")
+    old_rule = "onednn" if onednn and preferred else "torch"
+    compiled = cpu is ZEN4 and _cpu_imagine.kernel_name() == "avx512"
+    assert resolve_backend("auto", "relu") == ("cpu" if compiled else old_rule)
+
+
+@pytest.mark.parametrize("kernels", ["avx512", "avx2", "portable"])
+def test_auto_takes_the_compiled_kernels_on_a_zen4_running_their_avx512_path(monkeypatch,
+                                                                            kernels):
+    monkeypatch.setattr(dense, "cpuinfo", lambda: ZEN4)
+    monkeypatch.setenv("MBRL_FAST_CPU_KERNELS", kernels)
+    avx512 = _cpu_imagine.kernel_name() == "avx512"  # False where this CPU lacks AVX-512
+    assert avx512 is (kernels == "avx512" and bool(cpu_module().cpu_has_avx512()))
+    assert dense.compiled_preferred("relu") is avx512
+    assert dense.compiled_preferred("silu") is avx512
+    assert not dense.compiled_preferred("leaky_relu")  # no such kernel activation
+    if not avx512:
+        assert resolve_backend("auto", "relu") != "cpu"
 
 
 def test_a_zen3_is_not_a_zen4(monkeypatch):
