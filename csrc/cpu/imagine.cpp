@@ -333,13 +333,7 @@ struct Pack {
   }
   static void row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out,
                         int64_t ldo) {
-    for (int64_t r2 = 0; r2 < half_up(n); ++r2) {
-      const float* a = y + 2 * r2 * ldy;
-      const bool two = 2 * r2 + 1 < n;
-#pragma omp simd
-      for (int64_t j = 0; j < N; ++j)
-        out[r2 * ldo + j] = bf16_bits(a[j]) | (two ? bf16_bits(a[ldy + j]) << 16 : 0u);
-    }
+    pack_row_pairs(n, N, y, ldy, out, ldo);
   }
 };
 

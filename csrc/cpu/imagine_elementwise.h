@@ -114,15 +114,17 @@ inline void pack_rows(int64_t n, int64_t K, const float* x, int64_t ldx, uint32_
     if (K & 1) o[k2 - 1] = bf16_bits(xr[K - 1]);
   }
 }
-// Y [n, N] -> bf16 pairs along n: out [ceil(n/2), N].
-inline void pack_row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out) {
+// Y [n, N] -> bf16 pairs along n: out [ceil(n/2), N] (row stride ldo, default N).
+inline void pack_row_pairs(int64_t n, int64_t N, const float* y, int64_t ldy, uint32_t* out,
+                           int64_t ldo = 0) {
   const int64_t n2 = half_up(n);
+  ldo = ldo ? ldo : N;
   for (int64_t r2 = 0; r2 < n2; ++r2) {
     const float* a = y + 2 * r2 * ldy;
     const bool pair = 2 * r2 + 1 < n;
 #pragma omp simd
     for (int64_t j = 0; j < N; ++j)
-      out[r2 * N + j] = bf16_bits(a[j]) | (pair ? bf16_bits(a[ldy + j]) << 16 : 0u);
+      out[r2 * ldo + j] = bf16_bits(a[j]) | (pair ? bf16_bits(a[ldy + j]) << 16 : 0u);
   }
 }
 

@@ -97,7 +97,7 @@ struct Run {
   int64_t R;
 
   int64_t d(int l) const { return a.sizes[l]; }
-  // layer l's input h_l for member e (rows from 0), and its row stride
+  // layer l's input h_l for member e (row 0; rows d(l) floats apart)
   const float* input(int l, int64_t e) const {
     if (l > 0) return a.post[l - 1] + e * a.batch * d(l);
     return a.shared_x ? a.x : a.x + e * a.batch * d(0);
