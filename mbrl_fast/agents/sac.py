@@ -83,8 +83,8 @@ class SACConfig:
     """Entropy target of the alpha tuning; None: -|A| (the paper's heuristic)."""
     backend: str = "auto"
     """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
-    (baddbmm), 'cpu' (the compiled kernels; opt-in) or 'auto' (oneDNN where it applies on an
-    AVX-512 CPU, else torch)."""
+    (baddbmm), 'cpu' (the compiled kernels, csrc/cpu/mlp_train*) or 'auto' (the compiled
+    kernels on an AMD Zen 4, else oneDNN where it applies on an AVX-512 CPU, else torch)."""
     precision: str = "fp32"
     """Operands of those GEMMs: 'fp32', or 'bf16' (mixed precision, as CPU autocast:
     bf16 inputs, weights and activations, fp32 accumulation, fp32 weights, gradients and

@@ -163,8 +163,9 @@ class _OneDNNMLP(torch.autograd.Function):
 
 class _CompiledMLP(torch.autograd.Function):
     """The compiled path (``mbrl_fast._C.mlp_train``, csrc/cpu/mlp_train*.{h,cpp}): the
-    forward keeps each hidden layer's pre- and post-activations, the backward reads them;
-    inputs (x, activation, L, weight_grad_rows, bf16, W_1..W_L, b_1..b_L)."""
+    forward keeps each hidden layer's activations and what their derivative needs (the
+    pre-activations; for SiLU their sigmoid), the backward reads them; inputs (x,
+    activation, L, weight_grad_rows, bf16, W_1..W_L, b_1..b_L)."""
 
     @staticmethod
     def forward(ctx, x, activation, n_layers, weight_grad_rows, bf16, *params):
