@@ -44,9 +44,10 @@ is False.
 ``backend="auto"`` picks the compiled kernels on an AMD Zen 4 running their AVX-512 path;
 elsewhere oneDNN where it applies, passed a one-time self-check against the torch path and
 the CPU has AVX-512; else torch. On a Zen 4 (``bench/results/sac_update_zen4_compiled.json``,
-2026-12-05, interleaved, keep_freed_memory as the agents run) SAC's update ran 1.11x
-oneDNN's rate on one thread and 1.16x torch's on two in fp32, 1.21x / 1.29x in bf16;
-under glibc's default malloc 0.94x / 1.02x (fresh pages for the saved activations).
+2026-12-05, interleaved, per-round medians) SAC's update ran 1.13x oneDNN's rate on one
+thread and 1.15x torch's on two in fp32, 1.22x / 1.37x oneDNN's in bf16, with
+keep_freed_memory as the agents run; under glibc's default malloc 1.14x / 1.05x (the
+saved activations come from a pool, ``_POOL``, not fresh pages).
 MBPO's model-ensemble step (7 x 4 x 200 SiLU, batch 256) is not faster than torch's
 baddbmm through it: 1.02x / 1.13x torch's time in fp32 on one / two threads, 1.18x /
 1.27x in bf16 (``bench/results/mlp_train_paths_zen4_t{1,2}.json``, where SAC's critics
@@ -67,6 +68,9 @@ a network is built, so ``torch.set_num_threads`` comes first (the agents do that
 from __future__ import annotations
 
 import functools
+import math
+import threading
+import weakref
 
 import torch
 
@@ -161,6 +165,43 @@ class _OneDNNMLP(torch.autograd.Function):
         return (grad_x, None, None, None, None, *grads_w, *grads_b)
 
 
+# Buffers of the compiled path's saved activations and scratch, reused across calls: a fresh
+# [E, B, d] buffer per layer and call is fresh pages under glibc's default malloc (page
+# faults on first touch), which cost SAC's update ~10% on one Zen 4 thread. A forward's
+# buffer returns when its autograd node is freed (at once under no_grad), the backward's
+# scratch when the backward ends; the pool keeps a few.
+_POOL: list[torch.Tensor] = []
+_POOL_KEEP = 8
+_POOL_LOCK = threading.Lock()
+
+
+def _acquire(numel: int) -> torch.Tensor:
+    """A float32 buffer of at least ``numel`` elements (its first ``numel``), from the pool
+    (the smallest that fits) or new."""
+    with _POOL_LOCK:
+        fits = [i for i, b in enumerate(_POOL) if b.numel() >= numel]
+        if fits:
+            return _POOL.pop(min(fits, key=lambda i: _POOL[i].numel()))[:numel]
+    return torch.empty(numel)
+
+
+def _release(buf: torch.Tensor) -> None:
+    with _POOL_LOCK:
+        _POOL.append(buf._base if buf._base is not None else buf)
+        if len(_POOL) > _POOL_KEEP:  # drop the smallest
+            _POOL.pop(min(range(len(_POOL)), key=lambda i: _POOL[i].numel()))
+
+
+def _views(buf: torch.Tensor, shapes) -> list[torch.Tensor]:
+    """Consecutive views of ``buf`` with these shapes."""
+    out, at = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(buf[at:at + n].view(shape))
+        at += n
+    return out
+
+
 class _CompiledMLP(torch.autograd.Function):
     """The compiled path (``mbrl_fast._C.mlp_train``, csrc/cpu/mlp_train*.{h,cpp}): the
     forward keeps each hidden layer's activations and what their derivative needs (the
@@ -174,8 +215,10 @@ class _CompiledMLP(torch.autograd.Function):
         x = x.contiguous()
         e_count, rows = weights[0].shape[0], x.shape[-2]
         sizes = [x.shape[-1], *(w.shape[2] for w in weights)]
-        hidden = [x.new_empty(e_count, rows, d) for d in sizes[1:-1]]
-        post = [x.new_empty(e_count, rows, d) for d in sizes[1:-1]]
+        shapes = [(e_count, rows, d) for d in sizes[1:-1]]
+        saved = _acquire(2 * sum(math.prod(s) for s in shapes))
+        weakref.finalize(ctx, _release, saved)
+        hidden, post = _views(saved, shapes), _views(saved[saved.numel() // 2:], shapes)
         y = x.new_empty(e_count, rows, sizes[-1])
         none = [0] * n_layers
         backends.cpu_module().mlp_train(
@@ -201,7 +244,8 @@ class _CompiledMLP(torch.autograd.Function):
         dy = grad_out.contiguous()
         dw = [torch.empty_like(w) if n else None for w, n in zip(weights, need_wb, strict=True)]
         db = [torch.empty_like(b) if n else None for b, n in zip(biases, need_wb, strict=True)]
-        dpre = [h.new_empty(h.shape) for h in hidden]
+        scratch = _acquire(sum(h.numel() for h in hidden))
+        dpre = _views(scratch, [h.shape for h in hidden])
         dx = x.new_empty(e_count, rows, sizes[0]) if need_x else None
         addr = _launch.addr
         backends.cpu_module().mlp_train(
@@ -210,6 +254,7 @@ class _CompiledMLP(torch.autograd.Function):
             [addr(t) for t in dw], [addr(t) for t in db], [h.data_ptr() for h in hidden],
             [h.data_ptr() for h in post], [h.data_ptr() for h in dpre], x.data_ptr(), 0,
             dy.data_ptr(), addr(dx), _cpu_imagine.requested_isa(), torch.get_num_threads())
+        _release(scratch)
         if dx is not None and x.dim() == 2:
             dx = dx.sum(0)
         grads_w = [d if need[5 + l] else None for l, d in enumerate(dw)]

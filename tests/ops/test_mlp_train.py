@@ -127,6 +127,25 @@ def test_results_do_not_depend_on_the_thread_count(cpu_backend):
         assert torch.equal(a, b)
 
 
+def test_reused_buffers_never_serve_two_live_graphs(cpu_backend):
+    """The saved activations come from a pool (nn/dense.py): graphs alive at once, and a
+    no-grad call in between (whose buffer returns at once), each keep their own."""
+    x, ws, bs = make(2, 40, [6, 32, 32, 3])
+    x2 = x.flip(1).contiguous()
+    ws = [w.requires_grad_() for w in ws]
+    got = []
+    ys = [mlp_forward(v, ws, bs, "silu", "cpu") for v in (x, x2)]
+    with torch.no_grad():
+        mlp_forward(x * 3, ws, bs, "silu", "cpu")
+    ys.append(mlp_forward(x2 * 2, ws, bs, "silu", "cpu"))
+    for y in ys:
+        got.append(torch.autograd.grad(y.square().sum(), ws))
+    for v, g in zip((x, x2, x2 * 2), got, strict=True):
+        want = torch.autograd.grad(mlp_forward(v, ws, bs, "silu", "torch").square().sum(), ws)
+        for a, b in zip(g, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-5)
+
+
 def test_what_the_compiled_path_does_not_take_runs_torch():
     x, ws, bs = make(2, 9, [3, 8, 2])
     assert not compiled_applies(x, ws, "leaky_relu")  # no such kernel activation
