@@ -51,18 +51,19 @@ saved activations come from a pool, ``_POOL``, not fresh pages).
 MBPO's model-ensemble step (7 x 4 x 200 SiLU, batch 256) is not faster than torch's
 baddbmm through it: 1.02x / 1.13x torch's time in fp32 on one / two threads, 1.18x /
 1.27x in bf16 (``bench/results/mlp_train_paths_zen4_t{1,2}.json``, where SAC's critics
-alone take 0.77-0.85x): its products run near this CPU's peak in both, and the compiled
-path's activations and operand packing are separate passes, so the models keep the torch
-path. The rest of this paragraph is the rule between oneDNN and
-torch. On an AVX2-only CPU both libraries run AVX2 code and oneDNN's
-larger per-call cost is not repaid: on an AMD EPYC Zen 3 the SAC update (Hopper sizes) ran
-3-7% faster on one thread and 11-30% faster on two through torch, in one interleaved run
-(``bench/results/sac_update_zen3.json``). A Zen 4 runs AVX-512 on 256-bit units, where
-MKL's fp32 GEMM keeps up with oneDNN's (97-98 GFLOP/s each on one thread): oneDNN's path
-was 4-9% faster on one thread there, but on two the torch path was 6-20% faster in each of
-eight interleaved phases over two days (``bench/results/sac_update_zen4_bf16.json``,
-``sac_update_zen4_quiet.json``, ``sac_update_zen4_threads.json``). The rule is read when
-a network is built, so ``torch.set_num_threads`` comes first (the agents do that).
+alone take 0.77-0.85x): its products run faster than torch's (~96 against ~74 GFLOP/s
+per core in fp32), but its activations, their derivatives and the operand packing are
+separate passes that cost about the difference, so the models keep the torch path.
+The rest of this paragraph is the rule between oneDNN and torch. On an AVX2-only CPU both
+libraries run AVX2 code and oneDNN's larger per-call cost is not repaid: on an AMD EPYC
+Zen 3 the SAC update (Hopper sizes) ran 3-7% faster on one thread and 11-30% faster on two
+through torch, in one interleaved run (``bench/results/sac_update_zen3.json``). A Zen 4
+runs AVX-512 on 256-bit units, where MKL's fp32 GEMM keeps up with oneDNN's (97-98 GFLOP/s
+each on one thread): oneDNN's path was 4-9% faster on one thread there, but on two the
+torch path was 6-20% faster in each of eight interleaved phases over two days
+(``bench/results/sac_update_zen4_bf16.json``, ``sac_update_zen4_quiet.json``,
+``sac_update_zen4_threads.json``). The rule is read when a network is built, so
+``torch.set_num_threads`` comes first (the agents do that).
 """
 
 from __future__ import annotations
