@@ -41,7 +41,9 @@ product runs ~2x the fp32 rate (AMD EPYC Zen 4, one thread, 256 x 256 x 256: 191
 so ``check_precision`` refuses bf16 where ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
 is False.
 
-``backend="auto"`` picks the compiled kernels on an AMD Zen 4 running their AVX-512 path;
+``backend="auto"`` picks the compiled kernels on an AMD Zen 4 running their AVX-512 path
+(never their portable loops: 3.7-7x torch's time on that CPU, one thread,
+``bench/results/mlp_train_paths_zen4_t1_portable.json``);
 elsewhere oneDNN where it applies, passed a one-time self-check against the torch path and
 the CPU has AVX-512; else torch. On a Zen 4 (``bench/results/sac_update_zen4_compiled.json``,
 2026-12-05, interleaved, per-round medians) SAC's update ran 1.13x oneDNN's rate on one
