@@ -46,7 +46,10 @@ struct BF16Ops {
 };
 
 // Output policies: act(y) stored as fp32 [rows, ld] or as bf16 [rows, ld] (the next
-// layer's input; lanes past `out` up to ld, the pad of an odd width, are zeroed).
+// layer's input; lanes past `out` up to ld, the pad of an odd width, are zeroed). The
+// bf16 store's silu is silu_bf16_ps, with half the instructions and an error far below
+// the rounding that follows: the full-accuracy one cost 24 instructions per 100
+// vdpbf16ps of a 200-wide layer: 5% of a bf16 MBPO rollout's time on a Zen 4.
 template <int Act>
 struct StoreF32 {
   float* y;
@@ -62,7 +65,8 @@ struct StoreBF16 {
   int64_t ld;
   float slope;
   void operator()(int64_t r, int64_t col, __mmask16 m, __m512 v) const {
-    const __m512 a = _mm512_maskz_mov_ps(m, simd::activate_ps(v, Act, slope));
+    const __m512 h = Act == kSilu ? simd::silu_bf16_ps(v) : simd::activate_ps(v, Act, slope);
+    const __m512 a = _mm512_maskz_mov_ps(m, h);
     _mm256_mask_storeu_epi16(y + r * ld + col, lanes(ld - col), (__m256i)_mm512_cvtneps_pbh(a));
   }
 };
