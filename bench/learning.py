@@ -203,6 +203,16 @@ def first_success(returns: list[float], target: dict) -> int | None:
     return hits[0] if hits else None
 
 
+# What a "trial" target's summary rests on: MBPO evaluates one episode per epoch, and one
+# episode can reach the threshold by chance (the bf16 Hopper run read 2,864 at 21,000 steps,
+# between 572 and 798).
+TRIAL_EVIDENCE = (
+    "all_seeds_met / trials_to_target: the first iteration whose evaluation (the agent's "
+    "eval_episodes, one for MBPO) reaches the threshold; all_seeds_met_multi_episode / "
+    "multi_episode_target: the first kept checkpoint whose many-episode mean does "
+    "(--evals), where given")
+
+
 def summarize(agent: str, env: str, runs: dict[int, dict]) -> dict:
     """Target bookkeeping per seed and across seeds."""
     target = TARGETS.get((agent, env))
@@ -228,8 +238,12 @@ def summarize(agent: str, env: str, runs: dict[int, dict]) -> dict:
         out[f"return_at_trial_{last}"] = {s: r["returns"][last] for s, r in runs.items()}
         out[f"mean_return_at_trial_{last}"] = out["mean_return_per_trial"][last]
     out["trials_to_target"] = {s: r["trials_to_target"] for s, r in runs.items()}
-    if target["kind"] == "trial" and any("multi_episode_evals" in r for r in runs.values()):
-        out["multi_episode_target"] = {s: _evals_reaching(r, target) for s, r in runs.items()}
+    if target["kind"] == "trial":
+        out["target_evidence"] = TRIAL_EVIDENCE
+        if any("multi_episode_evals" in r for r in runs.values()):
+            out["multi_episode_target"] = {s: _evals_reaching(r, target) for s, r in runs.items()}
+            out["all_seeds_met_multi_episode"] = all(
+                v is not None for v in out["multi_episode_target"].values())
     out["final_return"] = {s: r["returns"][-1] for s, r in runs.items()}
     if "max_return" in target:
         best = {s: max(r["returns"]) for s, r in runs.items()}

@@ -77,3 +77,22 @@ def test_the_png_draws_the_evaluations(tmp_path):
     del r[0]["multi_episode_evals"]
     learning.plot("mbpo", "Hopper-v5", r, TARGET, tmp_path / "y.png")
     assert with_points[:4] == b"\x89PNG" and with_points != (tmp_path / "y.png").read_bytes()
+
+
+def test_the_summary_says_what_met_rests_on(tmp_path):
+    """One lucky evaluation episode meets a "trial" target; the many-episode evaluations of
+    the kept checkpoints are reported beside it, not folded into it."""
+    target = dict(TARGET, text="made up")
+    learning.TARGETS[("mbpo", "Made-v0")] = target
+    try:
+        r = {0: {"env_steps": [1000, 2000, 3000], "returns": [100.0, 2900.0, 700.0]}}
+        out = learning.summarize("mbpo", "Made-v0", r)
+        assert out["all_seeds_met"] and out["trials_to_target"] == {0: 2}
+        assert "one for MBPO" in out["target_evidence"]
+        assert "all_seeds_met_multi_episode" not in out
+        learning.read_evals([eval_file(tmp_path, "a.json", 2000, 800.0)], r)
+        out = learning.summarize("mbpo", "Made-v0", r)
+        assert out["all_seeds_met"] and out["all_seeds_met_multi_episode"] is False
+        assert out["multi_episode_target"] == {0: None}
+    finally:
+        del learning.TARGETS[("mbpo", "Made-v0")]
