@@ -57,6 +57,11 @@ class TrainConfig:
     """Products of the gradient steps: 'fp32', or 'bf16' (bf16 operands, fp32 accumulation,
     weights, Adam and holdout scoring; only on a CPU with AVX512-BF16 or AMX). Not the
     published numerics, so opt-in."""
+    compile: bool = False
+    """Run each gradient step's loss and backward as one ``torch.compile`` graph (the same
+    math to float rounding; seconds of compilation per process; 1.1-1.2x per step on two
+    Zen 4 threads for MBPO's Hopper ensemble, bench/model_train_compile.py). Needs a C++
+    compiler at run time (Inductor's CPU code)."""
 
 
 def make_ensemble(m: ModelConfig, task, seed: int):
@@ -75,4 +80,5 @@ def make_trainer(t: TrainConfig, model, seed: int) -> EnsembleTrainer:
     return EnsembleTrainer(model, lr=t.lr, batch_size=t.batch_size, epochs=t.epochs,
                            patience=t.patience, holdout_ratio=t.holdout_ratio,
                            max_holdout=t.max_holdout, min_steps=t.min_steps, seed=seed,
-                           precision=check_precision(t.precision, "train.precision"))
+                           precision=check_precision(t.precision, "train.precision"),
+                           compile=t.compile)
