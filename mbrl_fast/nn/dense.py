@@ -251,13 +251,15 @@ class _CompiledMLP(torch.autograd.Function):
         dpre = _views(scratch, [h.shape for h in hidden])
         dx = x.new_empty(e_count, rows, sizes[0]) if need_x else None
         addr = _launch.addr
-        backends.cpu_module().mlp_train(
-            True, [e_count, rows, n_w], sizes, _ACT_IDS.get(activation, 0), bf16, x.dim() == 2,
-            [w.data_ptr() for w in weights], [b.data_ptr() for b in biases],
-            [addr(t) for t in dw], [addr(t) for t in db], [h.data_ptr() for h in hidden],
-            [h.data_ptr() for h in post], [h.data_ptr() for h in dpre], x.data_ptr(), 0,
-            dy.data_ptr(), addr(dx), _cpu_imagine.requested_isa(), torch.get_num_threads())
-        _release(scratch)
+        try:
+            backends.cpu_module().mlp_train(
+                True, [e_count, rows, n_w], sizes, _ACT_IDS.get(activation, 0), bf16,
+                x.dim() == 2, [w.data_ptr() for w in weights], [b.data_ptr() for b in biases],
+                [addr(t) for t in dw], [addr(t) for t in db], [h.data_ptr() for h in hidden],
+                [h.data_ptr() for h in post], [h.data_ptr() for h in dpre], x.data_ptr(), 0,
+                dy.data_ptr(), addr(dx), _cpu_imagine.requested_isa(), torch.get_num_threads())
+        finally:  # back to the pool even if the kernel raised
+            _release(scratch)
         if dx is not None and x.dim() == 2:
             dx = dx.sum(0)
         grads_w = [d if need[5 + l] else None for l, d in enumerate(dw)]

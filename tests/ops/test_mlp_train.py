@@ -146,6 +146,32 @@ def test_reused_buffers_never_serve_two_live_graphs(cpu_backend):
             torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-5)
 
 
+def test_a_failed_backward_returns_its_scratch_to_the_pool(cpu_backend, monkeypatch):
+    """The backward's scratch (one buffer for every hidden layer's gradient) goes back to
+    the pool also when the kernel raises."""
+    from mbrl_fast.nn import dense
+
+    x, ws, bs = make(2, 40, [6, 32, 32, 3])
+    ws = [w.requires_grad_() for w in ws]
+    y = mlp_forward(x, ws, bs, "silu", "cpu")
+    real = backends.cpu_module()
+
+    class Failing:
+        def mlp_train(self, backward, *args):
+            if backward:
+                raise RuntimeError("kernel failed")
+            return real.mlp_train(backward, *args)
+
+        def __getattr__(self, name):  # the rest of the module as it is
+            return getattr(real, name)
+
+    monkeypatch.setattr(dense.backends, "cpu_module", Failing)
+    monkeypatch.setattr(dense, "_POOL", [])
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        torch.autograd.grad(y.square().sum(), ws)
+    assert [b.numel() for b in dense._POOL] == [2 * 40 * 32 * 2]  # 2 hidden layers
+
+
 def test_what_the_compiled_path_does_not_take_runs_torch():
     x, ws, bs = make(2, 9, [3, 8, 2])
     assert not compiled_applies(x, ws, "leaky_relu")  # no such kernel activation
