@@ -3,10 +3,11 @@
     python bench/model_train_compile.py --threads 2 --json bench/results/model_train_compile.json
 
 MBPO's Hopper ensemble (bench/model_train_split.py's: 7 members, 4 x 200 SiLU, a learned
-reward, batch 256, Adam), trained by ``EnsembleTrainer``'s own epoch (shuffle, gather, NLL +
-decay, backward, fused Adam) on ``--rows`` synthetic transitions, glibc keeping freed memory
-as MBPO has it. Variants: ``fp32`` and ``fp32+compile`` (the published numerics), and where
-the CPU has native bf16 GEMMs ``bf16`` and ``bf16+compile``. Each variant has its own
+reward, batch 256, or PETS's 32 with ``--batch 32``, Adam), trained by ``EnsembleTrainer``'s
+own epoch (shuffle, gather, NLL + decay, backward, fused Adam) on ``--rows`` synthetic
+transitions, glibc keeping freed memory as MBPO has it. Variants: ``fp32`` and
+``fp32+compile`` (the published numerics), and where the CPU has native bf16 GEMMs
+``bf16`` and ``bf16+compile``. Each variant has its own
 trainer and weights; after each compiled trainer's warm-up epoch (which pays the
 compilation, reported as ``warmup_s``) the variants take turns, one epoch each per round
 (harness.time_round_robin), so a change of load hits them alike. Reported: ms per step
@@ -35,16 +36,16 @@ from mbrl_fast.models import EnsembleTrainer, ProbabilisticEnsemble  # noqa: E40
 from mbrl_fast.nn.dense import bf16_supported, keep_freed_memory  # noqa: E402
 
 
-def make_epoch(buf, precision: str, compile_: bool):
+def make_epoch(buf, precision: str, compile_: bool, batch: int = BATCH):
     """(one training epoch as a closure, its steps, the warm-up epoch's seconds)."""
     model = ProbabilisticEnsemble(OBS, ACT, reward_head=True, seed=0)
-    trainer = EnsembleTrainer(model, batch_size=BATCH, patience=0, holdout_ratio=HOLDOUT_RATIO,
+    trainer = EnsembleTrainer(model, batch_size=batch, patience=0, holdout_ratio=HOLDOUT_RATIO,
                               max_holdout=MAX_HOLDOUT, seed=0, precision=precision,
                               compile=compile_)
     x, y, boot, _ = training_data(trainer, buf)
     tic = time.perf_counter()
     trainer._epoch(x, y, boot)
-    return (lambda: trainer._epoch(x, y, boot)), -(-boot.shape[1] // BATCH), \
+    return (lambda: trainer._epoch(x, y, boot)), -(-boot.shape[1] // batch), \
         time.perf_counter() - tic
 
 
@@ -53,6 +54,8 @@ def main(argv=None) -> dict:
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--rounds", type=int, default=5, help="timed epochs per variant")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=BATCH, help="rows per member per step "
+                   "(MBPO 256, PETS 32)")
     p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                    help="default: fp32, and bf16 where the CPU has native bf16 GEMMs")
     p.add_argument("--json", default=None)
@@ -65,7 +68,7 @@ def main(argv=None) -> dict:
     for pr in precisions:
         for compile_ in (False, True):
             name = pr + ("+compile" if compile_ else "")
-            epochs[name], steps[name], warmup[name] = make_epoch(buf, pr, compile_)
+            epochs[name], steps[name], warmup[name] = make_epoch(buf, pr, compile_, args.batch)
     timings = time_round_robin(epochs, repeats=args.rounds, warmup=0)
     variants = {}
     for name, t in timings.items():
@@ -79,9 +82,9 @@ def main(argv=None) -> dict:
             statistics.median(a / b for a, b in zip(eager, comp, strict=True)), 3)
     result = dict(
         what="one training step of MBPO's Hopper ensemble (7 x 4 x 200 SiLU, reward head, "
-             "batch 256), eager against torch.compile (TrainConfig.compile)",
+             f"batch {args.batch}), eager against torch.compile (TrainConfig.compile)",
         command="python " + " ".join([os.path.relpath(__file__)] + (argv or sys.argv[1:])),
-        commit=git_commit(), rows=args.rows, threads=args.threads,
+        commit=git_commit(), rows=args.rows, threads=args.threads, batch=args.batch,
         steps_per_epoch=steps[precisions[0]], variants=variants, machine=machine_info(),
         inductor_vec_isa=str(pick_vec_isa()))
     for name, v in variants.items():

@@ -59,9 +59,9 @@ class TrainConfig:
     published numerics, so opt-in."""
     compile: bool = False
     """Run each gradient step's loss and backward as one ``torch.compile`` graph (the same
-    math to float rounding; seconds of compilation per process; 1.1-1.2x per step on two
-    Zen 4 threads for MBPO's Hopper ensemble, bench/model_train_compile.py). Needs a C++
-    compiler at run time (Inductor's CPU code)."""
+    math to float rounding; seconds of compilation per process; per step on a Zen 4,
+    MBPO's Hopper ensemble: 1.1-1.2x at batch 256, 1.3-1.5x at PETS's batch 32,
+    bench/model_train_compile.py). Needs a C++ compiler at run time (Inductor's CPU code)."""
 
 
 def make_ensemble(m: ModelConfig, task, seed: int):

@@ -32,8 +32,8 @@ decay) and its backward as one ``torch.compile`` graph: Inductor fuses the eleme
 work around the products (SiLU and its derivative, the bias adds, the Gaussian NLL) into
 a few loops. The same math to float rounding; the first step of a process pays the
 compilation (seconds), and a round's last, shorter minibatch one recompilation with a
-dynamic batch size. Opt-in: 1.1-1.2x per step on two Zen 4 threads for MBPO's Hopper
-ensemble (bench/model_train_compile.py).
+dynamic batch size. Opt-in: per step on a Zen 4, MBPO's Hopper ensemble, 1.1-1.2x at
+batch 256 and 1.3-1.5x at PETS's batch 32 (bench/model_train_compile.py).
 """
 
 from __future__ import annotations
