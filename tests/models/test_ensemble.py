@@ -251,7 +251,11 @@ def test_train_precision_is_checked_and_named(monkeypatch):
         make_trainer(TrainConfig(precision="bf16"), model, 0)
 
 
-def test_compiled_training_step_matches_eager():
+@pytest.mark.parametrize("cls,precision", [
+    (ProbabilisticEnsemble, "fp32"), (DeterministicEnsemble, "fp32"),
+    pytest.param(ProbabilisticEnsemble, "bf16", marks=pytest.mark.skipif(
+        not bf16_supported(), reason="no native bf16 GEMMs on this CPU"))])
+def test_compiled_training_step_matches_eager(cls, precision):
     """EnsembleTrainer(compile=True): the same round as eager (same shuffles, a shorter
     last minibatch each epoch) to float rounding, with the step run by torch.compile."""
     from torch._dynamo.utils import counters
@@ -261,10 +265,10 @@ def test_compiled_training_step_matches_eager():
     runs = {}
     for compile_ in (False, True):
         buf = _synthetic_buffer(300)  # 240 training rows: 3 minibatches of 64 and one of 48
-        model = ProbabilisticEnsemble(3, 1, ensemble_size=3, num_elites=2, hidden=16,
-                                      layers=2, seed=0)
+        model = cls(3, 1, ensemble_size=3, num_elites=2, hidden=16, layers=2, seed=0)
         trainer = EnsembleTrainer(model, epochs=3, batch_size=64, patience=0,
-                                  holdout_ratio=0.2, seed=0, compile=compile_)
+                                  holdout_ratio=0.2, seed=0, precision=precision,
+                                  compile=compile_)
         result = trainer.train(buf)
         runs[compile_] = result, torch.cat([p.detach().flatten() for p in model.parameters()])
     (eager, w_eager), (compiled, w_compiled) = runs[False], runs[True]
@@ -272,8 +276,7 @@ def test_compiled_training_step_matches_eager():
     assert compiled.epochs == eager.epochs == 3 and compiled.elites == eager.elites
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-4, abs=1e-4)
     torch.testing.assert_close(w_compiled, w_eager, rtol=1e-4, atol=1e-5)
-    initial = ProbabilisticEnsemble(3, 1, ensemble_size=3, num_elites=2, hidden=16, layers=2,
-                                    seed=0)
+    initial = cls(3, 1, ensemble_size=3, num_elites=2, hidden=16, layers=2, seed=0)
     w_initial = torch.cat([p.detach().flatten() for p in initial.parameters()])
     assert (w_compiled - w_initial).abs().max() > 1e-2  # it trained
     with pytest.raises(ValueError, match="compile must be a bool"):
