@@ -214,8 +214,11 @@ def cmd_train(args) -> int:
         extend = budget_flags.get(cls.budget)
         if extend is not None:
             _positive(f"--{cls.budget}", extend)
-        algo, agent, run, attempt = runs.resume_run(args.resume, extend=extend,
-                                                    settings=settings)
+        try:
+            algo, agent, run, attempt = runs.resume_run(args.resume, extend=extend,
+                                                        settings=settings)
+        except ValueError as exc:  # a setting this agent's config does not have
+            raise UsageError(str(exc)) from None
         print(f"resuming {run.path} at {cls.unit} {agent.iterations_done}"
               + (f" (attempt {attempt}: the interrupted {cls.unit}'s records were kept)"
                  if attempt else ""), file=sys.stderr)
@@ -416,10 +419,11 @@ def _default_name(algo: str, config) -> str:
 
 
 def _resume_settings(overrides: list[str]) -> dict:
-    """``--set`` items given with --resume: only runs.RESUME_SETTINGS, as integers >= 0."""
+    """``--set`` items given with --resume: only runs.RESUME_SETTINGS, with the values each
+    takes."""
     import yaml
 
-    from mbrl_fast.runs import RESUME_SETTINGS
+    from mbrl_fast.runs import RESUME_SETTINGS, check_resume_setting
 
     settings = {}
     for item in overrides:
@@ -428,10 +432,10 @@ def _resume_settings(overrides: list[str]) -> dict:
             raise UsageError(f"--resume takes the run's config.yaml as it is; --set may only "
                              f"change {', '.join(RESUME_SETTINGS)} (how the run computes), "
                              f"got --set {item}")
-        value = yaml.safe_load(raw)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise UsageError(f"--set {key} must be an integer >= 0, got {raw!r}")
-        settings[key] = value
+        try:
+            settings[key] = check_resume_setting(key, yaml.safe_load(raw))
+        except (ValueError, yaml.YAMLError):
+            raise UsageError(f"--set {key} must be {RESUME_SETTINGS[key]}, got {raw!r}") from None
     return settings
 
 

@@ -65,8 +65,10 @@ from mbrl_fast.tensorboard_log import TensorBoardLog, tensorboard_writer_class  
 
 CHECKPOINT_FORMAT = 1
 # config fields that say how a run computes, not what it learns: a resumed run may change
-# them (``mbrl-fast train AGENT --resume DIR --set torch_threads=4`` on a larger machine)
-RESUME_SETTINGS = ("torch_threads",)
+# them (``mbrl-fast train AGENT --resume DIR --set torch_threads=4`` on a larger machine,
+# ``--set train.compile=true`` to compile the model's training step from now on). Dotted
+# keys name a field of a section; each maps to the values it takes.
+RESUME_SETTINGS = {"torch_threads": "an integer >= 0", "train.compile": "true or false"}
 JOURNAL_MAGIC = b"MBRLJRN2"
 _JOURNAL_NAME = re.compile(r"iter_(\d{4,})\.attempt_(\d{2,})\.bin$")
 _SNAPSHOT_NAME = re.compile(r"iter_(\d{4,})\.pt$")
@@ -188,10 +190,8 @@ class RunDir:
         if ckpt.get("algo") != algo:
             raise CheckpointError(f"{path} is a {ckpt.get('algo')!r} checkpoint, "
                                   f"config.yaml says {algo!r}")
-        ignore = {budget, *RESUME_SETTINGS}
-        saved = {k: v for k, v in ckpt["config"].items() if k not in ignore}
-        now = {k: v for k, v in config.items() if k not in ignore}
-        diff = _config_diff(saved, now)
+        ignore = (budget, *RESUME_SETTINGS)
+        diff = _config_diff(_without(ckpt["config"], ignore), _without(config, ignore))
         if diff:
             raise CheckpointError(f"{path} does not match config.yaml "
                                   f"(fields differ: {diff})")
@@ -283,6 +283,48 @@ def _config_diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
         elif a != b:
             out.append(f"{prefix}{key}")
     return out
+
+
+def _without(config: dict, keys) -> dict:
+    """``config`` less the fields named by ``keys`` (dotted for a section's field)."""
+    out = dict(config)
+    for key in keys:
+        head, _, rest = key.partition(".")
+        if rest and isinstance(out.get(head), dict):
+            out[head] = _without(out[head], [rest])
+        elif not rest:
+            out.pop(head, None)
+    return out
+
+
+def check_resume_setting(key: str, value):
+    """``value`` if it is one that RESUME_SETTINGS allows for ``key``, else ValueError."""
+    if key not in RESUME_SETTINGS:
+        raise ValueError(f"a resumed run may change only {list(RESUME_SETTINGS)} (and extend "
+                         f"its budget), not {key!r}")
+    if key == "train.compile":
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if not ok:
+        raise ValueError(f"{key} must be {RESUME_SETTINGS[key]}, got {value!r}")
+    return value
+
+
+def _with_settings(config, settings: dict):
+    """``config`` with RESUME_SETTINGS' fields replaced (dotted keys into sections)."""
+    data = config_to_dict(config)
+    for key, value in settings.items():
+        node, parts = data, key.split(".")
+        for part in parts[:-1]:
+            node = node.get(part)
+            if not isinstance(node, dict):
+                break
+        if not isinstance(node, dict) or parts[-1] not in node:
+            raise ValueError(f"{type(config).__name__} has no field {key!r}: this agent's "
+                             "runs cannot change it")
+        node[parts[-1]] = check_resume_setting(key, value)
+    return config_from_dict(type(config), data)
 
 
 def _number(text: str):
@@ -403,15 +445,14 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None,
 
     extend: a new value of the agent's budget field (``trials``, ``steps``) to run longer.
     settings: new values of fields in RESUME_SETTINGS (how the run computes, e.g. on a
-    machine with more cores). Either is written to config.yaml once the run has loaded.
+    machine with more cores), dotted keys for a section's field (``{"train.compile":
+    True}``). Either is written to config.yaml once the run has loaded.
     Returns (algo, agent, RunDir, attempt). CheckpointError (directory untouched) when the
-    run cannot be resumed.
+    run cannot be resumed; ValueError (untouched too) for a setting it may not change or
+    that this agent's config does not have.
     """
-    settings = dict(settings or {})
-    unknown = sorted(set(settings) - set(RESUME_SETTINGS))
-    if unknown:
-        raise ValueError(f"a resumed run may change only {list(RESUME_SETTINGS)} (and extend "
-                         f"its budget), not {unknown}")
+    settings = {key: check_resume_setting(key, value)
+                for key, value in (settings or {}).items()}
     from mbrl_fast.agents import get_agent
 
     run = RunDir(path)
@@ -424,7 +465,7 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None,
     if extend is not None:
         config = dataclasses.replace(config, **{cls.budget: extend})
     if settings:
-        config = dataclasses.replace(config, **settings)
+        config = _with_settings(config, settings)
     agent = cls(config)
     try:
         attempt = prepare_resume(run, algo, config_to_dict(config), agent)

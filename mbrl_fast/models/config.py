@@ -61,7 +61,8 @@ class TrainConfig:
     """Run each gradient step's loss and backward as one ``torch.compile`` graph (the same
     math to float rounding; seconds of compilation per process; per step on a Zen 4,
     MBPO's Hopper ensemble: 1.1-1.2x at batch 256, 1.3-1.5x at PETS's batch 32,
-    bench/model_train_compile.py). Needs a C++ compiler at run time (Inductor's CPU code)."""
+    bench/model_train_compile.py). Needs a C++ compiler at run time (Inductor's CPU code).
+    A resumed run may turn it on or off (``--resume DIR --set train.compile=true``)."""
 
 
 def make_ensemble(m: ModelConfig, task, seed: int):
