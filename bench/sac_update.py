@@ -19,10 +19,13 @@ baddbmm / MKL GEMMs), ``sb3``; where the CPU has native bf16 GEMMs (AVX512-BF16 
 also ``mbrl-fast-bf16`` (``SACConfig(precision="bf16")`` on oneDNN; ``vs_fp32``: its
 per-round ratio to ``mbrl-fast``); with --compile also the torch path under
 torch.compile (the oneDNN path does not lower in Inductor), with its compile time.
-Also ``mbrl-fast-cpu`` (the compiled kernels, csrc/cpu/mlp_train*) and, with native bf16
-GEMMs, ``mbrl-fast-cpu-bf16``. ``auto_picks`` names the variant that the default
-``SACConfig(backend="auto")`` runs at the phase's thread count (nn/dense.py: the compiled
-kernels on a Zen 4, the torch path on AVX2-only CPUs).
+Also ``mbrl-fast-cpu`` (the compiled kernels, csrc/cpu/mlp_train*: the whole update's
+gradients in one ``_C.sac_grads`` call, ``SAC.compiled_grads``) and, with native bf16
+GEMMs, ``mbrl-fast-cpu-bf16``; beside each, ``...-autograd``: the same kernels under the
+autograd update (one kernel call per network pass, ``SAC.compiled_update = False``, as
+before 2026-12-05's fused update; ``vs_autograd``: the per-round ratio). ``auto_picks``
+names the variant that the default ``SACConfig(backend="auto")`` runs at the phase's thread
+count (nn/dense.py: the compiled kernels on a Zen 4, the torch path on AVX2-only CPUs).
 """
 
 from __future__ import annotations
@@ -86,8 +89,10 @@ def random_transitions(seed: int = 0) -> dict[str, np.ndarray]:
                 terminated=rng.random(ROWS) < 0.01)
 
 
-def make_ours(data, backend: str, compile_: bool = False, precision: str = "fp32"):
+def make_ours(data, backend: str, compile_: bool = False, precision: str = "fp32",
+              fused: bool = True):
     sac = SAC(OBS, ACT, SACConfig(backend=backend, precision=precision), seed=0)
+    sac.compiled_update = sac.compiled_update and fused
     buffer = ReplayBuffer(OBS, ACT, ROWS)
     buffer.add_batch(data["obs"], data["act"], data["next_obs"], data["reward"],
                      data["terminated"])
@@ -167,6 +172,10 @@ def measure(variants: dict, updates: int, rounds: int, warmup: int) -> dict:
             ratios = [a / b for a, b in zip(wall[name], wall[fp32], strict=True)]
             out[name].update(vs_fp32=round(statistics.median(ratios), 3),
                              vs_fp32_per_round=[round(r, 2) for r in ratios])
+        if name.startswith("mbrl-fast-cpu") and f"{name}-autograd" in wall:
+            ratios = [a / b for a, b in zip(wall[name], wall[f"{name}-autograd"], strict=True)]
+            out[name].update(vs_autograd=round(statistics.median(ratios), 3),
+                             vs_autograd_per_round=[round(r, 2) for r in ratios])
     out["load_avg_1min_before_after"] = [round(x, 2) for x in load]
     return out
 
@@ -186,8 +195,11 @@ def run_phase(data, threads: int, malloc: bool, args) -> dict:
         variants["mbrl-fast-bf16"] = make_ours(data, onednn, precision="bf16")[0]
     if backends.is_available("cpu"):  # the compiled kernels (csrc/cpu/mlp_train*)
         variants["mbrl-fast-cpu"] = make_ours(data, "cpu")[0]
+        variants["mbrl-fast-cpu-autograd"] = make_ours(data, "cpu", fused=False)[0]
         if bf16_supported():
             variants["mbrl-fast-cpu-bf16"] = make_ours(data, "cpu", precision="bf16")[0]
+            variants["mbrl-fast-cpu-bf16-autograd"] = make_ours(data, "cpu", precision="bf16",
+                                                                fused=False)[0]
     if args.compile and not malloc:
         variants["mbrl-fast-torch-compiled"], phase["compile_s"] = make_ours(
             data, "torch", compile_=True)

@@ -13,6 +13,7 @@
 #include "cpu/mlp_train.h"
 #include "cpu/noise.h"
 #include "cpu/propagate.h"
+#include "cpu/sac_grads.h"
 #include "cpu/skill_reward.h"
 #include "cpu_features.h"
 
@@ -166,4 +167,6 @@ PYBIND11_MODULE(_C, m) {
   m.def("imagine_resolve_isa", &mbrl_fast::cpu::imagine_resolve_isa);
   // ---- mlp_train (training forward / backward of stacked MLPs: csrc/cpu/mlp_train.h) ----
   m.def("mlp_train", &mbrl_fast::cpu::mlp_train_call, release());
+  // ---- sac_grads (one SAC update's gradients on mlp_train: csrc/cpu/sac_grads.h) ----
+  m.def("sac_grads", &mbrl_fast::cpu::sac_grads_call, release());
 }

@@ -112,3 +112,19 @@ def imagine_saved_floats(
     layer_out: list[int], counts: list[int], tile_rows: int,
 ) -> int: ...
 def imagine_resolve_isa(isa: int, bf16: bool) -> int: ...
+# ---- mlp_train: training forward / backward of stacked MLPs (csrc/cpu/mlp_train.h, launcher
+# mbrl_fast/nn/dense.py). dims: E, B, grad_rows; addresses 0 = none.
+def mlp_train(
+    backward: bool, dims: list[int], sizes: list[int], activation: int, bf16: bool,
+    shared_x: bool, w: list[int], b: list[int], dw: list[int], db: list[int], pre: list[int],
+    post: list[int], dpre: list[int], x: int, y: int, dy: int, dx: int, isa: int, threads: int,
+) -> None: ...
+# ---- sac_grads: one SAC update's gradients and metrics (csrc/cpu/sac_grads.h, launcher
+# mbrl_fast/agents/sac.py). dims: B, D, A; data: obs, act, reward, next_obs, done, eps,
+# max_logvar, min_logvar; scalars: log_alpha, gamma, target_entropy; out [7] float32.
+def sac_grads(
+    dims: list[int], pi_sizes: list[int], q_sizes: list[int], activation: int, bf16: bool,
+    pi_w: list[int], pi_b: list[int], q_w: list[int], q_b: list[int], qt_w: list[int],
+    qt_b: list[int], pi_dw: list[int], pi_db: list[int], q_dw: list[int], q_db: list[int],
+    data: list[int], scalars: list[float], out: int, isa: int, threads: int,
+) -> None: ...

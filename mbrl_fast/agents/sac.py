@@ -18,6 +18,14 @@ are computed from the parameters before the step, as rlkit's SACTrainer does (SB
 steps the critic before it evaluates the actor loss: the difference is one step of
 lag), so one backward pass and one fused Adam step serve all three.
 
+On the compiled kernels (``backend="cpu"``, the default on a Zen 4) the three losses'
+gradients come from one C++ call, :meth:`SAC.compiled_grads` (csrc/cpu/sac_grads.cpp: the
+networks' passes on those kernels, the head and the losses between them, no autograd
+graph), and Adam runs torch's fused kernel on the optimizer's state without
+``Optimizer.step``'s Python: the same function as :meth:`SAC.losses` and its backward to
+float rounding, 1.2-1.6x the autograd update's rate on those kernels (Zen 4,
+bench/results/sac_update_zen4_fused.json).
+
 The twin critics are one :class:`~mbrl_fast.nn.EnsembleMLP` with E = 2 (both in one
 batched matmul per layer); the policy is :class:`~mbrl_fast.nn.TanhGaussianPolicy`,
 whose :meth:`SAC.policy_params` the compiled rollout reads in place. With
@@ -41,10 +49,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from mbrl_fast import backends
 from mbrl_fast.models.replay_buffer import Transitions
-from mbrl_fast.nn.dense import check_precision, mlp_forward
+from mbrl_fast.nn.dense import check_precision, compiled_applies, mlp_forward
 from mbrl_fast.nn.ensemble import EnsembleMLP
 from mbrl_fast.nn.policy import TanhGaussianPolicy, check_box_space, torch_default_init_
+from mbrl_fast.ops import _cpu_imagine
+from mbrl_fast.ops.contract import IMAGINE_ACTIVATION_IDS
 from mbrl_fast.ops.ensemble_mlp import MLPParams
 
 METRICS = ("critic_loss", "actor_loss", "alpha_loss", "alpha", "q_mean", "entropy")
@@ -83,8 +94,9 @@ class SACConfig:
     """Entropy target of the alpha tuning; None: -|A| (the paper's heuristic)."""
     backend: str = "auto"
     """Training GEMMs (nn/dense.py): 'onednn' (CPU fp32, AVX-512 on AMD too), 'torch'
-    (baddbmm), 'cpu' (the compiled kernels, csrc/cpu/mlp_train*) or 'auto' (the compiled
-    kernels on an AMD Zen 4, else oneDNN where it applies on an AVX-512 CPU, else torch)."""
+    (baddbmm), 'cpu' (the compiled kernels, csrc/cpu/mlp_train*; the whole update's
+    gradients in one call, SAC.compiled_grads) or 'auto' (the compiled kernels on an AMD
+    Zen 4, else oneDNN where it applies on an AVX-512 CPU, else torch)."""
     precision: str = "fp32"
     """Operands of those GEMMs: 'fp32', or 'bf16' (mixed precision, as CPU autocast:
     bf16 inputs, weights and activations, fp32 accumulation, fp32 weights, gradients and
@@ -151,6 +163,10 @@ class SAC:
         self.backend = self.policy.backend
         self._critic_params = list(self.critic.parameters())
         self._target_params = list(self.critic_target.parameters())
+        # the compiled kernels run the whole update's gradients in one call (_C.sac_grads)
+        self.compiled_update = self.backend == "cpu" and compiled_applies(
+            torch.empty(1, obs_dim, device=self.device), self.critic.weights(), c.activation)
+        self._grads = None
 
     @classmethod
     def from_spaces(cls, observation_space, action_space, config: SACConfig | None = None,
@@ -232,6 +248,71 @@ class SAC:
         return ([layer.weight for layer in self.critic_target.layers],
                 [layer.bias for layer in self.critic_target.layers])
 
+    def compiled_grads(self, batch: SACBatch, eps: torch.Tensor) -> torch.Tensor:
+        """The gradients of :meth:`losses` (critic + actor + alpha loss), written into the
+        parameters' ``.grad`` by one call of the compiled kernels (``_C.sac_grads``,
+        csrc/cpu/sac_grads.cpp: the networks' forward and backward on the kernels of
+        ``backend="cpu"``, the head and the losses between them, no autograd graph).
+        The same function as ``losses(batch, eps)`` and its backward, to float rounding
+        (tests/agents/test_sac.py). Returns the metrics [7]: ``METRICS``, then
+        d alpha_loss / d log_alpha."""
+        if self._grads is None:  # kept: the kernel overwrites them every update
+            self._grads = [torch.zeros_like(p) for p in self._grad_params()]
+        for p, g in zip(self._grad_params(), self._grads, strict=True):
+            p.grad = g
+        pi, q, qt = self.policy.mlp.layers, self.critic.layers, self.critic_target.layers
+        ptrs = lambda ts: [t.data_ptr() for t in ts]  # noqa: E731
+        n_pi = len(pi)
+        out = torch.empty(7)
+        batch = [t.contiguous() for t in batch]
+        c = self.config
+        backends.cpu_module().sac_grads(
+            [batch[0].shape[0], self.obs_dim, self.act_dim],
+            [self.obs_dim, *(layer.weight.shape[2] for layer in pi)],
+            [self.obs_dim + self.act_dim, *(layer.weight.shape[2] for layer in q)],
+            IMAGINE_ACTIVATION_IDS[c.activation], c.precision == "bf16",
+            ptrs(layer.weight for layer in pi), ptrs(layer.bias for layer in pi),
+            ptrs(layer.weight for layer in q), ptrs(layer.bias for layer in q),
+            ptrs(layer.weight for layer in qt), ptrs(layer.bias for layer in qt),
+            ptrs(self._grads[0:2 * n_pi:2]), ptrs(self._grads[1:2 * n_pi:2]),
+            ptrs(self._grads[2 * n_pi::2]), ptrs(self._grads[2 * n_pi + 1::2]),
+            ptrs([*batch, eps.contiguous(), self.policy.max_logvar, self.policy.min_logvar]),
+            [float(self.log_alpha.detach()), c.gamma, self.target_entropy], out.data_ptr(),
+            _cpu_imagine.requested_isa(), torch.get_num_threads())
+        if c.auto_alpha:
+            self.log_alpha.grad = out[6]
+        return out
+
+    def _grad_params(self) -> list[torch.Tensor]:
+        """The parameters :meth:`compiled_grads` writes gradients for, in its order: the
+        policy's (weight, bias) per layer, then the critics'."""
+        return [t for layer in (*self.policy.mlp.layers, *self.critic.layers)
+                for t in (layer.weight, layer.bias)]
+
+    def _adam_step(self) -> None:
+        """``self.optimizer.step()`` as torch runs a fused Adam -- the steps counted with
+        ``_foreach_add_``, then ``torch._fused_adam_`` per group on the optimizer's own state
+        -- without ``Optimizer.step``'s per-call Python (~0.3 ms of a ~5 ms update on a Zen
+        4); the same kernel on the same state, so the same result bit for bit. The first
+        step (no state yet) goes through ``optimizer.step()``, which creates the state."""
+        opt = self.optimizer
+        if not opt.state:
+            opt.step()
+            return
+        for group in opt.param_groups:
+            params = group["params"]
+            if group["amsgrad"] or not group["fused"] or group["decoupled_weight_decay"]:
+                raise RuntimeError("SAC's optimizer is a plain fused Adam")  # never: __init__
+            states = [opt.state[p] for p in params]
+            steps = [st["step"] for st in states]
+            torch._foreach_add_(steps, 1)
+            torch._fused_adam_(params, [p.grad for p in params],
+                               [st["exp_avg"] for st in states],
+                               [st["exp_avg_sq"] for st in states], [], steps,
+                               amsgrad=False, lr=group["lr"], beta1=group["betas"][0],
+                               beta2=group["betas"][1], weight_decay=group["weight_decay"],
+                               eps=group["eps"], maximize=group["maximize"])
+
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch`` (SACBatch or a mapping of its fields).
 
@@ -241,13 +322,17 @@ class SAC:
         batch = self._check_batch(batch)
         eps = torch.randn((2, batch.obs.shape[0], self.act_dim), generator=self.generator,
                           device=self.device)
-        out = self.losses(batch, eps)
-        loss = out["critic_loss"] + out["actor_loss"]
-        if self.config.auto_alpha:
-            loss = loss + out["alpha_loss"]
-        self.optimizer.zero_grad(set_to_none=True)  # backward hands over fresh grads
-        loss.backward()
-        self.optimizer.step()
+        if self.compiled_update:
+            m = self.compiled_grads(batch, eps)
+            out = dict(zip(METRICS, m.unbind(), strict=False))
+        else:
+            out = self.losses(batch, eps)
+            loss = out["critic_loss"] + out["actor_loss"]
+            if self.config.auto_alpha:
+                loss = loss + out["alpha_loss"]
+            self.optimizer.zero_grad(set_to_none=True)  # backward hands over fresh grads
+            loss.backward()
+        self._adam_step()
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0:
             with torch.no_grad():

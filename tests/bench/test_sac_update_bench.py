@@ -24,3 +24,6 @@ def test_each_phase_runs_in_its_own_process(tmp_path):
     for p in phases:
         assert {"mbrl-fast", "mbrl-fast-torch", "sb3"} <= set(p)
         assert len(p["mbrl-fast"]["per_round"]) == 2
+        if "mbrl-fast-cpu" in p:  # the fused update beside the same kernels under autograd
+            assert "mbrl-fast-cpu-autograd" in p
+            assert len(p["mbrl-fast-cpu"]["vs_autograd_per_round"]) == 2
