@@ -205,6 +205,10 @@ class SAC:
                 got = f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}"
                 raise ValueError(f"batch.{name} must be a float32 tensor "
                                  f"{list(expect[name])} (B = batch rows), got {got}")
+            here = self.device
+            if t.device.type != here.type or here.index not in (None, t.device.index):
+                raise ValueError(f"batch.{name} must be on the learner's device "
+                                 f"{self.device}, got {t.device}")
         return batch
 
     def _q(self, x, weights, biases, weight_grad_rows=None) -> torch.Tensor:

@@ -528,6 +528,9 @@ def test_bad_inputs_name_the_argument():
         sac.update(_batch(d=4))
     with pytest.raises(ValueError, match="batch.done"):
         sac.update(_batch()._replace(done=torch.zeros(31)))
+    compiled = SAC(5, 2, _small(backend="cpu"))  # its kernel reads CPU memory only
+    with pytest.raises(ValueError, match="batch.reward must be on the learner's device cpu"):
+        compiled.update(_batch()._replace(reward=torch.zeros(32, device="meta")))
     box = gym.spaces.Box(-1, 1, (5,))
     with pytest.raises(TypeError, match="action_space.*Box"):
         SAC.from_spaces(box, gym.spaces.Discrete(3))
