@@ -252,14 +252,29 @@ class SAC:
         return ([layer.weight for layer in self.critic_target.layers],
                 [layer.bias for layer in self.critic_target.layers])
 
-    def compiled_grads(self, batch: SACBatch, eps: torch.Tensor) -> torch.Tensor:
+    def compiled_grads(self, batch, eps: torch.Tensor) -> torch.Tensor:
         """The gradients of :meth:`losses` (critic + actor + alpha loss), written into the
         parameters' ``.grad`` by one call of the compiled kernels (``_C.sac_grads``,
         csrc/cpu/sac_grads.cpp: the networks' forward and backward on the kernels of
         ``backend="cpu"``, the head and the losses between them, no autograd graph).
         The same function as ``losses(batch, eps)`` and its backward, to float rounding
-        (tests/agents/test_sac.py). Returns the metrics [7]: ``METRICS``, then
-        d alpha_loss / d log_alpha."""
+        (tests/agents/test_sac.py). ``eps`` [2, B, A] as for :meth:`losses`. Returns the
+        metrics [7]: ``METRICS``, then d alpha_loss / d log_alpha. Only where
+        ``compiled_update`` holds (backend 'cpu', CPU tensors, the module built)."""
+        if not self.compiled_update:
+            raise RuntimeError("compiled_grads needs the compiled kernels: "
+                               f"SACConfig(backend='cpu') on the CPU (backend here: "
+                               f"{self.backend!r}, device {self.device})")
+        batch = self._check_batch(batch)
+        b = batch.obs.shape[0]
+        if not isinstance(eps, torch.Tensor) or eps.dtype != torch.float32 \
+                or tuple(eps.shape) != (2, b, self.act_dim) or eps.device.type != "cpu":
+            raise ValueError(f"eps must be a float32 CPU tensor [2, {b}, {self.act_dim}], got "
+                             f"{getattr(eps, 'dtype', type(eps).__name__)} "
+                             f"{tuple(getattr(eps, 'shape', ()))}")
+        return self._compiled_grads(batch, eps)
+
+    def _compiled_grads(self, batch: SACBatch, eps: torch.Tensor) -> torch.Tensor:
         if self._grads is None:  # kept: the kernel overwrites them every update
             self._grads = [torch.zeros_like(p) for p in self._grad_params()]
         for p, g in zip(self._grad_params(), self._grads, strict=True):
@@ -305,7 +320,7 @@ class SAC:
             return
         for group in opt.param_groups:
             params = group["params"]
-            if group["amsgrad"] or not group["fused"] or group["decoupled_weight_decay"]:
+            if group["amsgrad"] or not group["fused"] or group.get("decoupled_weight_decay"):
                 raise RuntimeError("SAC's optimizer is a plain fused Adam")  # never: __init__
             states = [opt.state[p] for p in params]
             steps = [st["step"] for st in states]
@@ -327,7 +342,7 @@ class SAC:
         eps = torch.randn((2, batch.obs.shape[0], self.act_dim), generator=self.generator,
                           device=self.device)
         if self.compiled_update:
-            m = self.compiled_grads(batch, eps)
+            m = self._compiled_grads(batch, eps)  # batch checked above, eps made here
             out = dict(zip(METRICS, m.unbind(), strict=False))
         else:
             out = self.losses(batch, eps)

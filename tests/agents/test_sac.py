@@ -531,6 +531,12 @@ def test_bad_inputs_name_the_argument():
     compiled = SAC(5, 2, _small(backend="cpu"))  # its kernel reads CPU memory only
     with pytest.raises(ValueError, match="batch.reward must be on the learner's device cpu"):
         compiled.update(_batch()._replace(reward=torch.zeros(32, device="meta")))
+    with pytest.raises(ValueError, match=r"eps must be a float32 CPU tensor \[2, 32, 2\]"):
+        compiled.compiled_grads(_batch(), torch.zeros(2, 31, 2))
+    with pytest.raises(ValueError, match="batch.obs"):
+        compiled.compiled_grads(_batch(d=4), torch.zeros(2, 32, 2))
+    with pytest.raises(RuntimeError, match="compiled_grads needs the compiled kernels"):
+        SAC(5, 2, _small(backend="torch")).compiled_grads(_batch(), torch.zeros(2, 32, 2))
     box = gym.spaces.Box(-1, 1, (5,))
     with pytest.raises(TypeError, match="action_space.*Box"):
         SAC.from_spaces(box, gym.spaces.Discrete(3))
