@@ -21,10 +21,10 @@ lag), so one backward pass and one fused Adam step serve all three.
 On the compiled kernels (``backend="cpu"``, the default on a Zen 4) the three losses'
 gradients come from one C++ call, :meth:`SAC.compiled_grads` (csrc/cpu/sac_grads.cpp: the
 networks' passes on those kernels, the head and the losses between them, no autograd
-graph), and Adam runs torch's fused kernel on the optimizer's state without
-``Optimizer.step``'s Python: the same function as :meth:`SAC.losses` and its backward to
-float rounding, 1.2-1.6x the autograd update's rate on those kernels (Zen 4,
-bench/results/sac_update_zen4_fused.json).
+graph): the same function as :meth:`SAC.losses` and its backward to float rounding,
+1.15-1.44x the autograd update's rate on those kernels (Zen 4,
+bench/results/sac_update_zen4_fused.json). Every update's Adam step runs torch's fused
+kernel without ``Optimizer.step``'s Python (nn/optim.py).
 
 The twin critics are one :class:`~mbrl_fast.nn.EnsembleMLP` with E = 2 (both in one
 batched matmul per layer); the policy is :class:`~mbrl_fast.nn.TanhGaussianPolicy`,
@@ -53,6 +53,7 @@ from mbrl_fast import backends
 from mbrl_fast.models.replay_buffer import Transitions
 from mbrl_fast.nn.dense import check_precision, compiled_applies, mlp_forward
 from mbrl_fast.nn.ensemble import EnsembleMLP
+from mbrl_fast.nn.optim import fused_adam_step
 from mbrl_fast.nn.policy import TanhGaussianPolicy, check_box_space, torch_default_init_
 from mbrl_fast.ops import _cpu_imagine
 from mbrl_fast.ops.contract import IMAGINE_ACTIVATION_IDS
@@ -308,30 +309,6 @@ class SAC:
         return [t for layer in (*self.policy.mlp.layers, *self.critic.layers)
                 for t in (layer.weight, layer.bias)]
 
-    def _adam_step(self) -> None:
-        """``self.optimizer.step()`` as torch runs a fused Adam -- the steps counted with
-        ``_foreach_add_``, then ``torch._fused_adam_`` per group on the optimizer's own state
-        -- without ``Optimizer.step``'s per-call Python (~0.3 ms of a ~5 ms update on a Zen
-        4); the same kernel on the same state, so the same result bit for bit. The first
-        step (no state yet) goes through ``optimizer.step()``, which creates the state."""
-        opt = self.optimizer
-        if not opt.state:
-            opt.step()
-            return
-        for group in opt.param_groups:
-            params = group["params"]
-            if group["amsgrad"] or not group["fused"] or group.get("decoupled_weight_decay"):
-                raise RuntimeError("SAC's optimizer is a plain fused Adam")  # never: __init__
-            states = [opt.state[p] for p in params]
-            steps = [st["step"] for st in states]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adam_(params, [p.grad for p in params],
-                               [st["exp_avg"] for st in states],
-                               [st["exp_avg_sq"] for st in states], [], steps,
-                               amsgrad=False, lr=group["lr"], beta1=group["betas"][0],
-                               beta2=group["betas"][1], weight_decay=group["weight_decay"],
-                               eps=group["eps"], maximize=group["maximize"])
-
     def update(self, batch) -> dict[str, torch.Tensor]:
         """One gradient step on ``batch`` (SACBatch or a mapping of its fields).
 
@@ -351,7 +328,7 @@ class SAC:
                 loss = loss + out["alpha_loss"]
             self.optimizer.zero_grad(set_to_none=True)  # backward hands over fresh grads
             loss.backward()
-        self._adam_step()
+        fused_adam_step(self.optimizer)  # optimizer.step(), less its Python (nn/optim.py)
         self.updates += 1
         if self.updates % self.config.target_update_interval == 0:
             with torch.no_grad():

@@ -47,6 +47,7 @@ import torch
 from mbrl_fast.models.io import rng_state_from_tensors, rng_state_to_tensors
 from mbrl_fast.models.replay_buffer import ReplayBuffer, Transitions
 from mbrl_fast.nn.dense import check_precision
+from mbrl_fast.nn.optim import fused_adam_step
 
 
 @dataclass
@@ -173,7 +174,7 @@ class EnsembleTrainer:
             loss = self._loss(x, y, idx)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            fused_adam_step(self.optimizer)  # optimizer.step(), less its Python
             losses.append(loss.item())
         model.eval()
         return float(np.mean(losses))

@@ -448,20 +448,24 @@ def test_compiled_update_gives_the_gradients_of_the_losses(monkeypatch, kernels,
         torch.testing.assert_close(metrics[i], out[k].detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_compiled_bf16_update_matches_the_autograd_path_on_the_same_kernels():
-    """In bf16 the compiled update rounds what the compiled MLP path rounds: the same
-    gradients as autograd through losses() on backend="cpu" (its products are those
-    kernels too)."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_compiled_bf16_update_matches_the_autograd_path_on_the_same_kernels(seed):
+    """In bf16 the compiled update rounds what the compiled MLP path rounds: the gradients of
+    autograd through losses() on backend="cpu" (its products are those kernels too), to
+    bf16 tolerance -- its head computes a~ with the kernels' exp / tanh polynomials (~1e-6
+    relative), which can move a critic input across a bf16 rounding boundary."""
     if not bf16_supported():
         pytest.skip("bf16 needs a CPU with native bf16 GEMMs")
     sac = SAC(11, 3, SACConfig(backend="cpu", precision="bf16", hidden=64), seed=2)
     ref = SAC(11, 3, SACConfig(backend="cpu", precision="bf16", hidden=64), seed=2)
-    batch, eps = _batch(11, 3, 70, seed=4), torch.randn(2, 70, 3)
+    batch = _batch(11, 3, 70, seed=4 + seed)
+    eps = torch.randn(2, 70, 3, generator=torch.Generator().manual_seed(seed))
     sac.compiled_grads(batch, eps)
     want, _ = _grads_of_losses(ref, batch, eps)
     got = [p.grad for p in (*sac.policy.parameters(), *sac.critic.parameters(), sac.log_alpha)]
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        err = (g - w).abs().max().item()
+        assert err <= 1e-2 * max(w.abs().max().item(), 1e-3), (i, err)
 
 
 def test_compiled_updates_follow_the_autograd_updates():
@@ -481,20 +485,6 @@ def test_compiled_updates_follow_the_autograd_updates():
         assert (float(sac.log_alpha.detach()) == 0.0) == (not auto_alpha)
         torch.testing.assert_close(sac.critic_target.layers[0].weight,
                                    ref.critic_target.layers[0].weight)
-
-
-def test_direct_adam_step_is_the_optimizers_step():
-    """SAC._adam_step (torch._fused_adam_ on the optimizer's state) against
-    optimizer.step(): the same parameters and state, bit for bit."""
-    a, b = SAC(5, 2, _small(backend="torch"), seed=0), SAC(5, 2, _small(backend="torch"), seed=0)
-    b._adam_step = b.optimizer.step
-    for i in range(4):
-        a.update(_batch(seed=i)), b.update(_batch(seed=i))
-    for p, q in zip(a.optimizer.param_groups, b.optimizer.param_groups, strict=True):
-        for x, y in zip(p["params"], q["params"], strict=True):
-            assert torch.equal(x, y)
-            for k in ("step", "exp_avg", "exp_avg_sq"):
-                assert torch.equal(a.optimizer.state[x][k], b.optimizer.state[y][k])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
