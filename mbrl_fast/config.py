@@ -81,15 +81,41 @@ def apply_overrides(config, overrides: list[str]):
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"override {item!r} must look like section.field=value")
-        node, parts = data, key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                raise ValueError(f"override {item!r}: {part!r} is not a config section")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ValueError(f"override {item!r}: unknown field {key!r}")
-        node[parts[-1]] = yaml.safe_load(raw)
+        _set_field(data, key, yaml.safe_load(raw), f"override {item!r}")
     return config_from_dict(type(config), data)
+
+
+def with_fields(config, values: Mapping):
+    """``config`` with the fields named by dotted keys replaced (``{"train.compile": True}``),
+    types checked as config_from_dict checks them; ValueError for a field it lacks."""
+    data = config_to_dict(config)
+    for key, value in values.items():
+        _set_field(data, key, value, type(config).__name__)
+    return config_from_dict(type(config), data)
+
+
+def without_fields(data: Mapping, keys) -> dict:
+    """Plain config data less the fields named by dotted ``keys`` (absent ones ignored)."""
+    out = dict(data)
+    for key in keys:
+        head, _, rest = key.partition(".")
+        if rest and isinstance(out.get(head), Mapping):
+            out[head] = without_fields(out[head], [rest])
+        elif not rest:
+            out.pop(head, None)
+    return out
+
+
+def _set_field(data: dict, key: str, value, where: str) -> None:
+    """data's field ``key`` (dotted: section.field) <- value; ValueError naming ``where``."""
+    node, parts = data, key.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            raise ValueError(f"{where}: {part!r} is not a config section (field {key!r})")
+        node = node[part]
+    if parts[-1] not in node:
+        raise ValueError(f"{where}: unknown field {key!r}")
+    node[parts[-1]] = value
 
 
 def merge(base: Mapping, update: Mapping) -> dict:

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 import yaml
 
-from mbrl_fast.config import config_from_dict, config_to_dict
+from mbrl_fast.config import config_from_dict, config_to_dict, with_fields, without_fields
 from mbrl_fast.curves import plot_curves
 from mbrl_fast.models.io import atomic_torch_save, atomic_write_bytes, fsync_dir
 from mbrl_fast.tensorboard_log import TensorBoardLog, tensorboard_writer_class  # noqa: F401
@@ -191,7 +191,8 @@ class RunDir:
             raise CheckpointError(f"{path} is a {ckpt.get('algo')!r} checkpoint, "
                                   f"config.yaml says {algo!r}")
         ignore = (budget, *RESUME_SETTINGS)
-        diff = _config_diff(_without(ckpt["config"], ignore), _without(config, ignore))
+        diff = _config_diff(without_fields(ckpt["config"], ignore),
+                            without_fields(config, ignore))
         if diff:
             raise CheckpointError(f"{path} does not match config.yaml "
                                   f"(fields differ: {diff})")
@@ -285,18 +286,6 @@ def _config_diff(saved: dict, now: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _without(config: dict, keys) -> dict:
-    """``config`` less the fields named by ``keys`` (dotted for a section's field)."""
-    out = dict(config)
-    for key in keys:
-        head, _, rest = key.partition(".")
-        if rest and isinstance(out.get(head), dict):
-            out[head] = _without(out[head], [rest])
-        elif not rest:
-            out.pop(head, None)
-    return out
-
-
 def check_resume_setting(key: str, value):
     """``value`` if it is one that RESUME_SETTINGS allows for ``key``, else ValueError."""
     if key not in RESUME_SETTINGS:
@@ -309,22 +298,6 @@ def check_resume_setting(key: str, value):
     if not ok:
         raise ValueError(f"{key} must be {RESUME_SETTINGS[key]}, got {value!r}")
     return value
-
-
-def _with_settings(config, settings: dict):
-    """``config`` with RESUME_SETTINGS' fields replaced (dotted keys into sections)."""
-    data = config_to_dict(config)
-    for key, value in settings.items():
-        node, parts = data, key.split(".")
-        for part in parts[:-1]:
-            node = node.get(part)
-            if not isinstance(node, dict):
-                break
-        if not isinstance(node, dict) or parts[-1] not in node:
-            raise ValueError(f"{type(config).__name__} has no field {key!r}: this agent's "
-                             "runs cannot change it")
-        node[parts[-1]] = check_resume_setting(key, value)
-    return config_from_dict(type(config), data)
 
 
 def _number(text: str):
@@ -465,7 +438,10 @@ def resume_run(path: str | os.PathLike, *, extend: int | None = None,
     if extend is not None:
         config = dataclasses.replace(config, **{cls.budget: extend})
     if settings:
-        config = _with_settings(config, settings)
+        try:
+            config = with_fields(config, settings)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: this agent's runs have no such setting to change") from None
     agent = cls(config)
     try:
         attempt = prepare_resume(run, algo, config_to_dict(config), agent)
