@@ -435,7 +435,8 @@ def _resume_settings(overrides: list[str]) -> dict:
         try:
             settings[key] = check_resume_setting(key, yaml.safe_load(raw))
         except (ValueError, yaml.YAMLError):
-            raise UsageError(f"--set {key} must be {RESUME_SETTINGS[key]}, got {raw!r}") from None
+            what = RESUME_SETTINGS[key].what
+            raise UsageError(f"--set {key} must be {what}, got {raw!r}") from None
     return settings
 
 

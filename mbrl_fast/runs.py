@@ -52,7 +52,9 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -68,7 +70,16 @@ CHECKPOINT_FORMAT = 1
 # them (``mbrl-fast train AGENT --resume DIR --set torch_threads=4`` on a larger machine,
 # ``--set train.compile=true`` to compile the model's training step from now on). Dotted
 # keys name a field of a section; each maps to the values it takes.
-RESUME_SETTINGS = {"torch_threads": "an integer >= 0", "train.compile": "true or false"}
+class ResumeSetting(NamedTuple):
+    what: str  # the values it takes, for error messages
+    accepts: Callable[[object], bool]
+
+
+RESUME_SETTINGS = {
+    "torch_threads": ResumeSetting("an integer >= 0", lambda v: isinstance(v, int)
+                                   and not isinstance(v, bool) and v >= 0),
+    "train.compile": ResumeSetting("true or false", lambda v: isinstance(v, bool)),
+}
 JOURNAL_MAGIC = b"MBRLJRN2"
 _JOURNAL_NAME = re.compile(r"iter_(\d{4,})\.attempt_(\d{2,})\.bin$")
 _SNAPSHOT_NAME = re.compile(r"iter_(\d{4,})\.pt$")
@@ -291,12 +302,8 @@ def check_resume_setting(key: str, value):
     if key not in RESUME_SETTINGS:
         raise ValueError(f"a resumed run may change only {list(RESUME_SETTINGS)} (and extend "
                          f"its budget), not {key!r}")
-    if key == "train.compile":
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-    if not ok:
-        raise ValueError(f"{key} must be {RESUME_SETTINGS[key]}, got {value!r}")
+    if not RESUME_SETTINGS[key].accepts(value):
+        raise ValueError(f"{key} must be {RESUME_SETTINGS[key].what}, got {value!r}")
     return value
 
 
