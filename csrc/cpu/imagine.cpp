@@ -15,8 +15,20 @@
 namespace mbrl_fast::cpu::imagine_portable {
 
 // GEMM in plain loops over column blocks of kImPanel (B row-major, or panel-packed), four
-// rows at a time so each B row is read once per four rows.
+// rows at a time so each B row is read once per four rows. relu / mask: C = max(C, 0), or
+// C *= (mask > 0) with mask laid out as C, after the product (the AVX-512 unit's epilogue).
 struct Gemm {
+  static void finish(int64_t M, int64_t N, float* C, int64_t ldc, bool relu, const float* mask) {
+    if (!relu && !mask) return;
+    for (int64_t i = 0; i < M; ++i) {
+      float* c = C + i * ldc;
+      const float* h = mask ? mask + i * ldc : nullptr;
+      for (int64_t j = 0; j < N; ++j) {
+        if (relu) c[j] = c[j] > 0.f ? c[j] : 0.f;
+        if (h) c[j] *= h[j] > 0.f ? 1.f : 0.f;
+      }
+    }
+  }
   static void init(int64_t M, int64_t N, float* C, int64_t ldc, const float* bias, bool acc) {
     if (acc) return;
     for (int64_t i = 0; i < M; ++i)
@@ -34,7 +46,13 @@ struct Gemm {
   }
   static void f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                   int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel,
-                  bool ta) {
+                  bool ta, bool relu = false, const float* mask = nullptr) {
+    f32_product(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel, ta);
+    finish(M, N, C, ldc, relu, mask);
+  }
+  static void f32_product(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                          const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
+                          bool acc, bool panel, bool ta) {
     init(M, N, C, ldc, bias, acc);
     for (int64_t j0 = 0; j0 < N; j0 += kImPanel) {
       const int64_t nb = std::min(kImPanel, N - j0);
@@ -80,7 +98,13 @@ struct Gemm {
   }
   static void bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
                    const uint32_t* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
-                   bool acc, bool panel, bool ta) {
+                   bool acc, bool panel, bool ta, bool relu = false, const float* mask = nullptr) {
+    bf16_product(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel, ta);
+    finish(M, N, C, ldc, relu, mask);
+  }
+  static void bf16_product(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
+                           const uint32_t* B, int64_t ldb, float* C, int64_t ldc,
+                           const float* bias, bool acc, bool panel, bool ta) {
     init(M, N, C, ldc, bias, acc);
     for (int64_t j0 = 0; j0 < N; j0 += kImPanel) {
       const int64_t nb = std::min(kImPanel, N - j0);

@@ -20,9 +20,15 @@ inline __mmask16 lanes(int64_t n) {
 
 // C[RB rows, CB vectors of 16] (= bias | 0 | +=) A[RB, K] @ B[K, 16 CB]. fp32: A and B are
 // floats; bf16: uint32 pairs (two products per lane). TA: A stored [K, RB] (A[k lda + r]).
+// Epilogue (Epi, below): ReLU on the result, or the result times (mask > 0) with mask laid
+// out as C (ReLU's derivative from its output), as the separate passes compute them.
+struct Epi {
+  bool relu = false;
+  const float* mask = nullptr;
+};
 template <int RB, int CB, bool BF, bool TA>
 inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_t ldb, float* C,
-                  int64_t ldc, const float* bias, bool acc, int64_t cols) {
+                  int64_t ldc, const float* bias, bool acc, int64_t cols, Epi epi) {
   __mmask16 m[CB];
   MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) m[c] = lanes(cols - 16 * c);
   __m512 cr[RB][CB];
@@ -57,6 +63,19 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
       }
     }
   }
+  if (epi.relu) {  // vmaxps(v, 0) = (v > 0 ? v : 0), NaN and -0 included (second operand)
+  // (maskz: _mm512_max_ps's undefined source trips gcc 12's -Wmaybe-uninitialized)
+    MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
+      MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_maskz_max_ps(0xFFFF, cr[r][c], _mm512_setzero_ps());
+  }
+  if (epi.mask) {  // v * (h > 0 ? 1 : 0)
+    MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
+      MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) {
+        const __m512 h = _mm512_maskz_loadu_ps(m[c], epi.mask + r * ldc + 16 * c);
+        const __mmask16 pos = _mm512_cmp_ps_mask(h, _mm512_setzero_ps(), _CMP_GT_OQ);
+        cr[r][c] = _mm512_mul_ps(cr[r][c], _mm512_mask_blend_ps(pos, _mm512_setzero_ps(), _mm512_set1_ps(1.f)));
+      }
+  }
   MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
     MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) _mm512_mask_storeu_ps(C + r * ldc + 16 * c, m[c], cr[r][c]);
 }
@@ -64,24 +83,25 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
 template <int CB, bool BF, bool TA>
 inline void column_block(int64_t M, int64_t K, const void* A, int64_t lda, const void* B,
                          int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc,
-                         int64_t cols) {
+                         int64_t cols, Epi epi) {
   using U = typename std::conditional<BF, uint32_t, float>::type;
   const U* a = static_cast<const U*>(A);
   const int64_t step = TA ? 1 : lda;  // from row i of C to row i + 1 in A
+  auto at = [](Epi e, int64_t off) { return Epi{e.relu, e.mask ? e.mask + off : nullptr}; };
   int64_t i = 0;
   for (; i + 8 <= M; i += 8)
-    micro<8, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+    micro<8, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols, at(epi, i * ldc));
   for (; i + 4 <= M; i += 4)
-    micro<4, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+    micro<4, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols, at(epi, i * ldc));
   for (; i < M; ++i)
-    micro<1, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols);
+    micro<1, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols, at(epi, i * ldc));
 }
 
 // Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
 // (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
 template <bool BF, bool TA>
 void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
-          float* C, int64_t ldc, const float* bias, bool acc, bool panel) {
+          float* C, int64_t ldc, const float* bias, bool acc, bool panel, Epi epi) {
   using U = typename std::conditional<BF, uint32_t, float>::type;
   static_assert(kImPanel == 48, "column blocks are 3 vectors");
   if (panel) ldb = 48;
@@ -89,28 +109,30 @@ void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const voi
     const int64_t cols = N - j0 < 48 ? N - j0 : 48;
     const U* b = static_cast<const U*>(B) + (panel ? (j0 / 48) * K * 48 : j0);
     const float* bs = bias ? bias + j0 : nullptr;
+    const Epi ej{epi.relu, epi.mask ? epi.mask + j0 : nullptr};
     switch ((cols + 15) / 16) {
-      case 3: column_block<3, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
-      case 2: column_block<2, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
-      default: column_block<1, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols); break;
+      case 3: column_block<3, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols, ej); break;
+      case 2: column_block<2, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols, ej); break;
+      default: column_block<1, BF, TA>(M, K, A, lda, b, ldb, C + j0, ldc, bs, acc, cols, ej); break;
     }
   }
 }
 
 }  // namespace
 
+// relu / mask: the epilogue of micro (Epi), applied as each block is stored.
 struct Gemm {
   static void f32(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
                   int64_t ldb, float* C, int64_t ldc, const float* bias, bool acc, bool panel,
-                  bool ta) {
-    if (ta) gemm<false, true>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
-    else gemm<false, false>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel);
+                  bool ta, bool relu = false, const float* mask = nullptr) {
+    if (ta) gemm<false, true>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel, {relu, mask});
+    else gemm<false, false>(M, N, K, A, lda, B, ldb, C, ldc, bias, acc, panel, {relu, mask});
   }
   static void bf16(int64_t M, int64_t N, int64_t K2, const uint32_t* A, int64_t lda,
                    const uint32_t* B, int64_t ldb, float* C, int64_t ldc, const float* bias,
-                   bool acc, bool panel, bool ta) {
-    if (ta) gemm<true, true>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
-    else gemm<true, false>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel);
+                   bool acc, bool panel, bool ta, bool relu = false, const float* mask = nullptr) {
+    if (ta) gemm<true, true>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel, {relu, mask});
+    else gemm<true, false>(M, N, K2, A, lda, B, ldb, C, ldc, bias, acc, panel, {relu, mask});
   }
 };
 

@@ -34,7 +34,8 @@ struct MlpTrainArgs {
   float* y = nullptr;               // [E, B, d_L]
   // per hidden layer l < L - 1: [E, B, d_{l+1}] each, written by the forward, read by the
   // backward (the launcher keeps them between the two): `pre` the pre-activations (SiLU:
-  // their sigmoid, what its derivative needs), `post` the activations
+  // their sigmoid, what its derivative needs; ReLU: not written, the GEMM applies it as it
+  // stores post), `post` the activations
   float* pre[kMtMaxLayers] = {};
   float* post[kMtMaxLayers] = {};
   // backward

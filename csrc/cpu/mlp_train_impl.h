@@ -119,24 +119,28 @@ struct Run {
     else pack_panels_t(w, d(l), d(l + 1), p.wtpan[l] + e * p.stride[l]);
   }
 
-  // rows [r0, r0 + n) of member e through every layer; pa: R * max width words
+  // rows [r0, r0 + n) of member e through every layer; pa: R * max width words. A ReLU layer
+  // is the GEMM's epilogue, straight into post (its pre stays unwritten: the derivative
+  // reads post); other activations are a pass over pre.
   void forward_tile(int64_t e, int64_t r0, int64_t n, uint32_t* pa) const {
     const int L = a.num_layers;
+    const bool relu = a.activation == kImRelu;
     for (int l = 0; l < L; ++l) {
       const int64_t di = d(l), dout = d(l + 1);
+      const bool hidden = l + 1 < L, fused = hidden && relu;
       const float* in = input(l, e) + r0 * di;
-      float* out = l + 1 < L ? a.pre[l] : a.y;
+      float* out = fused ? a.post[l] : hidden ? a.pre[l] : a.y;
       out += (e * a.batch + r0) * dout;
       const float* bias = a.b[l] + e * dout;
       if (a.bf16) {
         Pack::rows(n, di, in, di, pa);
         Gemm::bf16(n, dout, half_up(di), pa, half_up(di), p.wp[l] + e * p.stride[l], 0, out, dout,
-                   bias, false, true, false);
+                   bias, false, true, false, fused);
       } else {
         Gemm::f32(n, dout, di, in, di, p.wpan[l] + e * p.stride[l], 0, out, dout, bias, false, true,
-                  false);
+                  false, fused);
       }
-      if (l + 1 < L)
+      if (hidden && !fused)
         act_forward(a.activation, n, dout, out, a.post[l] + (e * a.batch + r0) * dout);
     }
   }
@@ -152,18 +156,19 @@ struct Run {
       else break;
       const int64_t di = d(l), dout = d(l + 1);
       const float* g = grad_out(l, e) + r0 * dout;
+      const int64_t o = (e * a.batch + r0) * di;
+      // ReLU's derivative, (post > 0), is the GEMM's epilogue; others a pass after it
+      const float* mask = l > 0 && a.activation == kImRelu ? a.post[l - 1] + o : nullptr;
       if (a.bf16) {
         Pack::rows(n, dout, g, dout, pa);
         Gemm::bf16(n, di, half_up(dout), pa, half_up(dout), p.wtp[l] + e * p.stride[l], 0, dst, di,
-                   nullptr, false, true, false);
+                   nullptr, false, true, false, false, mask);
       } else {
         Gemm::f32(n, di, dout, g, dout, p.wtpan[l] + e * p.stride[l], 0, dst, di, nullptr, false,
-                  true, false);
+                  true, false, false, mask);
       }
-      if (l > 0) {
-        const int64_t o = (e * a.batch + r0) * di;
+      if (l > 0 && !mask)
         act_backward(a.activation, n, di, a.pre[l - 1] + o, a.post[l - 1] + o, dst);
-      }
     }
   }
 

@@ -73,13 +73,41 @@ def test_bf16_rounds_the_products_operands(cpu_backend, shared):
     (64, [300, 49, 1], 17),         # wide input, 49 outputs (one column past a panel)
     (2, [1, 16, 16, 16, 16, 16, 16, 16, 1], 1),  # eight layers
 ])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_edge_sizes(cpu_backend, b, sizes, n_w, precision):
+@pytest.mark.parametrize("activation, precision", [
+    ("silu", "fp32"), ("silu", "bf16"),
+    ("relu", "fp32"),  # the GEMM's epilogue (bf16: test_relu_at_exactly_zero)
+])
+def test_edge_sizes(cpu_backend, b, sizes, n_w, precision, activation):
     skip_bf16(precision)
     x, ws, bs = make(2, b, sizes, seed=b)
-    ref = run("torch", x, ws, bs, "silu", n_w, precision)
-    assert_matches(run("cpu", x, ws, bs, "silu", n_w, precision), ref,
+    ref = run("torch", x, ws, bs, activation, n_w, precision)
+    assert_matches(run("cpu", x, ws, bs, activation, n_w, precision), ref,
                    2e-5 if precision == "fp32" else 3e-2)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_relu_at_exactly_zero(cpu_backend, precision):
+    """Units whose pre-activation is exactly 0 (zero weights and bias) output 0 and pass no
+    gradient, as torch's relu: the fused epilogue's max and mask agree with it at the tie.
+
+    In bf16 only the output is compared with the specification: a pre-activation near 0 can
+    round to the other sign in one of two bf16 computations, which flips ReLU's derivative
+    (a step), so their gradients differ by more than rounding wherever that happens."""
+    skip_bf16(precision)
+    x, ws, bs = make(2, 50, [6, 40, 40, 3], seed=3)
+    for w, b in zip(ws[:2], bs[:2], strict=True):
+        w[:, :, ::3] = 0.0
+        b[:, ::3] = 0.0
+    ref = run("torch", x, ws, bs, "relu", 30, precision)
+    got = run("cpu", x, ws, bs, "relu", 30, precision)
+    if precision == "fp32":
+        assert_matches(got, ref, 2e-5)
+    else:
+        assert_matches(got[:1], ref[:1], 3e-2)
+    # the zeroed units output 0, so their outgoing weights get no gradient (got: y, dx, dW_1,
+    # dW_2, dW_3, ...; rows ::3 of dW_2 and dW_3)
+    for dw in got[3:5]:
+        assert torch.equal(dw[:, ::3], torch.zeros_like(dw[:, ::3]))
 
 
 def test_large_values(cpu_backend):
