@@ -14,6 +14,18 @@ namespace {
 
 #define MBRL_IM_UNROLL _Pragma("GCC unroll 8")
 
+constexpr int64_t kGemvMaxK = 2048;  // gemv's column buffer (longer K: micro)
+
+// the sum of v's 16 lanes, a tree (maskz forms: the unmasked intrinsics' undefined source, as
+// in _mm512_reduce_add_ps, trips gcc 12's -Wmaybe-uninitialized)
+inline float hsum(__m512 v) {
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xB1));
+  v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0x4E));
+  v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0xB1));
+  return _mm512_cvtss_f32(v);
+}
+
 inline __mmask16 lanes(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : (n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u));
 }
@@ -99,12 +111,91 @@ inline void column_block(int64_t M, int64_t K, const void* A, int64_t lda, const
 
 // Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
 // (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
+// C[M, 1] (= bias | 0 | +=) A @ b, one output column (a critic's or value head's Q, a width-1
+// layer): micro would spend 16 lanes on one column. Not TA (A [M, K], lda): each row a dot
+// product along K, 16 terms per vector, four rows at a time. TA (A stored [K, M]): rows in
+// lanes, 16 per vector, four vectors at a time. b: B's column (stride sb). The sums' order is
+// not micro's: results agree with it to float rounding.
+template <bool BF, bool TA>
+void gemv(int64_t M, int64_t K, const void* Av, int64_t lda, const void* Bv, int64_t sb, float* C,
+          int64_t ldc, const float* bias, bool acc, Epi epi) {
+  using U = typename std::conditional<BF, uint32_t, float>::type;
+  const U* A = static_cast<const U*>(Av);
+  const U* B = static_cast<const U*>(Bv);
+  auto fma = [](__m512 s, __m512 a, __m512 b) {
+    if constexpr (BF) return _mm512_dpbf16_ps(s, (__m512bh)a, (__m512bh)b);
+    else return _mm512_fmadd_ps(a, b, s);
+  };
+  auto load = [](__mmask16 m, const U* p) {
+    if constexpr (BF) return _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(m, p));
+    else return _mm512_maskz_loadu_ps(m, p);
+  };
+  auto finish = [&](int64_t i, float sum) {  // one element of C, micro's epilogue
+    float v = (acc ? C[i * ldc] : bias ? bias[0] : 0.f) + sum;
+    if (epi.relu) v = v > 0.f ? v : 0.f;
+    if (epi.mask) v *= epi.mask[i * ldc] > 0.f ? 1.f : 0.f;
+    C[i * ldc] = v;
+  };
+  if constexpr (!TA) {
+    U col[kGemvMaxK];  // B's column, contiguous
+    for (int64_t k = 0; k < K; ++k) col[k] = B[k * sb];
+    int64_t i = 0;
+    for (; i + 4 <= M; i += 4) {
+      __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+      for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        const __m512 b = load(m, col + k);
+        s0 = fma(s0, load(m, A + i * lda + k), b);
+        s1 = fma(s1, load(m, A + (i + 1) * lda + k), b);
+        s2 = fma(s2, load(m, A + (i + 2) * lda + k), b);
+        s3 = fma(s3, load(m, A + (i + 3) * lda + k), b);
+      }
+      finish(i, hsum(s0));
+      finish(i + 1, hsum(s1));
+      finish(i + 2, hsum(s2));
+      finish(i + 3, hsum(s3));
+    }
+    for (; i < M; ++i) {
+      __m512 s = _mm512_setzero_ps();
+      for (int64_t k = 0; k < K; k += 16) {
+        const __mmask16 m = lanes(K - k);
+        s = fma(s, load(m, A + i * lda + k), load(m, col + k));
+      }
+      finish(i, hsum(s));
+    }
+  } else {
+    auto bcast = [](U v) {
+      if constexpr (BF) return _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(v)));
+      else return _mm512_set1_ps(v);
+    };
+    alignas(64) float out[64];
+    for (int64_t i0 = 0; i0 < M; i0 += 64) {
+      __mmask16 m[4];
+      for (int v = 0; v < 4; ++v) m[v] = lanes(M - i0 - 16 * v);
+      __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+      for (int64_t k = 0; k < K; ++k) {
+        const __m512 b = bcast(B[k * sb]);
+        const U* a = A + k * lda + i0;
+        for (int v = 0; v < 4; ++v) s[v] = fma(s[v], load(m[v], a + 16 * v), b);
+      }
+      for (int v = 0; v < 4; ++v) _mm512_store_ps(out + 16 * v, s[v]);
+      const int64_t n = M - i0 < 64 ? M - i0 : 64;
+      for (int64_t r = 0; r < n; ++r) finish(i0 + r, out[r]);
+    }
+  }
+}
+
 template <bool BF, bool TA>
 void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
           float* C, int64_t ldc, const float* bias, bool acc, bool panel, Epi epi) {
   using U = typename std::conditional<BF, uint32_t, float>::type;
   static_assert(kImPanel == 48, "column blocks are 3 vectors");
   if (panel) ldb = 48;
+  if (N == 1 && (TA || K <= kGemvMaxK)) {
+    gemv<BF, TA>(M, K, A, lda, B, ldb, C, ldc, bias, acc, epi);
+    return;
+  }
   for (int64_t j0 = 0; j0 < N; j0 += 48) {
     const int64_t cols = N - j0 < 48 ? N - j0 : 48;
     const U* b = static_cast<const U*>(B) + (panel ? (j0 / 48) * K * 48 : j0);
