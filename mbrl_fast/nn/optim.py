@@ -28,11 +28,12 @@ def fused_adam_step(optimizer: torch.optim.Optimizer) -> None:
             p.grad is None or p not in state for g in groups for p in g["params"]):
         optimizer.step()
         return
-    for group in groups:
+    per_group = [[state[p] for p in g["params"]] for g in groups]
+    # every step counted in one call (one per group cost ~10 us more each)
+    torch._foreach_add_([s["step"] for states in per_group for s in states], 1)
+    for group, states in zip(groups, per_group, strict=True):
         params = group["params"]
-        states = [state[p] for p in params]
         steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
         torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
                            [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False,
                            lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1],

@@ -102,3 +102,21 @@ def test_bad_input_is_named():
         compiled.compiled_grads(_batch(d=4), torch.zeros(2, 32, 2))
     with pytest.raises(RuntimeError, match="compiled_grads needs the compiled kernels"):
         SAC(5, 2, _small(backend="torch")).compiled_grads(_batch(), torch.zeros(2, 32, 2))
+
+
+def test_compiled_update_follows_a_parameter_moved_to_new_storage():
+    """The one call's addresses are cached between updates (SAC._static_kernel_args) and
+    rebuilt when one changes: a weight given new storage (``.data = ...``, scaled) is the
+    weight the next call reads, as autograd through losses() reads it."""
+    sac = SAC(5, 2, SACConfig(backend="cpu", hidden=16), seed=1)
+    ref = SAC(5, 2, SACConfig(backend="torch", hidden=16), seed=1)
+    batch, eps = _batch(5, 2, 24, seed=4), torch.randn(2, 24, 2)
+    sac.compiled_grads(batch, eps)  # fills the cache
+    for net in (sac, ref):
+        for layer in (net.critic.layers[0], net.policy.mlp.layers[1]):
+            layer.weight.data = layer.weight.data * 1.5
+    sac.compiled_grads(batch, eps)
+    want, _ = _grads_of_losses(ref, batch, eps)
+    got = [p.grad for p in (*sac.policy.parameters(), *sac.critic.parameters(), sac.log_alpha)]
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * max(1.0, w.abs().max().item()))
