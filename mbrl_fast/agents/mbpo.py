@@ -31,7 +31,7 @@ import torch
 from mbrl_fast.agents.offpolicy import OffPolicyAgent
 from mbrl_fast.agents.sac import SACBatch, SACConfig, batch_from
 from mbrl_fast.models import ModelConfig, TrainConfig, make_ensemble, make_trainer
-from mbrl_fast.models.rollouts import TransitionPool, branched_rollout
+from mbrl_fast.models.rollouts import FIELDS, TransitionPool, branched_rollout
 from mbrl_fast.ops.propagate import OFFSETS_PER_CALL
 from mbrl_fast.planning.base import PRECISIONS
 
@@ -199,14 +199,17 @@ class MBPO(OffPolicyAgent):
         c = self.config
         b = c.sac.batch_size
         n_real = b if len(self.pool) == 0 else int(round(c.real_ratio * b))
-        real = batch_from(self.buffer.sample(n_real, self.rng)) if n_real else None
+        real = self.buffer.sample(n_real, self.rng) if n_real else None
         if n_real == b:
-            return real
-        m = self.pool.sample(b - n_real, self._sampler)
-        fake = SACBatch(m.obs, m.act, m.reward, m.next_obs, m.terminated)
-        if real is None:
-            return fake
-        return SACBatch(*(torch.cat([x, y]) for x, y in zip(real, fake, strict=True)))
+            return batch_from(real)
+        # the batch's rows in one tensor: the real ones first, then the pool's (one gather)
+        rows = torch.empty(b, self.pool.width)
+        self.pool.sample_rows(b - n_real, self._sampler, out=rows[n_real:])
+        fields = self.pool.fields(rows)
+        if real is not None:
+            for column, f in zip(fields, FIELDS, strict=True):
+                column[:n_real] = torch.from_numpy(getattr(real, f))  # float32, done = terminated
+        return SACBatch(*fields)
 
     def extra_metrics(self) -> dict:
         row, self._epoch_stats = self._epoch_stats, _fresh_stats()

@@ -15,7 +15,6 @@ of model transitions (MBPO keeps those of the last ``model_retain_epochs`` epoch
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -106,16 +105,22 @@ class TransitionPool:
         if capacity == self.capacity:
             return
         kept = self._ordered(min(self.size, capacity))
-        widths = {"obs": (self.obs_dim,), "act": (self.act_dim,), "reward": (),
-                  "next_obs": (self.obs_dim,), "terminated": ()}
-        rows = torch.empty(capacity, sum(math.prod(w) for w in widths.values()))
-        self.data, col = {}, 0
-        for f in FIELDS:  # column views of the rows, in FIELDS order
-            width = math.prod(widths[f])
-            self.data[f] = rows[:, col:col + width] if widths[f] else rows[:, col]
-            col += width
+        self._rows = torch.empty(capacity, self.width)
+        self.data = dict(zip(FIELDS, self.fields(self._rows), strict=True))
         self.capacity, self.size, self.next = capacity, 0, 0
         self.add(kept)
+
+    @property
+    def width(self) -> int:
+        """Floats per row: obs, act, reward, next_obs, terminated side by side."""
+        return 2 * self.obs_dim + self.act_dim + 2
+
+    def fields(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Column views of rows [n, width] laid out as this pool's, in FIELDS order:
+        obs [n, D], act [n, A], reward [n], next_obs [n, D], terminated [n]."""
+        d, a = self.obs_dim, self.act_dim
+        return [rows[:, :d], rows[:, d:d + a], rows[:, d + a], rows[:, d + a + 1:2 * d + a + 1],
+                rows[:, 2 * d + a + 1]]
 
     def _ordered(self, newest: int) -> Transitions:
         """The newest ``newest`` transitions, oldest first."""
@@ -136,7 +141,15 @@ class TransitionPool:
         self.size = min(self.capacity, self.size + m)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Transitions:
+        """batch_size transitions drawn uniformly with replacement (views of one gather)."""
+        return Transitions(*self.fields(self.sample_rows(batch_size, generator)))
+
+    def sample_rows(self, batch_size: int, generator: torch.Generator | None = None,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
+        """What :meth:`sample` draws (the same rows for the same generator state) as rows
+        [batch_size, width] (:meth:`fields` splits them), gathered in one copy, into
+        ``out`` if given (a contiguous float32 [batch_size, width])."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty transition pool")
         idx = torch.randint(self.size, (batch_size,), generator=generator)
-        return Transitions(*(self.data[f][idx] for f in FIELDS))
+        return torch.index_select(self._rows, 0, idx, out=out)

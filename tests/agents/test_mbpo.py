@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import inspect
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +12,9 @@ import torch
 from helpers import MBPO_TINY, random_mlp_params
 
 from mbrl_fast.agents.mbpo import MBPO, MBPOConfig
+from mbrl_fast.agents.sac import batch_from
 from mbrl_fast.envs import Task, never_terminates
+from mbrl_fast.models import ReplayBuffer
 from mbrl_fast.models.rollouts import TransitionPool, Transitions, branched_rollout
 
 pytest.importorskip("mujoco")
@@ -217,3 +220,32 @@ def _no_training(agent):
 
 def test_gym_discrete_env_exists():  # the discrete-action test needs gymnasium's CartPole
     assert isinstance(gym.make("CartPole-v1").action_space, gym.spaces.Discrete)
+
+
+def test_sample_batch_puts_the_real_rows_first_then_the_pools():
+    """MBPO.sample_batch builds its batch in one [B, width] tensor: round(real_ratio * B)
+    rows of the real buffer, then pool rows gathered straight in; the same rows and values
+    as sampling each source on its own with the same generators, field by field."""
+    d, a, b = 3, 2, 20
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(d, a, 100)
+    buffer.add_batch(rng.standard_normal((50, d)), rng.uniform(-1, 1, (50, a)),
+                     rng.standard_normal((50, d)), rng.standard_normal(50), rng.random(50) < 0.5)
+    k = torch.arange(40, dtype=torch.float32)
+    pool = TransitionPool(d, a, 64)
+    pool.add(Transitions(k[:, None] * 10 + torch.arange(d), -k[:, None] - torch.arange(a) / 10,
+                         k + 0.5, k[:, None] * 100 + torch.arange(d), (k % 2 == 1).float()))
+    agent = SimpleNamespace(config=SimpleNamespace(sac=SimpleNamespace(batch_size=b),
+                                                   real_ratio=0.25),
+                            buffer=buffer, pool=pool, rng=np.random.default_rng(1),
+                            _sampler=torch.Generator().manual_seed(2))
+    got = MBPO.sample_batch(agent)
+    real = batch_from(buffer.sample(5, np.random.default_rng(1)))
+    fake = pool.sample(b - 5, torch.Generator().manual_seed(2))
+    fake = (fake.obs, fake.act, fake.reward, fake.next_obs, fake.terminated)
+    for g, r, f in zip(got, real, fake, strict=True):
+        assert g.dtype == torch.float32 and g.shape[0] == b
+        assert torch.equal(g[:5], r) and torch.equal(g[5:], f)
+    rows = torch.empty(b - 5, pool.width)  # sample_rows fills a given tensor the same way
+    pool.sample_rows(b - 5, torch.Generator().manual_seed(2), out=rows)
+    assert all(torch.equal(x, y) for x, y in zip(pool.fields(rows), fake, strict=True))
