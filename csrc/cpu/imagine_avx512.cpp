@@ -75,8 +75,9 @@ inline void micro(int64_t K, const void* Av, int64_t lda, const void* Bv, int64_
       }
     }
   }
-  if (epi.relu) {  // vmaxps(v, 0) = (v > 0 ? v : 0), NaN and -0 included (second operand)
-  // (maskz: _mm512_max_ps's undefined source trips gcc 12's -Wmaybe-uninitialized)
+  // vmaxps(v, 0) = (v > 0 ? v : 0), NaN and -0 included (it returns the second operand);
+  // maskz: _mm512_max_ps's undefined source trips gcc 12's -Wmaybe-uninitialized
+  if (epi.relu) {
     MBRL_IM_UNROLL for (int r = 0; r < RB; ++r)
       MBRL_IM_UNROLL for (int c = 0; c < CB; ++c) cr[r][c] = _mm512_maskz_max_ps(0xFFFF, cr[r][c], _mm512_setzero_ps());
   }
@@ -109,8 +110,6 @@ inline void column_block(int64_t M, int64_t K, const void* A, int64_t lda, const
     micro<1, CB, BF, TA>(K, a + i * step, lda, B, ldb, C + i * ldc, ldc, bias, acc, cols, at(epi, i * ldc));
 }
 
-// Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
-// (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
 // C[M, 1] (= bias | 0 | +=) A @ b, one output column (a critic's or value head's Q, a width-1
 // layer): micro would spend 16 lanes on one column. Not TA (A [M, K], lda): each row a dot
 // product along K, 16 terms per vector, four rows at a time. TA (A stored [K, M]): rows in
@@ -186,6 +185,9 @@ void gemv(int64_t M, int64_t K, const void* Av, int64_t lda, const void* Bv, int
   }
 }
 
+// Column blocks of 3 vectors (8 x 3 accumulators), the last 1-3 vectors masked. B row-major
+// (ldb), or panel-packed [ceil(N / 48), K, 48]: one contiguous stream per column block.
+// One output column: gemv.
 template <bool BF, bool TA>
 void gemm(int64_t M, int64_t N, int64_t K, const void* A, int64_t lda, const void* B, int64_t ldb,
           float* C, int64_t ldc, const float* bias, bool acc, bool panel, Epi epi) {
