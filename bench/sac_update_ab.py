@@ -1,4 +1,4 @@
-"""Two builds of the compiled module in one process: SAC's update on each, rounds interleaved.
+"""Two builds of the compiled module in one process: SAC's update or an MLP call on each, in turn.
 
     git worktree add /tmp/base BASE_COMMIT && cmake -S /tmp/base -B /tmp/base-build \\
         -DCMAKE_BUILD_TYPE=Release -G Ninja && ninja -C /tmp/base-build _C
@@ -11,9 +11,12 @@ installed ``mbrl_fast._C`` ("new") and the module at ``--base`` ("base", loaded 
 another package name), with ``backends.cpu_module`` pointed at one or the other for each
 round. One learner (``bench/sac_update.py``'s ``make_ours``: Hopper sizes, batch 256, the
 compiled one-call update, sampling included) runs ``--updates`` updates per round on
-each, the order alternating between rounds. Reported: each build's median ms per update
-and the median (and range) over rounds of base / new, > 1 where the new build is faster.
-Both builds must run the same kernel path (``MBRL_FAST_CPU_KERNELS`` applies to both).
+each, the order alternating between rounds. ``--workload model`` or ``critic`` runs one of
+``bench/mlp_train_paths.py``'s calls through the compiled path instead (MBPO's ensemble,
+7 x 4 x 200 SiLU, or SAC's twin critics: a training forward and backward, ``--updates``
+steps per round). Reported: each build's median ms per update (per step) and the median
+(and range) over rounds of base / new, > 1 where the new build is faster. Both builds must
+run the same kernel path (``MBRL_FAST_CPU_KERNELS`` applies to both).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mlp_train_paths import CALLS, make_step  # noqa: E402
 from sac_update import git_commit, make_ours, random_transitions  # noqa: E402
 
 from mbrl_fast import backends  # noqa: E402
@@ -51,7 +55,10 @@ def main(argv=None) -> dict:
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=40)
-    p.add_argument("--updates", type=int, default=100, help="updates per round and build")
+    p.add_argument("--updates", type=int, default=100,
+                   help="updates (MLP steps) per round and build")
+    p.add_argument("--workload", choices=["sac", *CALLS], default="sac",
+                   help="SAC's update, or one of bench/mlp_train_paths.py's calls")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     for name in ("threads", "rounds", "updates"):
@@ -65,7 +72,14 @@ def main(argv=None) -> dict:
     installed = backends.cpu_module
     backends.cpu_module = lambda: current["module"]  # what the kernels' callers ask for
     try:
-        run, _ = make_ours(random_transitions(), "cpu", precision=args.precision)
+        if args.workload == "sac":
+            run, _ = make_ours(random_transitions(), "cpu", precision=args.precision)
+        else:
+            step, _ = make_step(args.workload, "cpu", args.precision)
+
+            def run(n: int) -> None:
+                for _ in range(n):
+                    step()
         for module in builds.values():  # warm-up: each build's workspaces and code
             current["module"] = module
             run(20)
@@ -78,21 +92,28 @@ def main(argv=None) -> dict:
     finally:
         backends.cpu_module = installed
     ratios = [b / n for b, n in zip(ms["base"], ms["new"], strict=True)]
+    if args.workload == "sac":
+        what, unit = ("SAC's update (Hopper sizes, the compiled one-call update, sampling "
+                      "included)"), "ms_per_update"
+    else:
+        what, unit = (f"one training forward + backward of bench/mlp_train_paths.py's "
+                      f"{args.workload!r} call {CALLS[args.workload]} through the compiled "
+                      "path"), "ms_per_step"
     out = {
-        "what": "SAC's update (Hopper sizes, the compiled one-call update, sampling included) "
-                "on two builds of mbrl_fast._C in one process, rounds interleaved; "
+        "what": what + " on two builds of mbrl_fast._C in one process, rounds interleaved; "
                 "base_over_new > 1: the new build is faster",
         "command": "python bench/sac_update_ab.py " + " ".join(argv or sys.argv[1:]),
         "commit": git_commit(),
+        "workload": args.workload,
         "precision": args.precision,
         "threads": args.threads,
-        "ms_per_update": {k: round(statistics.median(v), 3) for k, v in ms.items()},
+        unit: {k: round(statistics.median(v), 3) for k, v in ms.items()},
         "base_over_new": {"median": round(statistics.median(ratios), 3),
                           "min": round(min(ratios), 3), "max": round(max(ratios), 3)},
         "ms_per_round": {k: [round(x, 3) for x in v] for k, v in ms.items()},
         "machine": machine_info(),
     }
-    print(args.precision, args.threads, out["ms_per_update"], out["base_over_new"], flush=True)
+    print(args.workload, args.precision, args.threads, out[unit], out["base_over_new"], flush=True)
     if args.json:
         write_json(args.json, out)
     return out

@@ -29,6 +29,37 @@ def test_runs_both_builds_and_restores_the_installed_one(tmp_path):
     assert backends.cpu_module() is installed
 
 
+def test_times_a_training_mlp_call_on_both_builds(tmp_path, monkeypatch):
+    """--workload model runs bench/mlp_train_paths.py's ensemble call, and the base build's
+    rounds go through the base build's mlp_train."""
+    bench = load_bench_script("sac_update_ab")
+    installed = backends.cpu_module()
+    base = tmp_path / "base_C.so"
+    shutil.copy(installed.__file__, base)
+    calls = []
+    load_base = bench.load_base
+
+    class Counted:  # the base build, its mlp_train calls counted
+        def __init__(self, module):
+            self.module = module
+
+        def __getattr__(self, name):
+            return getattr(self.module, name)
+
+        def mlp_train(self, *args):
+            calls.append(1)
+            return self.module.mlp_train(*args)
+
+    monkeypatch.setattr(bench, "load_base", lambda path: Counted(load_base(path)))
+    result = bench.main(["--base", str(base), "--workload", "model", "--rounds", "2",
+                         "--updates", "1"])
+    assert result["workload"] == "model" and set(result["ms_per_step"]) == {"base", "new"}
+    assert [len(v) for v in result["ms_per_round"].values()] == [2, 2]
+    # a forward and a backward per step: the warm-up's 20 steps and one per round
+    assert len(calls) == 2 * (20 + 2)
+    assert backends.cpu_module() is installed
+
+
 def test_names_a_missing_base(tmp_path):
     bench = load_bench_script("sac_update_ab")
     with pytest.raises(SystemExit, match="--base"):
