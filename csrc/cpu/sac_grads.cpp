@@ -82,7 +82,8 @@ void sac_grads_call(const std::vector<int64_t>& dims, const std::vector<int64_t>
   const float gamma = static_cast<float>(scalars[1]), target_entropy = static_cast<float>(scalars[2]);
   const float alpha = std::exp(log_alpha);
 
-  Net pi{1, pi_sizes, pi_w, pi_b}, q{2, q_sizes, q_w, q_b}, qt{2, q_sizes, qt_w, qt_b};
+  Net pi{1, pi_sizes, pi_w, pi_b, {}, {}, {}}, q{2, q_sizes, q_w, q_b, {}, {}, {}},
+      qt{2, q_sizes, qt_w, qt_b, {}, {}, {}};
   // the buffers of this update, in one workspace kept for the next
   const int64_t floats = 2 * B * D + 2 * B * 2 * A + 4 * B * A + 2 * B  // xpi, ypi, a, lv1/std, logp
                          + B * DA + 2 * B + 3 * pi.hidden_floats(2 * B)  // xt, yt, policy
