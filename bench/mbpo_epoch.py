@@ -34,6 +34,17 @@ model and rollouts x 1000 / 250. ``issue_literal`` scales with ONE model round p
 Rounds alternate sides (first side swapped every repeat), so changing load hits both; each
 figure is the median over ``--repeats``. torch threads are set per side before each round.
 
+With ``--threads`` >= 2, each timed round is bracketed by two probes of this VM's state
+(``bench/vm_speed.py``'s sample: 20 SAC steps on one thread, then on the round's threads;
+~0.2 s, untimed): the host at times gives the two vCPUs about one core, and a round's
+ratio depends on when that happens (docs/mbpo.md, "This VM's two speeds"). A repeat is
+``fast`` when all four of its probes (before and after both sides' rounds) show a speedup
+>= ``VM_FAST_SPEEDUP``, ``slow`` when none does, ``mixed`` otherwise; the epoch speedup is
+also given per state (``epoch_speedup_by_vm_state``). ``--no-vm-probe`` skips the probes.
+Run it with nothing else running: beside another process's spinning OpenMP threads the
+two-thread probe step took 180 ms against 5.5 on one thread (stop 42), and so would the
+rounds' two-thread phases.
+
 ``--set KEY=VALUE`` changes our side's config only (e.g. ``sac.precision=bf16``): the
 result is then a variant of ours against mbrl-lib's config, not the same config on both
 sides, and the JSON records the overrides (``mbrl_fast_overrides``).
@@ -61,6 +72,9 @@ from mbrl_fast.config import apply_overrides
 ENV_ID = "Hopper-v5"
 EPOCH_STEPS, MODEL_TRAIN_FREQ, INITIAL_RANDOM = 1000, 250, 5000
 PHASES = ("sac_s", "model_s", "rollout_s", "env_loop_s")
+# a two-thread SAC step at least this much faster than a one-thread one: both vCPUs present
+# (bench/vm_speed.py; stop 41 measured ~1.7x in the fast state and 0.9-1.3x in the slow)
+VM_FAST_SPEEDUP = 1.3
 
 # mbrl-lib's mbpo_hopper differs from MBPOConfig's Hopper defaults in these (40 SAC updates
 # per step, SAC 2 x 512, target update every 4, fixed alpha, no real data, no epoch cap).
@@ -249,6 +263,43 @@ class LibSide:
                     model_transitions=len(sac_buffer))
 
 
+# ---- this VM's state around each round --------------------------------------------------------
+class VMProbe:
+    """``bench/vm_speed.py``'s sample on a SAC of its own: one SAC step's median time on one
+    thread and on ``threads``, ``updates`` steps each. Call it to get the speedup."""
+
+    def __init__(self, threads: int, updates: int = 20):
+        if str(Path(__file__).parent) not in sys.path:  # bench/ holds scripts, not a package
+            sys.path.insert(0, str(Path(__file__).parent))
+        from sac_update import make_ours, random_transitions
+        from vm_speed import sample
+
+        self.threads, self.updates, self.sample = threads, updates, sample
+        self.step, _ = make_ours(random_transitions(), "auto", precision="bf16")
+        self.a = torch.randn(256, 256)
+        self()  # warm up
+
+    def __call__(self) -> float:
+        return self.sample(self.step, self.updates, self.threads, self.a)["speedup"]
+
+
+def vm_state(speedups: list[float]) -> str:
+    """``fast`` if every probe saw both vCPUs, ``slow`` if none did, else ``mixed``."""
+    fast = [s >= VM_FAST_SPEEDUP for s in speedups]
+    return "fast" if all(fast) else "slow" if not any(fast) else "mixed"
+
+
+def by_vm_state(speedups: list[float], states: list[str]) -> dict:
+    """The per-repeat epoch speedups grouped by the repeats' VM state."""
+    out = {}
+    for state in ("fast", "mixed", "slow"):
+        values = [x for x, s in zip(speedups, states, strict=True) if s == state]
+        if values:
+            out[state] = dict(repeats=len(values), median=round(statistics.median(values), 2),
+                              min=min(values), max=max(values))
+    return out
+
+
 # ---- the comparison -------------------------------------------------------------------------
 def epoch_estimate(r: dict, steps: int, model_rounds: float) -> dict:
     """A 1,000-step epoch from one round's phases (medians)."""
@@ -277,6 +328,12 @@ def summarize(rounds: dict, steps: int) -> dict:
                for a, b in zip(rounds["mbrl_fast"], rounds["mbrl_lib"], strict=True)]
     out["epoch_speedup_per_repeat"] = [round(x, 2) for x in per_rep]
     out["epoch_speedup_median_of_repeats"] = round(statistics.median(per_rep), 2)
+    probes = [a.get("vm_speedups", []) + b.get("vm_speedups", [])
+              for a, b in zip(rounds["mbrl_fast"], rounds["mbrl_lib"], strict=True)]
+    if all(probes):
+        out["vm_state_per_repeat"] = [vm_state(p) for p in probes]
+        out["epoch_speedup_by_vm_state"] = by_vm_state(out["epoch_speedup_per_repeat"],
+                                                       out["vm_state_per_repeat"])
     out["speedup_per_phase_round"] = {n: round(med["mbrl_lib"][n] / med["mbrl_fast"][n], 2)
                                       for n in ("total_s", *PHASES)}
     return out
@@ -291,6 +348,8 @@ def main(argv=None) -> dict:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override of mbrl-fast's config only, e.g. sac.precision=bf16 "
                         "(a variant of ours, not the same config on both sides)")
+    p.add_argument("--no-vm-probe", action="store_true",
+                   help="do not probe this VM's state around each round (threads >= 2)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     log = lambda *a: print(*a, flush=True)  # noqa: E731
@@ -309,6 +368,7 @@ def main(argv=None) -> dict:
         scaling=f"epoch = (env loop + SAC) x {EPOCH_STEPS}/{args.steps} + (model + rollout) x "
                 f"{EPOCH_STEPS // MODEL_TRAIN_FREQ}",
         repeats=args.repeats, rollout_lengths=args.rollout_lengths,
+        vm_fast_speedup=VM_FAST_SPEEDUP,
         mbrl_fast_overrides=args.set,
         mbrl_fast_config=_jsonable(vars(fast.agent.config)),
         mbrl_lib_config=_to_container(lib.cfg), load_at_start=load_start, variants=[])
@@ -316,6 +376,7 @@ def main(argv=None) -> dict:
         for side in (fast, lib):  # an untimed warm-up round per thread count
             torch.set_num_threads(threads)
             side.round(args.rollout_lengths[0])
+        probe = None if args.no_vm_probe or threads < 2 else VMProbe(threads)
         log(f"threads {threads}: warmed up")
         rounds = {(k, s): [] for k in args.rollout_lengths for s in ("mbrl_fast", "mbrl_lib")}
         load_before = harness.load()
@@ -323,8 +384,11 @@ def main(argv=None) -> dict:
             for k in args.rollout_lengths:
                 order = [("mbrl_fast", fast), ("mbrl_lib", lib)][:: 1 if rep % 2 == 0 else -1]
                 for name, side in order:
+                    before = probe() if probe else None
                     torch.set_num_threads(threads)
                     r = side.round(k)
+                    if probe:
+                        r["vm_speedups"] = [before, probe()]
                     rounds[(k, name)].append(r)
                     log(f"threads {threads} k {k} repeat {rep} {name}: "
                         + ", ".join(f"{n} {v:.2f}" if isinstance(v, float) else f"{n} {v}"
