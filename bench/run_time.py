@@ -17,7 +17,7 @@ what the run takes on a quiet machine. Per run this script reports:
   same epochs): the remaining epochs as the reference's cleaned phases, each times the
   ratio of the two runs' medians of that phase over ``--ratio-epochs`` (default the run's
   last 20); and ``scaled_reference``, every epoch so (where the run's own early epochs
-  were disturbed for longer than the window).
+  were disturbed for longer than the window; given for a finished run too).
 
 Inputs are run directories (``mbrl-fast train ... --run-dir``) or results of
 ``bench/learning.py`` (their ``runs`` entry for ``--seed``)::
@@ -164,10 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.reference is not None:
         ref = summarize(read_series(args.reference, args.seed), args.window, args.factor)
         out["reference"] = {"source": str(args.reference), "result": ref}
-        if run["epochs_recorded"] < run["epochs_budget"]:
-            n = run["epochs_recorded"]
-            first, last = args.ratio_epochs or (max(0, n - 20), n - 1)
-            out["projection"] = project(run, ref, slice(first, last + 1))
+        # a finished run gets one too: remaining 0, projected_h = cleaned_h, and the
+        # scaled reference stands in for its own disturbed early epochs
+        n = run["epochs_recorded"]
+        first, last = args.ratio_epochs or (max(0, n - 20), n - 1)
+        out["projection"] = project(run, ref, slice(first, last + 1))
     for part in (out["result"], out.get("reference", {}).get("result", {})):
         part.pop("cleaned", None)  # per-epoch series: in the run's own metrics
     out.update(note=args.note, written=time.strftime("%Y-%m-%d %H:%M:%S"))

@@ -61,6 +61,21 @@ def test_projection_scales_the_references_remaining_epochs_phase_by_phase(tmp_pa
     assert data["result"]["recorded_h"] == pytest.approx(own / 3600, abs=1e-3)
 
 
+def test_a_finished_run_gets_its_scaled_reference_and_nothing_remaining(tmp_path):
+    ref = result([200.0] * 10, [100.0] * 10)
+    run = result([100.0] * 10, [300.0] * 10)  # SAC 1/2, model 3x
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    out = tmp_path / "out.json"
+    assert run_time.main([str(tmp_path / "run.json"), "--reference", str(tmp_path / "ref.json"),
+                          "--window", "3", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    p = data["projection"]
+    assert p["remaining_epochs"] == 0 and p["remaining_h"] == 0
+    assert p["projected_h"] == pytest.approx(data["result"]["cleaned_h"], abs=1e-3)
+    assert p["scaled_reference_h"] == pytest.approx(10 * 401.0 / 3600, abs=1e-3)
+
+
 def test_a_reference_shorter_than_the_budget_is_refused(tmp_path):
     (tmp_path / "ref.json").write_text(json.dumps(result([1.0] * 5, [1.0] * 5)))
     (tmp_path / "run.json").write_text(json.dumps(result([1.0] * 3, [1.0] * 3, budget=8)))
