@@ -41,6 +41,9 @@ ratio depends on when that happens (docs/mbpo.md, "This VM's two speeds"). A rep
 ``fast`` when all four of its probes (before and after both sides' rounds) show a speedup
 >= ``VM_FAST_SPEEDUP``, ``slow`` when none does, ``mixed`` otherwise; the epoch speedup is
 also given per state (``epoch_speedup_by_vm_state``). ``--no-vm-probe`` skips the probes.
+In stop 42's run 11 of 12 repeats came out ``mixed``: the state changes faster than a round
+lasts (5-35 s), so the labels rarely separate the states; the probes' readings stay in
+each round's record (``vm_speedups``).
 Run it with nothing else running: beside another process's spinning OpenMP threads the
 two-thread probe step took 180 ms against 5.5 on one thread (stop 42), and so would the
 rounds' two-thread phases.

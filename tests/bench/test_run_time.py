@@ -39,15 +39,20 @@ def result(update, model, steps_per_epoch=1000, budget=None):
         "update_s": list(update), "model_s": list(model)}}}
 
 
-def test_projection_scales_the_references_remaining_epochs_phase_by_phase(tmp_path, capsys):
-    ref = result([200.0] * 10, [100.0 + 10 * i for i in range(10)])
-    run = result([100.0] * 6, [50.0 + 5 * i for i in range(6)], budget=10)  # both phases 1/2
+def run_with_reference(tmp_path, run: dict, ref: dict) -> dict:
+    """run_time.main on the two results (window 3); the JSON it writes."""
     (tmp_path / "ref.json").write_text(json.dumps(ref))
     (tmp_path / "run.json").write_text(json.dumps(run))
     out = tmp_path / "out.json"
     assert run_time.main([str(tmp_path / "run.json"), "--reference", str(tmp_path / "ref.json"),
                           "--window", "3", "--json", str(out)]) == 0
-    data = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_projection_scales_the_references_remaining_epochs_phase_by_phase(tmp_path):
+    ref = result([200.0] * 10, [100.0 + 10 * i for i in range(10)])
+    run = result([100.0] * 6, [50.0 + 5 * i for i in range(6)], budget=10)  # both phases 1/2
+    data = run_with_reference(tmp_path, run, ref)
     p = data["projection"]
     assert p["phase_ratio"]["update_s"] == pytest.approx(0.5)
     assert p["phase_ratio"]["model_s"] == pytest.approx(0.5)
@@ -64,12 +69,7 @@ def test_projection_scales_the_references_remaining_epochs_phase_by_phase(tmp_pa
 def test_a_finished_run_gets_its_scaled_reference_and_nothing_remaining(tmp_path):
     ref = result([200.0] * 10, [100.0] * 10)
     run = result([100.0] * 10, [300.0] * 10)  # SAC 1/2, model 3x
-    (tmp_path / "ref.json").write_text(json.dumps(ref))
-    (tmp_path / "run.json").write_text(json.dumps(run))
-    out = tmp_path / "out.json"
-    assert run_time.main([str(tmp_path / "run.json"), "--reference", str(tmp_path / "ref.json"),
-                          "--window", "3", "--json", str(out)]) == 0
-    data = json.loads(out.read_text())
+    data = run_with_reference(tmp_path, run, ref)
     p = data["projection"]
     assert p["remaining_epochs"] == 0 and p["remaining_h"] == 0
     assert p["projected_h"] == pytest.approx(data["result"]["cleaned_h"], abs=1e-3)
