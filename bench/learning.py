@@ -287,7 +287,9 @@ def read_evals(paths: list[Path], runs: dict[int, dict]) -> None:
         run.get("multi_episode_evals", []).sort(key=lambda e: e["env_steps"])
 
 
-def machine_note() -> str:
+def machine_note(nice: int | None) -> str:
+    """The machine as this process sees it; ``nice`` is the level of the runs this process
+    started (None: collected from existing runs, whose level only the note can tell)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     try:
         import torch
@@ -296,7 +298,10 @@ def machine_note() -> str:
         tv = "?"
     return (f"{platform.node()} {platform.machine()} {os.cpu_count()} cores shared with other "
             f"engineers (load average {load[0]:.1f} at write time), CPU only, torch {tv}, "
-            f"python {platform.python_version()}, runs under nice -n 19, one run at a time")
+            f"python {platform.python_version()}, "
+            + ("collected from existing runs (how they ran: see the note)" if nice is None
+               else f"runs under nice -n {nice}, one run at a time" if nice
+               else "runs not niced, one run at a time"))
 
 
 def plot(agent: str, env: str, runs: dict[int, dict], target: dict | None, path: Path,
@@ -361,11 +366,11 @@ def main(argv: list[str] | None = None) -> int:
                                         + _replay_args(args.agent, runs[seed], args.env))
         # after every seed, so partial results survive
         write_results(args.agent, args.env, runs, commands, args.note, args.results, name,
-                      args.tag)
+                      args.tag, None if args.collect_only else args.nice)
     if args.evals:
         read_evals(args.evals, runs)
         write_results(args.agent, args.env, runs, commands, args.note, args.results, name,
-                      args.tag)
+                      args.tag, None if args.collect_only else args.nice)
     return 0
 
 
@@ -391,7 +396,8 @@ def _replay_args(agent: str, run: dict, env: str) -> list[str]:
 
 
 def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[int, str],
-                  note: str, results: Path, name: str, tag: str = "") -> None:
+                  note: str, results: Path, name: str, tag: str = "",
+                  nice: int | None = None) -> None:
     if not runs:
         return
     results.mkdir(parents=True, exist_ok=True)
@@ -400,7 +406,7 @@ def write_results(agent: str, env: str, runs: dict[int, dict], commands: dict[in
     data = {"agent": agent, "env": env, "target": target, "seeds": sorted(runs),
             "commands": {str(s): c for s, c in commands.items()},
             "summary": summary, "runs": {str(s): r for s, r in sorted(runs.items())},
-            "machine": machine_note(), "note": note,
+            "machine": machine_note(nice), "note": note,
             "written": time.strftime("%Y-%m-%d %H:%M:%S")}
     from mbrl_fast.benchmarks.harness import write_json
     write_json(results / f"learning_{name}.json", data)

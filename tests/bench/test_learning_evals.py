@@ -96,3 +96,10 @@ def test_the_summary_says_what_met_rests_on(tmp_path):
         assert out["multi_episode_target"] == {0: None}
     finally:
         del learning.TARGETS[("mbpo", "Made-v0")]
+
+
+@pytest.mark.parametrize("nice, says", [(19, "runs under nice -n 19"), (0, "runs not niced"),
+                                        (None, "collected from existing runs")])
+def test_the_machine_note_claims_only_the_nice_level_it_knows(nice, says):
+    note = learning.machine_note(nice)
+    assert says in note and note.count("nice") == ("nice" in says)
