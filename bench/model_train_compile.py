@@ -58,6 +58,11 @@ def main(argv=None) -> dict:
                    "(MBPO 256, PETS 32)")
     p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=None,
                    help="default: fp32, and bf16 where the CPU has native bf16 GEMMs")
+    p.add_argument("--max-autotune", action="store_true",
+                   help="also a variant PRECISION+compile+max-autotune: Inductor's max_autotune "
+                        "with its C++ GEMM templates as candidates (max_autotune_gemm_backends "
+                        "CPP,ATEN), which fuse the products' epilogues where they win the "
+                        "autotuning")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -69,7 +74,15 @@ def main(argv=None) -> dict:
         for compile_ in (False, True):
             name = pr + ("+compile" if compile_ else "")
             epochs[name], steps[name], warmup[name] = make_epoch(buf, pr, compile_, args.batch)
-    timings = time_round_robin(epochs, repeats=args.rounds, warmup=0)
+    if args.max_autotune:
+        import torch._inductor.config as inductor_config
+        for pr in precisions:
+            name = pr + "+compile+max-autotune"
+            torch._dynamo.reset()  # else the same loss function's graph would be reused
+            with inductor_config.patch(max_autotune=True, max_autotune_gemm_backends="CPP,ATEN"):
+                epochs[name], steps[name], warmup[name] = make_epoch(buf, pr, True, args.batch)
+    # one untimed epoch each after the resets: any recompilation falls outside the timing
+    timings = time_round_robin(epochs, repeats=args.rounds, warmup=int(args.max_autotune))
     variants = {}
     for name, t in timings.items():
         variants[name] = dict(ms_per_step=round(1e3 * t.median / steps[name], 3),
@@ -80,6 +93,10 @@ def main(argv=None) -> dict:
         eager, comp = timings[pr].times, timings[pr + "+compile"].times
         variants[pr + "+compile"]["speedup"] = round(
             statistics.median(a / b for a, b in zip(eager, comp, strict=True)), 3)
+        if args.max_autotune:  # over the default compiled variant's time
+            tuned = timings[pr + "+compile+max-autotune"].times
+            variants[pr + "+compile+max-autotune"]["speedup_over_compile"] = round(
+                statistics.median(a / b for a, b in zip(comp, tuned, strict=True)), 3)
     result = dict(
         what="one training step of MBPO's Hopper ensemble (7 x 4 x 200 SiLU, reward head, "
              f"batch {args.batch}), eager against torch.compile (TrainConfig.compile)",

@@ -28,3 +28,14 @@ def test_times_eager_and_compiled_steps_in_the_same_rounds(tmp_path):
         assert abs(comp["speedup"] - statistics.median(ratios)) < 0.01
         assert comp["warmup_s"] > 0 and "speedup" not in eager
     assert json.loads(out.read_text())["variants"].keys() == result["variants"].keys()
+
+
+def test_max_autotune_is_one_more_variant_timed_in_the_same_rounds(tmp_path):
+    bench = load_bench_script("model_train_compile")
+    result = bench.main(["--rows", "1600", "--rounds", "2", "--threads", "1",
+                         "--precisions", "fp32", "--max-autotune"])
+    assert list(result["variants"]) == ["fp32", "fp32+compile", "fp32+compile+max-autotune"]
+    comp = result["variants"]["fp32+compile"]["ms_per_step_per_round"]
+    tuned = result["variants"]["fp32+compile+max-autotune"]
+    ratios = [a / b for a, b in zip(comp, tuned["ms_per_step_per_round"], strict=True)]
+    assert abs(tuned["speedup_over_compile"] - statistics.median(ratios)) < 0.01
