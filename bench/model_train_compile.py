@@ -12,7 +12,9 @@ trainer and weights; after each compiled trainer's warm-up epoch (which pays the
 compilation, reported as ``warmup_s``) the variants take turns, one epoch each per round
 (harness.time_round_robin), so a change of load hits them alike. Reported: ms per step
 (median over rounds) and ``speedup`` = the eager variant's time over the compiled one's in
-each round, median over rounds.
+each round, median over rounds. ``--max-autotune`` adds ``PRECISION+compile+max-autotune``
+(Inductor's autotuning among its C++ GEMM templates and aten's products; on a CPU without
+AMX it keeps aten's, docs/mbpo.md, stop 46) with ``speedup_over_compile``.
 """
 
 from __future__ import annotations
