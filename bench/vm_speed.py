@@ -17,6 +17,12 @@ missing, not that the code got slower. Run it before and after a timing to know 
 state the timing fell in::
 
     python bench/vm_speed.py --seconds 60 --threads 2 --json bench/results/vm_speed_zen4.json
+
+Under sustained load, as in a training run: ``--updates 300 --updates-one 10`` keeps both
+threads busy ~95% of the time (one sample ~1 s), and the JSON's ``by_minute`` gives the
+median of each minute, so a long run shows whether the two-thread rate drifts with time::
+
+    python bench/vm_speed.py --seconds 1200 --updates 300 --updates-one 10 --json ...
 """
 
 from __future__ import annotations
@@ -40,20 +46,22 @@ from mbrl_fast.benchmarks.harness import machine_info, write_json  # noqa: E402
 from mbrl_fast.nn.dense import keep_freed_memory  # noqa: E402
 
 
-def sample(step, updates: int, threads: int, a: torch.Tensor) -> dict:
-    """One sample: ``step(1)`` (one SAC update on a sampled batch) timed ``updates`` times
-    on one thread and on ``threads``, medians; then the product on one thread."""
-    def step_ms(n_threads: int) -> float:
+def sample(step, updates: int, threads: int, a: torch.Tensor,
+           updates_one: int | None = None) -> dict:
+    """One sample: ``step(1)`` (one SAC update on a sampled batch) timed ``updates_one``
+    (default ``updates``) times on one thread and ``updates`` times on ``threads``,
+    medians; then the product on one thread."""
+    def step_ms(n_threads: int, count: int) -> float:
         torch.set_num_threads(n_threads)
         step(1)  # the first step after a change of threads is not timed
         steps = []
-        for _ in range(updates):
+        for _ in range(count):
             tic = time.perf_counter()
             step(1)
             steps.append(time.perf_counter() - tic)
         return statistics.median(steps) * 1e3
 
-    one, n = step_ms(1), step_ms(threads)
+    one, n = step_ms(1, updates_one or updates), step_ms(threads, updates)
     torch.set_num_threads(1)
     tic = time.perf_counter()
     for _ in range(50):
@@ -69,6 +77,18 @@ def summary(values: list[float]) -> dict:
                     strict=True))
 
 
+def by_minute(samples: list[dict]) -> list[dict]:
+    """Each minute from the first sample: its sample count and median two-thread step,
+    one-thread step and speedup."""
+    t0, out = samples[0]["t"], {}
+    for s in samples:
+        out.setdefault(int((s["t"] - t0) // 60), []).append(s)
+    return [{"minute": m, "samples": len(ss),
+             **{k: round(statistics.median(x[k] for x in ss), 3)
+                for k in ("sac_ms_n", "sac_ms_1", "speedup")}}
+            for m, ss in sorted(out.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="bf16")
     p.add_argument("--updates", type=int, default=100, help="SAC steps per sample")
+    p.add_argument("--updates-one", type=int, default=None,
+                   help="one-thread SAC steps per sample (default: --updates); fewer keep "
+                        "the load on both threads, as a training run does")
     p.add_argument("--json", type=Path)
     p.add_argument("--note", default="")
     args = p.parse_args(argv)
-    for name in ("seconds", "updates"):
-        if getattr(args, name) <= 0:
-            raise SystemExit(f"--{name} must be > 0, got {getattr(args, name)}")
+    for name in ("seconds", "updates", "updates_one"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise SystemExit(f"{flag} must be > 0, got {getattr(args, name)}")
     if args.threads < 2:
         raise SystemExit(f"--threads must be >= 2 (compared with one thread), got {args.threads}")
     keep_freed_memory()  # as MBPO runs
@@ -90,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     sample(step, 20, args.threads, a)  # warm up
     samples, end = [], time.perf_counter() + args.seconds
     while time.perf_counter() < end:
-        s = sample(step, args.updates, args.threads, a)
+        s = sample(step, args.updates, args.threads, a, args.updates_one)
         samples.append(s)
         print(time.strftime("%H:%M:%S"), f"SAC step {s['sac_ms_1']:.2f} ms on one thread, "
               f"{s['sac_ms_n']:.2f} on {args.threads} ({s['speedup']:.2f}x); 256^3 fp32 "
@@ -101,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                 "and a 256^3 fp32 product on one thread",
         "command": "python bench/vm_speed.py " + " ".join(argv or sys.argv[1:]),
         "threads": args.threads, "precision": args.precision, "updates": args.updates,
+        "updates_one": args.updates_one or args.updates,
         "summary": {k: summary([s[k] for s in samples])
                     for k in ("sac_ms_1", "sac_ms_n", "speedup", "gemm_gflops")},
         "samples_below_1_3x": sum(s["speedup"] < 1.3 for s in samples),
+        "by_minute": by_minute(samples),
         "samples": samples, "machine": machine_info(), "note": args.note}
     print({k: v["median"] for k, v in out["summary"].items()})
     if args.json:
