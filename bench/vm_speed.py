@@ -19,7 +19,7 @@ state the timing fell in::
     python bench/vm_speed.py --seconds 60 --threads 2 --json bench/results/vm_speed_zen4.json
 
 Under sustained load, as in a training run: ``--updates 300 --updates-one 10`` keeps both
-threads busy ~95% of the time (one sample ~1 s), and the JSON's ``by_minute`` gives the
+threads busy over 90% of the time (one sample ~1 s), and the JSON's ``by_minute`` gives the
 median of each minute, so a long run shows whether the two-thread rate drifts with time::
 
     python bench/vm_speed.py --seconds 1200 --updates 300 --updates-one 10 --json ...
